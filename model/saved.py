@@ -1,0 +1,72 @@
+"""Loading an exported facelabel SavedModel for inference.
+
+`tf.saved_model.load` is used rather than `keras.models.load_model`: Keras 3 refuses SavedModel folders
+(apache/beam#30616), and the serving signature is all a consumer needs. The trainer's evaluation and the
+pipeline's model handler both load through here, so they see the same model the same way.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from model.contract import SERVING_INPUT, SERVING_OUTPUT, SERVING_SIGNATURE
+from model.metadata import METADATA_FILENAME, ModelMetadata
+
+SAVED_MODEL_FILENAME: str = "saved_model.pb"
+
+
+class ModelLoadError(ValueError):
+    """The folder is not a usable facelabel model; the message says why in one line."""
+
+
+@dataclasses.dataclass
+class Classifier:
+    """A loaded model: call it on a float32 [batch, 48, 48, 1] array of 0..255 pixels to get probabilities."""
+
+    metadata: ModelMetadata
+    signature: object
+    # Keeps the loaded object alive: the signature's variables belong to it.
+    saved_model: object
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        outputs = self.signature(**{SERVING_INPUT: tf.convert_to_tensor(images, dtype=tf.float32)})
+        return outputs[SERVING_OUTPUT].numpy()
+
+
+def check_model_dir(model_dir: str | Path) -> ModelMetadata:
+    """Cheap check that a local folder holds a facelabel model; returns its metadata or raises ModelLoadError."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"model folder not found: {model_dir}")
+    if not (model_dir / SAVED_MODEL_FILENAME).is_file():
+        raise ModelLoadError(f"not a SavedModel (no {SAVED_MODEL_FILENAME}): {model_dir}")
+    if not (model_dir / METADATA_FILENAME).is_file():
+        raise ModelLoadError(f"not a facelabel model (no {METADATA_FILENAME}): {model_dir}")
+    try:
+        return ModelMetadata.read(model_dir)
+    except (ValueError, TypeError) as err:
+        raise ModelLoadError(f"unreadable {METADATA_FILENAME} in {model_dir}: {err}") from None
+
+
+def load_classifier(model_dir: str | Path) -> Classifier:
+    """Load the SavedModel in a local folder and check its signature against its metadata."""
+    metadata = check_model_dir(model_dir)
+    try:
+        saved_model = tf.saved_model.load(str(model_dir))
+    except Exception as err:  # TensorFlow raises many types for a broken SavedModel
+        raise ModelLoadError(f"cannot load SavedModel {model_dir}: {type(err).__name__}: {err}") from None
+    signature = saved_model.signatures.get(SERVING_SIGNATURE)
+    if signature is None:
+        raise ModelLoadError(f"SavedModel {model_dir} has no {SERVING_SIGNATURE!r} signature")
+    _, inputs = signature.structured_input_signature
+    spec = inputs.get(SERVING_INPUT)
+    if spec is None or tuple(spec.shape[1:]) != tuple(metadata.input_shape):
+        got = None if spec is None else tuple(spec.shape)
+        raise ModelLoadError(
+            f"SavedModel {model_dir} takes input {got}, expected [batch, {', '.join(map(str, metadata.input_shape))}]"
+        )
+    if SERVING_OUTPUT not in signature.structured_outputs:
+        raise ModelLoadError(f"SavedModel {model_dir} has no {SERVING_OUTPUT!r} output")
+    return Classifier(metadata=metadata, signature=signature, saved_model=saved_model)

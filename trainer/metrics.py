@@ -1,0 +1,103 @@
+"""Classification metrics, calibration and the choice of decision threshold, in plain numpy.
+
+Kept free of scikit-learn: these few formulas are short, and the trainer then needs nothing beyond TensorFlow.
+"""
+
+import numpy as np
+
+# Bins of the expected calibration error (equal-width over confidence 0..1).
+ECE_BINS: int = 15
+# Temperatures searched when calibrating (log-spaced); 1.0 means "as trained".
+TEMPERATURE_GRID: np.ndarray = np.exp(np.linspace(np.log(0.25), np.log(4.0), 161))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def roc_auc(labels_positive: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve via the rank-sum (Mann-Whitney U) statistic, ties counted half."""
+    labels_positive = np.asarray(labels_positive, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = labels_positive.sum(), (~labels_positive).sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    # Average ranks over ties.
+    start = 0
+    for end in range(1, len(scores) + 1):
+        if end == len(scores) or sorted_scores[end] != sorted_scores[start]:
+            ranks[order[start:end]] = (start + end + 1) / 2.0
+            start = end
+    return float((ranks[labels_positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def roc_curve(labels_positive: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates at every distinct score threshold (for plotting)."""
+    labels_positive = np.asarray(labels_positive, dtype=bool)
+    order = np.argsort(-np.asarray(scores), kind="mergesort")
+    tp = np.concatenate([[0], np.cumsum(labels_positive[order])])
+    fp = np.concatenate([[0], np.cumsum(~labels_positive[order])])
+    return fp / max(fp[-1], 1), tp / max(tp[-1], 1)
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Top-label ECE: mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+    confidence = probabilities.max(axis=-1)
+    correct = probabilities.argmax(axis=-1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(ece)
+
+
+def fit_temperature(labels: np.ndarray, logits: np.ndarray) -> float:
+    """Temperature minimising the negative log-likelihood of the labels (grid search; one parameter)."""
+    rows = np.arange(len(labels))
+
+    def nll(temperature: float) -> float:
+        return float(-np.log(softmax(logits / temperature)[rows, labels] + 1e-12).mean())
+
+    return float(min(TEMPERATURE_GRID, key=nll))
+
+
+def best_threshold(labels_positive: np.ndarray, scores: np.ndarray) -> float:
+    """Score threshold (score >= t means positive) with the highest accuracy; ties go to the one nearest 0.5."""
+    candidates = np.unique(np.concatenate([scores, [0.5]]))
+    labels_positive = np.asarray(labels_positive, dtype=bool)
+    accuracy = np.array([((scores >= t) == labels_positive).mean() for t in candidates])
+    best = np.flatnonzero(accuracy == accuracy.max())
+    return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
+
+
+def classification_report(labels: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray,
+                          class_names: tuple[str, ...]) -> dict:
+    """Accuracy, per-class precision/recall, ROC AUC (first class as positive), confusion matrix and ECE."""
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    n_classes = len(class_names)
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    per_class = {}
+    for i, name in enumerate(class_names):
+        true_positive = confusion[i, i]
+        per_class[name] = {
+            "precision": float(true_positive / confusion[:, i].sum()) if confusion[:, i].sum() else 0.0,
+            "recall": float(true_positive / confusion[i].sum()) if confusion[i].sum() else 0.0,
+            "support": int(confusion[i].sum()),
+        }
+    return {
+        "images": int(len(labels)),
+        "accuracy": float((labels == predicted).mean()) if len(labels) else float("nan"),
+        "roc_auc": roc_auc(labels == 0, probabilities[:, 0]),
+        "ece": expected_calibration_error(labels, probabilities),
+        "per_class": per_class,
+        "confusion_matrix": {"rows_true_cols_predicted": list(class_names), "counts": confusion.tolist()},
+    }

@@ -1,0 +1,197 @@
+"""Train the happy/sad network on a folder-per-class dataset and export it as a SavedModel with metadata.
+
+Workflow:
+1. List `<data-dir>/<class>/**` images and carve the deterministic, duplicate-aware validation split.
+2. Decode every image with the shared `model.preprocess.preprocess_image`.
+3. Train with augmentation, class weights for the imbalance, label smoothing, a cosine learning-rate schedule
+   and early stopping on validation AUC (best weights restored).
+4. Calibrate on the validation split (temperature), choose the decision threshold there, and record the
+   validation metrics.
+5. Export the SavedModel (mirror averaging + temperature + softmax inside) and `facelabel.json` beside it.
+
+    python -m trainer.task --data-dir ../shared/data/fer2013/train --output-dir /tmp/model
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from model.contract import CLASS_NAMES
+from model.metadata import RULE_THRESHOLD, ModelMetadata
+from model.network import DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT, build_network
+from trainer import data as datasets
+from trainer import metrics
+from trainer.export import ServingModule, batched_logits, export_model, weights_digest
+
+METRICS_FILENAME: str = "metrics.json"
+AUGMENT_ROTATION: float = 10.0 / 360.0  # +-10 degrees, as a fraction of a full turn
+AUGMENT_SHIFT: float = 0.1
+AUGMENT_ZOOM: float = 0.1
+AUGMENT_CONTRAST: float = 0.3
+AUGMENT_BRIGHTNESS: float = 0.2
+ERASE_PROBABILITY: float = 0.5
+ERASE_AREA: tuple[float, float] = (0.02, 0.15)
+WARMUP_EPOCHS: int = 2
+WEIGHT_DECAY: float = 1e-4
+
+log = logging.getLogger("trainer")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m trainer.task", description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", required=True, help="folder with one sub-folder of images per class")
+    parser.add_argument("--output-dir", required=True, help="where the SavedModel and facelabel.json go")
+    parser.add_argument("--epochs", type=int, default=40, help="maximum epochs (early stopping may end sooner)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=2e-3, help="peak learning rate (AdamW)")
+    parser.add_argument("--patience", type=int, default=8, help="epochs without validation AUC gain before stopping")
+    parser.add_argument("--label-smoothing", type=float, default=0.05)
+    parser.add_argument("--dropout", type=float, default=DEFAULT_DROPOUT)
+    parser.add_argument("--block-filters", default=",".join(map(str, DEFAULT_BLOCK_FILTERS)),
+                        help="comma-separated filters per conv block, e.g. 32,64,128,256")
+    parser.add_argument("--no-augment", action="store_true", help="train without data augmentation")
+    parser.add_argument("--no-mirror-average", action="store_true",
+                        help="serve the plain network instead of averaging each face with its mirror image")
+    parser.add_argument("--validation-fraction", type=float, default=datasets.DEFAULT_VALIDATION_FRACTION)
+    parser.add_argument("--split-seed", type=int, default=datasets.DEFAULT_SPLIT_SEED)
+    parser.add_argument("--seed", type=int, default=1, help="seed for weights, shuffling and augmentation")
+    parser.add_argument("--max-images-per-class", type=int, default=0,
+                        help="use at most this many images per class (0 = all); for quick smoke runs")
+    args = parser.parse_args(argv)
+    try:
+        args.block_filters = tuple(int(f) for f in args.block_filters.split(","))
+    except ValueError:
+        parser.error(f"--block-filters must be comma-separated integers, got {args.block_filters!r}")
+    if not 0.0 < args.validation_fraction < 1.0:
+        parser.error("--validation-fraction must be between 0 and 1")
+    return args
+
+
+def augmentation(seed: int) -> keras.Sequential:
+    """Label-preserving augmentation for faces: mirror, small rotation/shift/zoom, lighting, occlusion."""
+    return keras.Sequential([
+        keras.layers.RandomFlip("horizontal", seed=seed),
+        keras.layers.RandomRotation(AUGMENT_ROTATION, fill_mode="reflect", seed=seed + 1),
+        keras.layers.RandomTranslation(AUGMENT_SHIFT, AUGMENT_SHIFT, fill_mode="reflect", seed=seed + 2),
+        keras.layers.RandomZoom(AUGMENT_ZOOM, fill_mode="reflect", seed=seed + 3),
+        keras.layers.RandomContrast(AUGMENT_CONTRAST, value_range=(0, 255), seed=seed + 4),
+        keras.layers.RandomBrightness(AUGMENT_BRIGHTNESS, value_range=(0, 255), seed=seed + 5),
+        keras.layers.RandomErasing(ERASE_PROBABILITY, scale=ERASE_AREA, value_range=(0, 255), seed=seed + 6),
+    ], name="augment")
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Weights inversely proportional to class frequency, so each class carries equal total weight."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return len(labels) / (num_classes * np.maximum(counts, 1.0))
+
+
+def train_dataset(images: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> tf.data.Dataset:
+    num_classes = len(CLASS_NAMES)
+    weights = class_weights(labels, num_classes)[labels].astype(np.float32)
+    targets = keras.utils.to_categorical(labels, num_classes).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((images, targets, weights))
+    dataset = dataset.shuffle(len(images), seed=args.seed, reshuffle_each_iteration=True).batch(args.batch_size)
+    if not args.no_augment:
+        augment = augmentation(args.seed)
+        dataset = dataset.map(lambda x, y, w: (augment(x, training=True), y, w),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def train(args: argparse.Namespace) -> dict:
+    started = time.monotonic()
+    keras.utils.set_random_seed(args.seed)
+    examples = datasets.list_examples(args.data_dir)
+    if args.max_images_per_class:
+        examples = [e for label in range(len(CLASS_NAMES))
+                    for e in [e for e in examples if e.label == label][: args.max_images_per_class]]
+    split = datasets.split_examples(examples, args.validation_fraction, args.split_seed)
+    log.info("split: %s", json.dumps(split.counts()))
+    x_train, y_train = datasets.load_arrays(split.train)
+    x_val, y_val = datasets.load_arrays(split.validation)
+    if len(np.unique(y_train)) < len(CLASS_NAMES) or len(np.unique(y_val)) < len(CLASS_NAMES):
+        raise ValueError("every class needs images in both the training and the validation split")
+
+    network = build_network(len(CLASS_NAMES), args.block_filters, args.dropout)
+    steps_per_epoch = int(np.ceil(len(x_train) / args.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=args.learning_rate / 10, decay_steps=steps_per_epoch * args.epochs,
+        warmup_target=args.learning_rate, warmup_steps=steps_per_epoch * min(WARMUP_EPOCHS, args.epochs - 1))
+    network.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=WEIGHT_DECAY),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing),
+        metrics=["categorical_accuracy", keras.metrics.AUC(from_logits=True, name="auc")],
+    )
+    val_targets = keras.utils.to_categorical(y_val, len(CLASS_NAMES)).astype(np.float32)
+    history = network.fit(
+        train_dataset(x_train, y_train, args),
+        validation_data=(x_val, val_targets),
+        epochs=args.epochs,
+        callbacks=[keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience,
+                                                 restore_best_weights=True)],
+        verbose=2,
+    )
+
+    module = ServingModule(network, mirror_average=not args.no_mirror_average)
+    val_logits = batched_logits(module, x_val)
+    uncalibrated = metrics.softmax(val_logits)
+    temperature = metrics.fit_temperature(y_val, val_logits)
+    module.temperature.assign(temperature)
+    probabilities = metrics.softmax(val_logits / temperature)
+    positive = CLASS_NAMES[0]
+    threshold = metrics.best_threshold(y_val == 0, probabilities[:, 0])
+    predicted = np.where(probabilities[:, 0] >= threshold, 0, 1)
+    report = metrics.classification_report(y_val, predicted, probabilities, CLASS_NAMES)
+    report["ece_before_calibration"] = metrics.expected_calibration_error(y_val, uncalibrated)
+    report["accuracy_at_0.5"] = float((np.argmax(probabilities, axis=1) == y_val).mean())
+
+    created = datetime.datetime.now(datetime.timezone.utc)
+    train_seconds = time.monotonic() - started
+    metadata = ModelMetadata(
+        model_version=f"facelabel-cnn-{created:%Y%m%d}-{weights_digest(network)}",
+        decision_rule=RULE_THRESHOLD,
+        positive_class=positive,
+        threshold=threshold,
+        temperature=temperature,
+        trained_on={"data_dir": Path(args.data_dir).name, "split": split.counts(),
+                    "validation_fraction": args.validation_fraction, "split_seed": args.split_seed},
+        validation_metrics=report,
+        created_at=created.isoformat(timespec="seconds"),
+        training_config={
+            "epochs_run": len(history.history["loss"]), "max_epochs": args.epochs, "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate, "label_smoothing": args.label_smoothing,
+            "dropout": args.dropout, "block_filters": list(args.block_filters), "augment": not args.no_augment,
+            "mirror_average": not args.no_mirror_average, "seed": args.seed,
+            "parameters": int(network.count_params()), "train_seconds": round(train_seconds, 1),
+        },
+    )
+    export_model(module, metadata, args.output_dir)
+    (Path(args.output_dir) / METRICS_FILENAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    log.info("exported %s to %s: accuracy %.4f, AUC %.4f, last-class recall %.4f, ECE %.4f (T=%.3f, threshold %.3f)",
+             metadata.model_version, args.output_dir, report["accuracy"], report["roc_auc"],
+             report["per_class"][CLASS_NAMES[-1]]["recall"], report["ece"], temperature, threshold)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = parse_args(argv)
+    try:
+        train(args)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
