@@ -8,7 +8,7 @@ import numpy as np
 # Bins of the expected calibration error (equal-width over confidence 0..1).
 ECE_BINS: int = 15
 # Temperatures searched when calibrating (log-spaced); 1.0 means "as trained".
-TEMPERATURE_GRID: np.ndarray = np.exp(np.linspace(np.log(0.25), np.log(4.0), 161))
+TEMPERATURE_GRID: np.ndarray = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -1,0 +1,57 @@
+# facelabel: label face images as happy or sad. `make` lists the targets.
+# Every target creates and uses the project virtualenv (.venv) itself: on a fresh clone,
+# `make label INPUT=... OUTPUT=...` and `make test` need nothing else.
+
+PYTHON_BIN ?= python3
+VENV       ?= .venv
+PYTHON     := $(VENV)/bin/python
+STAMP      := $(VENV)/.installed
+
+DATA_DIR   ?= ../shared/data/fer2013/train
+MODEL      ?= model/default
+# Extra flags for `make train` (see `python -m trainer.task --help`).
+TRAIN_FLAGS ?=
+# Extra flags for `make label`, e.g. Beam options such as --direct_num_workers=2.
+LABEL_FLAGS ?=
+PYTEST_FLAGS ?=
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONDONTWRITEBYTECODE = 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install label train evaluate test clean
+
+help: ## List the targets
+	@echo "facelabel: label face images as happy or sad"
+	@echo
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables: INPUT, OUTPUT, MODEL (default $(MODEL)), DATA_DIR (default $(DATA_DIR)),"
+	@echo "           TRAIN_FLAGS, LABEL_FLAGS, PYTEST_FLAGS"
+
+$(STAMP): requirements.txt requirements-test.txt setup.py
+	test -x $(PYTHON) || $(PYTHON_BIN) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.txt -r requirements-test.txt
+	$(PYTHON) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the pinned dependencies and facelabel itself
+
+label: $(STAMP) ## Label images: make label INPUT=<folder|glob> OUTPUT=<folder> [MODEL=<SavedModel>]
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make label INPUT=<folder or glob> OUTPUT=<folder> [MODEL=<model>]" >&2; exit 2; }
+	$(PYTHON) -m pipeline.run --input "$(INPUT)" --output "$(OUTPUT)" --model "$(MODEL)" $(LABEL_FLAGS)
+
+train: $(STAMP) ## Train and export the default model into model/default (about 45 min on 2 cores)
+	rm -rf $(MODEL).new
+	$(PYTHON) -m trainer.task --data-dir $(DATA_DIR) --output-dir $(MODEL).new $(TRAIN_FLAGS)
+	rm -rf $(MODEL) && mv $(MODEL).new $(MODEL)
+
+evaluate: $(STAMP) ## Evaluate MODEL on the validation split of DATA_DIR; writes evaluation.json beside it
+	$(PYTHON) -m trainer.evaluate --model $(MODEL) --data-dir $(DATA_DIR) --split validation --json $(MODEL)/evaluation.json
+
+test: $(STAMP) ## Run the test suite
+	$(PYTHON) -m pytest $(PYTEST_FLAGS) tests
+
+clean: ## Remove the virtualenv and caches (keeps the shipped model)
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info

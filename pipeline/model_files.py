@@ -1,0 +1,58 @@
+"""Bringing a model folder from any Beam file system (local, gs://) to a local folder TensorFlow can load.
+
+`tf.saved_model.load` reads local folders; a model on `gs://` is copied once per worker process into a temporary
+folder and loaded from there. Beam's `FileSystems` does the copying, so every scheme Beam knows works.
+"""
+
+import os
+import tempfile
+import threading
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from model.metadata import METADATA_FILENAME, ModelMetadata
+
+_local_copies: dict[str, str] = {}
+_copy_lock = threading.Lock()
+
+
+def is_local(uri: str) -> bool:
+    return FileSystems.get_scheme(uri) in (None, "file")
+
+
+def read_metadata(model_uri: str) -> ModelMetadata:
+    """Read facelabel.json from a model folder on any file system (raises FileNotFoundError / ValueError)."""
+    path = FileSystems.join(model_uri, METADATA_FILENAME)
+    if not FileSystems.exists(path):
+        raise FileNotFoundError(f"not a facelabel model (no {METADATA_FILENAME}): {model_uri}")
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        return ModelMetadata.from_json(handle.read().decode("utf-8"))
+
+
+def localize_model(model_uri: str) -> str:
+    """A local folder holding the model: the folder itself if local, else a per-process cached copy."""
+    if is_local(model_uri):
+        return model_uri
+    with _copy_lock:
+        if model_uri not in _local_copies:
+            _local_copies[model_uri] = _copy_tree(model_uri, tempfile.mkdtemp(prefix="facelabel-model-"))
+        return _local_copies[model_uri]
+
+
+def _copy_tree(source_uri: str, destination: str) -> str:
+    prefix = source_uri.rstrip("/") + "/"
+    matches = FileSystems.match([prefix + "**"])[0].metadata_list
+    if not matches:
+        raise FileNotFoundError(f"model folder not found or empty: {source_uri}")
+    for metadata in matches:
+        relative = metadata.path[len(prefix):]
+        if not relative or relative.endswith("/"):
+            continue  # folder placeholder objects
+        target = os.path.join(destination, *relative.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with FileSystems.open(metadata.path, compression_type=CompressionTypes.UNCOMPRESSED) as source, \
+                open(target, "wb") as sink:
+            while chunk := source.read(1 << 20):
+                sink.write(chunk)
+    return destination

@@ -1,0 +1,189 @@
+"""Label a folder of face images as happy or sad with Apache Beam.
+
+Workflow:
+1. Check the user's input, output and model before anything is launched (one clear line on a mistake).
+2. ReadImages: match the files (a folder is walked recursively for image extensions; a glob is taken as given)
+   and read their bytes.
+3. LabelImages: Preprocess (the shared `model.preprocess`) -> RunInference (SavedModel, batched, keyed by path)
+   -> rows.
+4. WriteOutputs: labels.csv, errors.csv and summary.json in the output folder.
+
+Only the job's own flags are declared here; every other flag goes to Beam's PipelineOptions, so the same
+command runs on the DirectRunner or, with `--runner=DataflowRunner --project=... --region=...`, on Dataflow.
+
+    python -m pipeline.run --input ../shared/data/fer2013/train --output /tmp/labels
+"""
+
+import argparse
+import datetime
+import difflib
+import json
+import logging
+import os
+import sys
+import time
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from model.contract import DEFAULT_MODEL_DIR, is_image_path
+from model.saved import ModelLoadError, load_classifier
+from pipeline.model_files import localize_model
+from pipeline.transforms import SUMMARY_FILE, LabelImages, ReadImages, WriteOutputs
+
+GLOB_CHARACTERS: str = "*?["
+# The input check lists at most this many entries before launching; the pipeline itself matches them all.
+PREFLIGHT_MATCH_LIMIT: int = 10_000
+WRITE_CHECK_FILE: str = ".facelabel-write-check"
+EXIT_USER_ERROR: int = 2
+
+log = logging.getLogger("facelabel")
+
+
+class UserError(Exception):
+    """A mistake in how the job was called; its message is shown as one line, without a traceback."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake prints one line (not usage + message) before exiting with status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"error: {message} (see --help)\n")
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = OneLineParser(prog="python -m pipeline.run", description=__doc__.split("\n")[0],
+                                     epilog="Any other --flag is passed to Beam's PipelineOptions.")
+    parser.add_argument("--input", required=True,
+                        help="folder of images (walked recursively) or a glob, local or gs://")
+    parser.add_argument("--output", required=True, help="output folder, local or gs://")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR),
+                        help="SavedModel folder, local or gs:// (default: the shipped model)")
+    parser.add_argument("--min-batch-size", type=int, default=None, help="RunInference's smallest batch")
+    parser.add_argument("--max-batch-size", type=int, default=None, help="RunInference's largest batch")
+    known, pipeline_args = parser.parse_known_args(argv)
+    unknown = unknown_pipeline_args(pipeline_args)
+    if unknown:
+        parser.error(unknown)
+    return known, pipeline_args
+
+
+def unknown_pipeline_args(pipeline_args: list[str]) -> str | None:
+    """A message naming the first flag neither this job nor any Beam PipelineOptions knows, else None."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for options_class in PipelineOptions.__subclasses__():
+        options_class._add_argparse_args(parser)  # how Beam itself collects every option
+    _, unknown = parser.parse_known_args(pipeline_args)
+    flags = [arg for arg in unknown if arg.startswith("-")]
+    if not flags and not unknown:
+        return None
+    bad = (flags or unknown)[0]
+    known_flags = [flag for action in parser._actions for flag in action.option_strings]
+    known_flags += ["--input", "--output", "--model", "--min-batch-size", "--max-batch-size"]
+    close = difflib.get_close_matches(bad.split("=", 1)[0], known_flags, n=1)
+    return f"unrecognized argument: {bad}" + (f" (did you mean {close[0]}?)" if close else "")
+
+
+def input_pattern(input_path: str) -> tuple[str, bool]:
+    """(file pattern, images_only): a folder becomes '<folder>/**' filtered to image extensions."""
+    if any(ch in input_path for ch in GLOB_CHARACTERS):
+        return input_path, False
+    return FileSystems.join(input_path.rstrip("/") or "/", "**"), True
+
+
+def check_input(input_path: str, pattern: str, images_only: bool) -> None:
+    """Refuse an input that does not exist or matches nothing; warn for an existing folder with no images."""
+    try:
+        found = FileSystems.match([pattern], limits=[PREFLIGHT_MATCH_LIMIT])[0].metadata_list
+    except Exception as err:  # Beam wraps file-system failures in BeamIOError
+        raise UserError(f"cannot list input {input_path}: {err}") from None
+    images = [m for m in found if is_image_path(m.path)] if images_only else found
+    if images:
+        return
+    is_local_folder = FileSystems.get_scheme(input_path) in (None, "file") and os.path.isdir(input_path)
+    if is_local_folder or found:
+        log.warning("no image files found in %s; writing empty outputs", input_path)
+        return
+    raise UserError(f"input not found or matches no files: {input_path}")
+
+
+def check_output(output_dir: str) -> None:
+    """Make sure the output folder can be written before spending time on the run."""
+    probe = FileSystems.join(output_dir, WRITE_CHECK_FILE)
+    try:
+        if FileSystems.get_scheme(output_dir) in (None, "file"):
+            os.makedirs(output_dir, exist_ok=True)
+        with FileSystems.create(probe) as handle:
+            handle.write(b"ok")
+        FileSystems.delete([probe])
+    except Exception as err:
+        raise UserError(f"output folder is not writable: {output_dir} ({type(err).__name__})") from None
+
+
+def check_model(model_uri: str):
+    """Load the model once here, so a wrong path or shape fails now rather than on every worker."""
+    try:
+        return load_classifier(localize_model(model_uri)).metadata
+    except (ModelLoadError, FileNotFoundError) as err:
+        raise UserError(str(err)) from None
+    except Exception as err:
+        raise UserError(f"cannot read model {model_uri}: {type(err).__name__}: {err}") from None
+
+
+def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, class_names: tuple[str, ...],
+                   info: dict) -> None:
+    """files -> ReadImages -> LabelImages -> WriteOutputs."""
+    pattern, images_only = input_pattern(args.input)
+    read = pipeline | "ReadImages" >> ReadImages(pattern, images_only)
+    labelled = read["images"] | "LabelImages" >> LabelImages(args.model, args.min_batch_size, args.max_batch_size)
+    errors = (read["errors"], labelled["errors"]) | "AllErrors" >> beam.Flatten()
+    _ = {"matched": read["matched"], "labels": labelled["labels"], "errors": errors} | "WriteOutputs" >> \
+        WriteOutputs(args.output, class_names, info)
+
+
+def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
+    """Check the arguments, run the pipeline to completion, and return the run's summary."""
+    args, pipeline_args = parse_args(argv)
+    pattern, images_only = input_pattern(args.input)
+    check_input(args.input, pattern, images_only)
+    metadata = check_model(args.model)
+    check_output(args.output)
+
+    options = PipelineOptions(pipeline_args)
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    started = time.time()
+    info = {
+        "input": args.input,
+        "output": args.output,
+        "model": args.model,
+        "model_version": metadata.model_version,
+        "started_at": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started_unix": started,
+    }
+    log.info("labelling %s with model %s into %s", args.input, metadata.model_version, args.output)
+    with beam.Pipeline(options=options) as pipeline:
+        build_pipeline(pipeline, args, metadata.class_names, info)
+    return read_summary(args.output)
+
+
+def read_summary(output_dir: str) -> dict:
+    with FileSystems.open(FileSystems.join(output_dir, SUMMARY_FILE)) as handle:
+        return json.loads(handle.read().decode("utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        summary = run(argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(f"matched {summary['images_matched']}, labelled {summary['images_labelled']}, "
+          f"failed {summary['images_failed']}; labels {summary['labels']}; "
+          f"{summary['wall_seconds']:.1f} s; outputs in {summary['output']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

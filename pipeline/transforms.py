@@ -1,0 +1,194 @@
+"""The labelling job's transforms, in the order data flows through them.
+
+    ReadImages:  MatchFiles -> ReadMatches -> ReadImages      (path, bytes); unreadable files -> errors
+    LabelImages: Preprocess -> RunInference -> ToRows         LabelRow; undecodable images -> errors
+    WriteOutputs: WriteLabels, WriteErrors, WriteSummary      labels.csv, errors.csv, summary.json
+
+Every matched file ends up exactly once in `labels.csv` or `errors.csv`: each step that can fail on one file
+sends that file to a dead-letter output (Beam's `with_exception_handling`) with a short reason instead of
+failing the run.
+"""
+
+import datetime
+import json
+import time
+from collections.abc import Callable
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+
+from model.contract import is_image_path
+from model.preprocess import ImageDecodeError, preprocess_image
+from pipeline.model_handler import SavedModelHandler
+from pipeline.rows import (ERRORS_HEADER, ErrorRow, csv_line, format_error_row, format_label_row,
+                           labels_header, to_label_row)
+
+# Files larger than this are not read into memory: no face image is anywhere near it.
+MAX_FILE_BYTES: int = 256 * 1024 * 1024
+LABELS_FILE: str = "labels.csv"
+ERRORS_FILE: str = "errors.csv"
+SUMMARY_FILE: str = "summary.json"
+
+
+class FileTooLargeError(ValueError):
+    pass
+
+
+def read_file(readable: fileio.ReadableFile) -> tuple[str, bytes]:
+    """(path, whole file content), refusing files over MAX_FILE_BYTES before reading them."""
+    size = readable.metadata.size_in_bytes
+    if size > MAX_FILE_BYTES:
+        raise FileTooLargeError(f"file too large to be a face image: {size:,} bytes")
+    return readable.metadata.path, readable.read()
+
+
+def preprocess_keyed(item: tuple[str, bytes]) -> tuple[str, np.ndarray]:
+    path, data = item
+    return path, preprocess_image(data)
+
+
+def error_reason(exc_type: type, exc_repr: str, traceback_lines: list[str]) -> str:
+    """A one-line reason from a dead letter: our own errors' message alone, others with their type name."""
+    last = traceback_lines[-1].strip() if traceback_lines else exc_repr
+    detail = last.split(": ", 1)[1] if ": " in last else last
+    if isinstance(exc_type, type) and issubclass(exc_type, (ImageDecodeError, FileTooLargeError)):
+        reason = detail
+    else:
+        reason = f"{getattr(exc_type, '__name__', exc_type)}: {detail}"
+    return " ".join(reason.split())
+
+
+def dead_letter_to_error(path_of: Callable[[object], str]) -> Callable[[tuple], ErrorRow]:
+    """Turn Beam's dead letter (element, (type, repr, traceback)) into an ErrorRow."""
+    def convert(dead_letter: tuple) -> ErrorRow:
+        element, (exc_type, exc_repr, traceback_lines) = dead_letter
+        return ErrorRow(path_of(element), error_reason(exc_type, exc_repr, traceback_lines))
+    return convert
+
+
+def readable_path(readable: fileio.ReadableFile) -> str:
+    return readable.metadata.path
+
+
+def keyed_path(item: tuple[str, object]) -> str:
+    return item[0]
+
+
+class ReadImages(beam.PTransform):
+    """Match the input pattern and read each file's bytes.
+
+    Returns {"matched": paths, "images": (path, bytes), "errors": ErrorRow}.
+    With images_only, files without an image extension (case-insensitive) are skipped, as for a folder input.
+    """
+
+    def __init__(self, pattern: str, images_only: bool = True):
+        super().__init__()
+        self._pattern = pattern
+        self._images_only = images_only
+
+    def expand(self, pbegin):
+        matched = pbegin | "MatchFiles" >> fileio.MatchFiles(
+            self._pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+        if self._images_only:
+            matched = matched | "KeepImageFiles" >> beam.Filter(lambda m: is_image_path(m.path))
+        images, failed = (
+            matched
+            | "OpenFiles" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED, skip_directories=True)
+            | "ReadFiles" >> beam.Map(read_file).with_exception_handling())
+        return {
+            "matched": matched | "MatchedPaths" >> beam.Map(lambda m: m.path),
+            "images": images,
+            "errors": failed | "ReadErrors" >> beam.Map(dead_letter_to_error(readable_path)),
+        }
+
+
+class LabelImages(beam.PTransform):
+    """(path, image bytes) -> {"labels": LabelRow, "errors": ErrorRow} with the model at model_uri."""
+
+    def __init__(self, model_uri: str, min_batch_size: int | None = None, max_batch_size: int | None = None):
+        super().__init__()
+        self._model_uri = model_uri
+        batch = {k: v for k, v in (("min_batch_size", min_batch_size), ("max_batch_size", max_batch_size)) if v}
+        self._handler = KeyedModelHandler(SavedModelHandler(model_uri, **batch))
+
+    def expand(self, images):
+        faces, failed = images | "Preprocess" >> beam.Map(preprocess_keyed).with_exception_handling()
+        labels = (faces
+                  | "RunInference" >> RunInference(self._handler)
+                  | "ToRows" >> beam.Map(to_label_row))
+        return {"labels": labels,
+                "errors": failed | "PreprocessErrors" >> beam.Map(dead_letter_to_error(keyed_path))}
+
+
+def sorted_lines(rows: list, formatter: Callable) -> list[str]:
+    """Rows sorted by path (then the rest), formatted: two nights' outputs can be diffed line by line."""
+    return [formatter(row) for row in sorted(rows)]
+
+
+def summary_json(_, matched: int, labelled: int, failed: int, per_label: dict[str, int],
+                 errors_by_reason: dict[str, int], info: dict) -> str:
+    """The run's summary.json content; wall time runs from launch to the moment the counts are complete."""
+    finished = datetime.datetime.now(datetime.timezone.utc)
+    return json.dumps({
+        **info,
+        "images_matched": matched,
+        "images_labelled": labelled,
+        "images_failed": failed,
+        "labels": {name: per_label.get(name, 0) for name in info["class_names"]},
+        "errors_by_reason": dict(sorted(errors_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "finished_at": finished.isoformat(timespec="seconds"),
+        "wall_seconds": round(time.time() - info["started_unix"], 3),
+    }, indent=2, sort_keys=False)
+
+
+def reason_kind(row: ErrorRow) -> str:
+    """The reason without its file-specific tail, so errors group by kind in the summary."""
+    return row.error.split(":", 1)[0]
+
+
+class WriteOutputs(beam.PTransform):
+    """Write labels.csv, errors.csv and summary.json into output_dir from {"matched", "labels", "errors"}."""
+
+    def __init__(self, output_dir: str, class_names: tuple[str, ...], info: dict):
+        super().__init__()
+        self._output_dir = output_dir
+        self._class_names = class_names
+        self._info = {**info, "class_names": list(class_names)}
+
+    def expand(self, outputs):
+        labels, errors = outputs["labels"], outputs["errors"]
+        (labels
+         | "CollectLabels" >> beam.combiners.ToList()
+         | "SortLabels" >> beam.FlatMap(sorted_lines, format_label_row)
+         | "WriteLabels" >> write_single_file_transform(self._output_dir, LABELS_FILE,
+                                                        csv_line(labels_header(self._class_names))))
+        (errors
+         | "CollectErrors" >> beam.combiners.ToList()
+         | "SortErrors" >> beam.FlatMap(sorted_lines, format_error_row)
+         | "WriteErrors" >> write_single_file_transform(self._output_dir, ERRORS_FILE, csv_line(ERRORS_HEADER)))
+        count = beam.combiners.Count
+        summary = (
+            outputs["matched"].pipeline
+            | "SummaryTrigger" >> beam.Create([None])
+            | "MakeSummary" >> beam.Map(
+                summary_json,
+                matched=beam.pvalue.AsSingleton(outputs["matched"] | "CountMatched" >> count.Globally()),
+                labelled=beam.pvalue.AsSingleton(labels | "CountLabelled" >> count.Globally()),
+                failed=beam.pvalue.AsSingleton(errors | "CountFailed" >> count.Globally()),
+                per_label=beam.pvalue.AsDict(
+                    labels | "LabelOf" >> beam.Map(lambda row: row.label) | "CountPerLabel" >> count.PerElement()),
+                errors_by_reason=beam.pvalue.AsDict(
+                    errors | "ReasonOf" >> beam.Map(reason_kind) | "CountPerReason" >> count.PerElement()),
+                info=self._info))
+        return summary | "WriteSummary" >> write_single_file_transform(self._output_dir, SUMMARY_FILE, None)
+
+
+def write_single_file_transform(output_dir: str, filename: str, header: str | None) -> beam.PTransform:
+    """Write one un-sharded text file named exactly `filename` in output_dir."""
+    stem, dot, suffix = filename.rpartition(".")
+    return beam.io.WriteToText(FileSystems.join(output_dir, stem), file_name_suffix=dot + suffix,
+                               num_shards=1, shard_name_template="", header=header)

@@ -1,0 +1,69 @@
+"""Shared fixtures: images made with Pillow, a tiny real model fitted in a temp folder, and the shared faces."""
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_FACES = PROJECT_ROOT.parent / "shared" / "data" / "fer2013" / "train"
+# Synthetic classes the tiny model can learn: "happy" faces are bright, "sad" faces are dark.
+BRIGHT_MEAN, DARK_MEAN, NOISE = 190.0, 60.0, 25.0
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **save_args) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save_args)
+    return buffer.getvalue()
+
+
+def synthetic_face(bright: bool, seed: int, size: int = 48) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    pixels = rng.normal(BRIGHT_MEAN if bright else DARK_MEAN, NOISE, (size, size))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
+
+
+def write_synthetic_dataset(root: Path, per_class: int) -> Path:
+    """root/happy/*.png (bright) and root/sad/*.png (dark)."""
+    for label, bright in (("happy", True), ("sad", False)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            synthetic_face(bright, seed=i + (0 if bright else 10_000)).save(root / label / f"{label}_{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A real, tiny network fitted on synthetic bright/dark faces and exported like the shipped model."""
+    import keras
+
+    from model.metadata import RULE_THRESHOLD, ModelMetadata
+    from model.network import build_network
+    from trainer.export import ServingModule, export_model
+
+    keras.utils.set_random_seed(0)
+    images = np.stack([np.asarray(synthetic_face(i % 2 == 0, seed=i), np.float32)[..., None] for i in range(128)])
+    labels = np.array([0 if i % 2 == 0 else 1 for i in range(128)])
+    network = build_network(2, block_filters=(4, 8), dropout=0.0)
+    network.compile(optimizer=keras.optimizers.Adam(1e-2),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    network.fit(images, labels, epochs=30, batch_size=16, verbose=0)
+    metadata = ModelMetadata(model_version="tiny-test-model", decision_rule=RULE_THRESHOLD, threshold=0.5,
+                             trained_on={"synthetic": 128})
+    return export_model(ServingModule(network), metadata, tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def shared_faces() -> Path:
+    """The shared FER2013 faces; missing data fails loudly in CI and skips elsewhere."""
+    if not (SHARED_FACES / "happy").is_dir() or not (SHARED_FACES / "sad").is_dir():
+        message = f"shared faces not found at {SHARED_FACES}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (required in CI)")
+        pytest.skip(message)
+    return SHARED_FACES

@@ -1,0 +1,118 @@
+"""`pipeline.run` end to end on folders made here: accounting, CSV quoting, outputs, and user mistakes."""
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from conftest import encode, synthetic_face
+from pipeline import run as job
+
+WEIRD_NAMES = ["with space.png", "comma,name.png", 'quote"name.png', "new\nline.png", "ünïcødé 笑.png"]
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    """Good bright/dark faces (some nested, odd names, upper-case endings), bad files and a non-image file."""
+    root = tmp_path / "in"
+    (root / "nested" / "deeper").mkdir(parents=True)
+    expected = {}
+    for i in range(10):
+        folder = root if i < 5 else root / "nested" / "deeper"
+        path = folder / (f"face_{i}.PNG" if i % 3 == 0 else f"face_{i}.png")
+        synthetic_face(i % 2 == 0, seed=900 + i).save(path)
+        expected[str(path)] = "happy" if i % 2 == 0 else "sad"
+    for j, name in enumerate(WEIRD_NAMES):
+        synthetic_face(True, seed=950 + j).save(root / "nested" / name)
+        expected[str(root / "nested" / name)] = "happy"
+    good_jpeg = encode(synthetic_face(False, seed=999, size=200), "JPEG")
+    bad = {"empty.jpg": b"", "text.jpeg": b"just some text", "truncated.jpg": good_jpeg[: len(good_jpeg) // 2]}
+    for name, data in bad.items():
+        (root / name).write_bytes(data)
+    (root / "README.txt").write_text("not an image and not matched")
+    return root, expected, {str(root / name) for name in bad}
+
+
+def test_every_image_is_labelled_or_reported_exactly_once(tiny_model_dir, mixed_folder, tmp_path):
+    root, expected, bad = mixed_folder
+    out = tmp_path / "out"
+    summary = job.run(["--input", str(root), "--output", str(out), "--model", str(tiny_model_dir)])
+
+    labels = read_csv(out / "labels.csv")
+    assert labels[0] == ["path", "label", "p_happy", "p_sad", "model_version"]
+    rows = labels[1:]
+    assert {row[0]: row[1] for row in rows} == expected  # paths round-trip exactly, weird names included
+    assert [row[0] for row in rows] == sorted(row[0] for row in rows)
+    for row in rows:
+        assert abs(float(row[2]) + float(row[3]) - 1.0) < 1e-5 and row[4] == "tiny-test-model"
+
+    errors = read_csv(out / "errors.csv")
+    assert errors[0] == ["path", "error"]
+    reasons = {row[0]: row[1] for row in errors[1:]}
+    assert set(reasons) == bad
+    assert reasons[str(root / "empty.jpg")] == "empty file (0 bytes)"
+    assert reasons[str(root / "text.jpeg")] == "not a recognised image format"
+    assert reasons[str(root / "truncated.jpg")].startswith("corrupt or truncated image")
+
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk == summary
+    assert summary["images_matched"] == len(expected) + len(bad) == summary["images_labelled"] + summary["images_failed"]
+    assert summary["images_failed"] == len(bad)
+    assert summary["labels"] == {"happy": sum(v == "happy" for v in expected.values()),
+                                 "sad": sum(v == "sad" for v in expected.values())}
+    assert summary["model_version"] == "tiny-test-model" and summary["wall_seconds"] > 0
+
+
+def test_glob_input_takes_exactly_the_matched_files(tiny_model_dir, mixed_folder, tmp_path):
+    root, expected, _ = mixed_folder
+    out = tmp_path / "out"
+    summary = job.run(["--input", str(root / "nested" / "deeper" / "*.png"), "--output", str(out),
+                       "--model", str(tiny_model_dir)])
+    wanted = {p for p in expected if p.startswith(str(root / "nested" / "deeper")) and p.endswith(".png")}
+    assert {row[0] for row in read_csv(out / "labels.csv")[1:]} == wanted
+    assert summary["images_matched"] == len(wanted)
+
+
+def test_empty_folder_writes_header_only_outputs(tiny_model_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    summary = job.run(["--input", str(tmp_path / "empty"), "--output", str(out), "--model", str(tiny_model_dir)])
+    assert read_csv(out / "labels.csv") == [["path", "label", "p_happy", "p_sad", "model_version"]]
+    assert read_csv(out / "errors.csv") == [["path", "error"]]
+    assert summary["images_matched"] == 0 and summary["labels"] == {"happy": 0, "sad": 0}
+
+
+@pytest.mark.parametrize("make_args,message", [
+    (lambda d, m: ["--input", str(d / "missing"), "--output", str(d / "o"), "--model", m],
+     "error: input not found or matches no files"),
+    (lambda d, m: ["--input", str(d), "--output", str(d / "o"), "--model", str(d / "no_model")],
+     "error: model folder not found"),
+    (lambda d, m: ["--input", str(d), "--output", str(d / "o"), "--model", str(d)],
+     "error: not a SavedModel"),
+    (lambda d, m: ["--input", str(d), "--output", str(d / "o"), "--model", m, "--batchsize=3"],
+     "error: unrecognized argument: --batchsize=3"),
+    (lambda d, m: ["--output", str(d / "o")], "error: the following arguments are required: --input"),
+])
+def test_user_mistakes_print_one_line_and_exit_2(tiny_model_dir, tmp_path, capsys, make_args, message):
+    synthetic_face(True, seed=1).save(tmp_path / "face.png")
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(job.main(make_args(tmp_path, str(tiny_model_dir))))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(message), err
+    assert "\n" not in err and "Traceback" not in err
+
+
+def test_unwritable_output_is_refused(tiny_model_dir, tmp_path, capsys):
+    synthetic_face(True, seed=1).save(tmp_path / "face.png")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    status = job.main(["--input", str(tmp_path), "--output", str(blocker / "sub"), "--model", str(tiny_model_dir)])
+    assert status == 2
+    assert capsys.readouterr().err.startswith("error: output folder is not writable")
