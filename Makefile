@@ -14,12 +14,23 @@ TRAIN_FLAGS ?=
 # Extra flags for `make label`, e.g. Beam options such as --direct_num_workers=2.
 LABEL_FLAGS ?=
 PYTEST_FLAGS ?=
+# `make dataflow`: the Google Cloud project, region and gs:// temp folder of the job.
+PROJECT    ?=
+REGION     ?=
+TEMP       ?=
+JOB_NAME   ?= facelabel-$(shell date -u +%Y%m%d-%H%M%S)
+# The shared Dataflow flags (also used by tests/test_dataflow.py's dry run, via `make print-dataflow-flags`):
+# - workers install facelabel and its pinned requirements from setup.py;
+# - e2-standard-4: 4 vCPUs, so 4 SDK processes, each holding one copy of the (few MB) model, in 16 GB;
+# - at most 10 workers; Dataflow autoscales between 1 and that by throughput.
+# Runner v2 is the only runner for Python in Beam 2.77, so no --experiments=use_runner_v2 is needed.
+DATAFLOW_FLAGS ?= --setup_file=./setup.py --machine_type=e2-standard-4 --max_num_workers=10
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONDONTWRITEBYTECODE = 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install label train evaluate test clean
+.PHONY: help install label dataflow print-dataflow-flags train evaluate test clean
 
 help: ## List the targets
 	@echo "facelabel: label face images as happy or sad"
@@ -27,7 +38,8 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo
 	@echo "Variables: INPUT, OUTPUT, MODEL (default $(MODEL)), DATA_DIR (default $(DATA_DIR)),"
-	@echo "           TRAIN_FLAGS, LABEL_FLAGS, PYTEST_FLAGS"
+	@echo "           TRAIN_FLAGS, LABEL_FLAGS, PYTEST_FLAGS; for dataflow: PROJECT, REGION, TEMP, JOB_NAME,"
+	@echo "           DATAFLOW_FLAGS (default $(DATAFLOW_FLAGS))"
 
 $(STAMP): requirements.txt requirements-test.txt setup.py
 	test -x $(PYTHON) || $(PYTHON_BIN) -m venv $(VENV)
@@ -41,6 +53,17 @@ install: $(STAMP) ## Create .venv and install the pinned dependencies and facela
 label: $(STAMP) ## Label images: make label INPUT=<folder|glob> OUTPUT=<folder> [MODEL=<SavedModel>]
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make label INPUT=<folder or glob> OUTPUT=<folder> [MODEL=<model>]" >&2; exit 2; }
 	$(PYTHON) -m pipeline.run --input "$(INPUT)" --output "$(OUTPUT)" --model "$(MODEL)" $(LABEL_FLAGS)
+
+dataflow: $(STAMP) ## Label on Dataflow: make dataflow INPUT=gs://.. OUTPUT=gs://.. PROJECT= REGION= TEMP=gs://..
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" -a -n "$(PROJECT)" -a -n "$(REGION)" -a -n "$(TEMP)" || { echo \
+		"usage: make dataflow INPUT=gs://<folder or glob> OUTPUT=gs://<folder> PROJECT=<project> REGION=<region>" \
+		"TEMP=gs://<temp folder> [MODEL=gs://<model>]" >&2; exit 2; }
+	$(PYTHON) -m pipeline.run --input "$(INPUT)" --output "$(OUTPUT)" --model "$(MODEL)" \
+		--runner=DataflowRunner --project="$(PROJECT)" --region="$(REGION)" --temp_location="$(TEMP)" \
+		--job_name="$(JOB_NAME)" $(DATAFLOW_FLAGS) $(LABEL_FLAGS)
+
+print-dataflow-flags:
+	@echo $(DATAFLOW_FLAGS)
 
 train: $(STAMP) ## Train and export the default model into model/default (about 45 min on 2 cores)
 	rm -rf $(MODEL).new

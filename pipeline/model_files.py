@@ -2,16 +2,19 @@
 
 `tf.saved_model.load` reads local folders; a model on `gs://` is copied once per worker process into a temporary
 folder and loaded from there. Beam's `FileSystems` does the copying, so every scheme Beam knows works.
+Also the job's small helpers for remote paths: clear reasons for Beam's file-system errors, reachability checks.
 """
 
 import os
 import tempfile
 import threading
 
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from model.metadata import METADATA_FILENAME, ModelMetadata
+
+COPY_CHUNK_BYTES: int = 1 << 20
 
 _local_copies: dict[str, str] = {}
 _copy_lock = threading.Lock()
@@ -19,6 +22,26 @@ _copy_lock = threading.Lock()
 
 def is_local(uri: str) -> bool:
     return FileSystems.get_scheme(uri) in (None, "file")
+
+
+def root_cause(err: BaseException) -> str:
+    """'Type: message' of the innermost error: Beam nests per-path failures in BeamIOError dictionaries."""
+    while isinstance(err, BeamIOError) and err.exception_details:
+        err = next(iter(err.exception_details.values()))
+    return f"{type(err).__name__}: {err}"
+
+
+def check_reachable(folder_uri: str) -> None:
+    """Fail now (FileNotFoundError) if a remote folder cannot be listed, e.g. its bucket does not exist.
+
+    Callers run this before long work or a first upload, so a typo in a bucket name costs seconds, not the run.
+    """
+    if is_local(folder_uri):
+        return
+    try:
+        FileSystems.match([FileSystems.join(folder_uri.rstrip("/"), "**")], limits=[1])
+    except Exception as err:
+        raise FileNotFoundError(f"cannot reach {folder_uri} ({root_cause(err)})") from None
 
 
 def read_metadata(model_uri: str) -> ModelMetadata:
@@ -42,7 +65,10 @@ def localize_model(model_uri: str) -> str:
 
 def _copy_tree(source_uri: str, destination: str) -> str:
     prefix = source_uri.rstrip("/") + "/"
-    matches = FileSystems.match([prefix + "**"])[0].metadata_list
+    try:
+        matches = FileSystems.match([prefix + "**"])[0].metadata_list
+    except Exception as err:
+        raise FileNotFoundError(f"cannot list model folder {source_uri} ({root_cause(err)})") from None
     if not matches:
         raise FileNotFoundError(f"model folder not found or empty: {source_uri}")
     for metadata in matches:
@@ -53,6 +79,6 @@ def _copy_tree(source_uri: str, destination: str) -> str:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with FileSystems.open(metadata.path, compression_type=CompressionTypes.UNCOMPRESSED) as source, \
                 open(target, "wb") as sink:
-            while chunk := source.read(1 << 20):
+            while chunk := source.read(COPY_CHUNK_BYTES):
                 sink.write(chunk)
     return destination

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from model.contract import DEFAULT_MODEL_DIR
 from model.saved import Classifier, load_classifier
 from pipeline.model_files import localize_model
 
@@ -28,16 +29,20 @@ class Labelled(NamedTuple):
 
 
 class SavedModelHandler(ModelHandler[np.ndarray, PredictionResult, Classifier]):
-    """Runs a facelabel SavedModel on batches of preprocessed faces (float32 [48, 48, 1] each)."""
+    """Runs a facelabel SavedModel on batches of preprocessed faces (float32 [48, 48, 1] each).
 
-    def __init__(self, model_uri: str, min_batch_size: int = DEFAULT_MIN_BATCH_SIZE,
+    model_uri None means the shipped default model, found in the package installed where the model is loaded
+    (a Dataflow worker's copy is not at the launching machine's path).
+    """
+
+    def __init__(self, model_uri: str | None, min_batch_size: int = DEFAULT_MIN_BATCH_SIZE,
                  max_batch_size: int = DEFAULT_MAX_BATCH_SIZE):
         super().__init__()
         self._model_uri = model_uri
         self._batch_kwargs = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
 
     def load_model(self) -> Classifier:
-        return load_classifier(localize_model(self._model_uri))
+        return load_classifier(DEFAULT_MODEL_DIR if self._model_uri is None else localize_model(self._model_uri))
 
     def run_inference(self, batch: Sequence[np.ndarray], model: Classifier,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:

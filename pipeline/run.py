@@ -10,6 +10,8 @@ Workflow:
 
 Only the job's own flags are declared here; every other flag goes to Beam's PipelineOptions, so the same
 command runs on the DirectRunner or, with `--runner=DataflowRunner --project=... --region=...`, on Dataflow.
+With `--dry_run=True` (Dataflow) or `--no_wait_until_finish`, the job is built (and submitted unless a dry
+run) and run() returns the launch details instead of the summary.
 
     python -m pipeline.run --input ../shared/data/fer2013/train --output /tmp/labels
 """
@@ -25,11 +27,12 @@ import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions, TestOptions
+from apache_beam.runners.runner import PipelineResult
 
 from model.contract import DEFAULT_MODEL_DIR, is_image_path
 from model.saved import ModelLoadError, load_classifier
-from pipeline.model_files import localize_model
+from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
 from pipeline.transforms import SUMMARY_FILE, LabelImages, ReadImages, WriteOutputs
 
 GLOB_CHARACTERS: str = "*?["
@@ -37,6 +40,8 @@ GLOB_CHARACTERS: str = "*?["
 PREFLIGHT_MATCH_LIMIT: int = 10_000
 WRITE_CHECK_FILE: str = ".facelabel-write-check"
 EXIT_USER_ERROR: int = 2
+# Runners whose workers run on other machines, so they cannot read this machine's files (matched in lower case).
+REMOTE_RUNNER_MARKERS: tuple[str, ...] = ("dataflow",)
 
 log = logging.getLogger("facelabel")
 
@@ -96,12 +101,12 @@ def check_input(input_path: str, pattern: str, images_only: bool) -> None:
     """Refuse an input that does not exist or matches nothing; warn for an existing folder with no images."""
     try:
         found = FileSystems.match([pattern], limits=[PREFLIGHT_MATCH_LIMIT])[0].metadata_list
-    except Exception as err:  # Beam wraps file-system failures in BeamIOError
-        raise UserError(f"cannot list input {input_path}: {err}") from None
+    except Exception as err:  # e.g. a gs:// bucket that does not exist or may not be listed
+        raise UserError(f"cannot list input {input_path} ({root_cause(err)})") from None
     images = [m for m in found if is_image_path(m.path)] if images_only else found
     if images:
         return
-    is_local_folder = FileSystems.get_scheme(input_path) in (None, "file") and os.path.isdir(input_path)
+    is_local_folder = is_local(input_path) and os.path.isdir(input_path)
     if is_local_folder or found:
         log.warning("no image files found in %s; writing empty outputs", input_path)
         return
@@ -112,13 +117,34 @@ def check_output(output_dir: str) -> None:
     """Make sure the output folder can be written before spending time on the run."""
     probe = FileSystems.join(output_dir, WRITE_CHECK_FILE)
     try:
-        if FileSystems.get_scheme(output_dir) in (None, "file"):
+        check_reachable(output_dir)  # a missing bucket fails here, clearly, before any upload is attempted
+    except FileNotFoundError as err:
+        raise UserError(f"output folder is not writable: {err}") from None
+    try:
+        if is_local(output_dir):
             os.makedirs(output_dir, exist_ok=True)
         with FileSystems.create(probe) as handle:
             handle.write(b"ok")
         FileSystems.delete([probe])
     except Exception as err:
-        raise UserError(f"output folder is not writable: {output_dir} ({type(err).__name__})") from None
+        raise UserError(f"output folder is not writable: {output_dir} ({root_cause(err)})") from None
+
+
+def is_default_model(model_uri: str) -> bool:
+    return is_local(model_uri) and os.path.abspath(model_uri) == str(DEFAULT_MODEL_DIR)
+
+
+def check_runner_paths(args: argparse.Namespace, options: PipelineOptions) -> None:
+    """Workers of a remote runner cannot see this machine's disk: input, output and model must be remote.
+
+    The shipped default model is the exception: it is part of the package every worker installs.
+    """
+    runner = str(options.view_as(StandardOptions).runner or "")
+    if not any(marker in runner.lower() for marker in REMOTE_RUNNER_MARKERS):
+        return
+    for flag, path in (("--input", args.input), ("--output", args.output), ("--model", args.model)):
+        if is_local(path) and not (flag == "--model" and is_default_model(path)):
+            raise UserError(f"{flag} {path} is on this machine; {runner} workers need a gs:// path")
 
 
 def check_model(model_uri: str):
@@ -128,7 +154,7 @@ def check_model(model_uri: str):
     except (ModelLoadError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
     except Exception as err:
-        raise UserError(f"cannot read model {model_uri}: {type(err).__name__}: {err}") from None
+        raise UserError(f"cannot read model {model_uri} ({root_cause(err)})") from None
 
 
 def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, class_names: tuple[str, ...],
@@ -136,22 +162,35 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, class_name
     """files -> ReadImages -> LabelImages -> WriteOutputs."""
     pattern, images_only = input_pattern(args.input)
     read = pipeline | "ReadImages" >> ReadImages(pattern, images_only)
-    labelled = read["images"] | "LabelImages" >> LabelImages(args.model, args.min_batch_size, args.max_batch_size)
+    # Workers load the shipped default model from their own installed package (None), other models by path.
+    worker_model = None if is_default_model(args.model) else args.model
+    labelled = read["images"] | "LabelImages" >> LabelImages(worker_model, args.min_batch_size, args.max_batch_size)
     errors = (read["errors"], labelled["errors"]) | "AllErrors" >> beam.Flatten()
     _ = {"matched": read["matched"], "labels": labelled["labels"], "errors": errors} | "WriteOutputs" >> \
         WriteOutputs(args.output, class_names, info)
 
 
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
-    """Check the arguments, run the pipeline to completion, and return the run's summary."""
+    """Check the arguments, run the pipeline to completion, and return the run's summary.
+
+    Without waiting (a dry run or --no_wait_until_finish), return the launch details instead: the summary
+    does not exist yet.
+    """
     args, pipeline_args = parse_args(argv)
+    options = PipelineOptions(pipeline_args)
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    try:
+        # Created first: Beam validates the options here (e.g. Dataflow's project and temp_location), and from
+        # here on the checks below reach gs:// with the job's own options (project, credentials).
+        pipeline = beam.Pipeline(options=options)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    check_runner_paths(args, options)
     pattern, images_only = input_pattern(args.input)
     check_input(args.input, pattern, images_only)
     metadata = check_model(args.model)
     check_output(args.output)
 
-    options = PipelineOptions(pipeline_args)
-    options.view_as(SetupOptions).save_main_session = save_main_session
     started = time.time()
     info = {
         "input": args.input,
@@ -162,9 +201,21 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         "started_unix": started,
     }
     log.info("labelling %s with model %s into %s", args.input, metadata.model_version, args.output)
-    with beam.Pipeline(options=options) as pipeline:
+    with pipeline:
         build_pipeline(pipeline, args, metadata.class_names, info)
+    dry_run = bool(options.view_as(TestOptions).dry_run)
+    if dry_run or options.view_as(StandardOptions).no_wait_until_finish:
+        return launch_details(pipeline.result, dry_run, info)
     return read_summary(args.output)
+
+
+def launch_details(result: PipelineResult, dry_run: bool, info: dict) -> dict:
+    """What was launched: the Dataflow job's name (dry run) or id, and the transform names of a built job."""
+    built = getattr(result, "job", None)  # a Dataflow dry run's apiclient.Job
+    proto = getattr(built, "proto_pipeline", None)
+    transforms = sorted(t.unique_name for t in proto.components.transforms.values()) if proto else []
+    job = built.proto.name if built else (result.job_id() if getattr(result, "has_job", False) else None)
+    return {**info, "launched": True, "dry_run": dry_run, "job": job, "transforms": transforms}
 
 
 def read_summary(output_dir: str) -> dict:
@@ -177,8 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = run(argv)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)  # always one line
         return EXIT_USER_ERROR
+    if summary.get("launched"):
+        done = "built (dry run), not submitted" if summary["dry_run"] else "submitted, not waiting for it"
+        print(f"job {summary['job']} with {len(summary['transforms'])} transforms {done}; "
+              f"outputs will be in {summary['output']}")
+        return 0
     print(f"matched {summary['images_matched']}, labelled {summary['images_labelled']}, "
           f"failed {summary['images_failed']}; labels {summary['labels']}; "
           f"{summary['wall_seconds']:.1f} s; outputs in {summary['output']}")

@@ -10,6 +10,8 @@ from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+pytest_plugins = ["gcs_emulator"]  # the `gcs` fixture: a local Cloud Storage server
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_FACES = PROJECT_ROOT.parent / "shared" / "data" / "fer2013" / "train"
 # Synthetic classes the tiny model can learn: "happy" faces are bright, "sad" faces are dark.

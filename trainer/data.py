@@ -5,17 +5,23 @@ of the split would leak validation faces into training. Each distinct content ge
 and a seed; within each class the contents with the smallest keys form the validation split, so the split is
 stratified, does not depend on file order or file system, and never separates two copies of one image.
 A content filed under two different classes has no trustworthy label and is left out of both splits.
+
+The data folder may be local or on any Beam file system (gs://): files are listed and read through
+`trainer.files`, and sorted as paths, so a local folder yields the same examples in the same order as before.
 """
 
 import dataclasses
 import hashlib
+import os
 from collections import defaultdict
-from pathlib import Path
+from pathlib import PurePath
 
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 
 from model.contract import CLASS_NAMES, INPUT_SHAPE, is_image_path
 from model.preprocess import preprocess_image
+from trainer.files import is_folder, list_files, read_bytes
 
 DEFAULT_VALIDATION_FRACTION: float = 0.15
 DEFAULT_SPLIT_SEED: int = 2013
@@ -45,20 +51,21 @@ class Split:
                 "excluded_conflicting_labels": len(self.conflicting)}
 
 
-def list_examples(data_dir: str | Path, class_names: tuple[str, ...] = CLASS_NAMES) -> list[Example]:
+def list_examples(data_dir: str | os.PathLike, class_names: tuple[str, ...] = CLASS_NAMES) -> list[Example]:
     """All images under data_dir/<class>/ (recursively), sorted by path, with their content hashes."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
+    data_dir = os.fspath(data_dir)
+    if FileSystems.get_scheme(data_dir) is None:
+        data_dir = str(PurePath(data_dir))  # recorded paths stay as pathlib wrote them ("./a/" -> "a")
+    if not is_folder(data_dir):
         raise FileNotFoundError(f"data folder not found: {data_dir}")
     examples = []
     for label, name in enumerate(class_names):
-        class_dir = data_dir / name
-        if not class_dir.is_dir():
+        class_dir = FileSystems.join(data_dir, name)
+        if not is_folder(class_dir):
             raise FileNotFoundError(f"class folder not found: {class_dir} (expected one folder per class: "
                                     f"{', '.join(class_names)})")
-        for path in sorted(p for p in class_dir.rglob("*") if p.is_file() and is_image_path(p.name)):
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            examples.append(Example(str(path), label, digest))
+        for path in (p for p in list_files(class_dir) if is_image_path(p)):
+            examples.append(Example(path, label, hashlib.sha256(read_bytes(path)).hexdigest()))
     return examples
 
 
@@ -93,6 +100,6 @@ def load_arrays(examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
     """Decode examples with the shared preprocessing: images float32 [n, 48, 48, 1] and int labels [n]."""
     images = np.zeros((len(examples), *INPUT_SHAPE), np.float32)
     for i, example in enumerate(examples):
-        images[i] = preprocess_image(Path(example.path).read_bytes())
+        images[i] = preprocess_image(read_bytes(example.path))
     labels = np.array([e.label for e in examples], dtype=np.int64)
     return images, labels

@@ -6,18 +6,20 @@ the model's trainer carved it (fraction and seed are read from the model's metad
 at training time can be reproduced.
 
     python -m trainer.evaluate --model model/default --data-dir ../shared/data/fer2013/train --split validation
+
+`--model`, `--data-dir` and `--json` may be local or gs:// (through Beam's FileSystems).
 """
 
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from model.saved import ModelLoadError, load_classifier
 from trainer import data as datasets
 from trainer import metrics
+from trainer.files import local_copy, write_text
 
 SPLITS: tuple[str, ...] = ("all", datasets.TRAIN, datasets.VALIDATION)
 BATCH_SIZE: int = 256
@@ -25,16 +27,18 @@ BATCH_SIZE: int = 256
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m trainer.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="exported model folder")
-    parser.add_argument("--data-dir", required=True, help="folder with one sub-folder of images per class")
+    parser.add_argument("--model", required=True, help="exported model folder, local or gs://")
+    parser.add_argument("--data-dir", required=True,
+                        help="folder with one sub-folder of images per class, local or gs://")
     parser.add_argument("--split", choices=SPLITS, default="all",
                         help="evaluate every image, or only the trainer's train/validation part")
-    parser.add_argument("--json", dest="json_path", help="also write the metrics to this JSON file")
+    parser.add_argument("--json", dest="json_path", help="also write the metrics to this JSON file, local or gs://")
     return parser.parse_args(argv)
 
 
 def evaluate(model_dir: str, data_dir: str, split: str = "all") -> dict:
-    classifier = load_classifier(model_dir)
+    with local_copy(model_dir) as local_model:  # TensorFlow loads local folders; variables are read at load
+        classifier = load_classifier(local_model)
     meta = classifier.metadata
     examples = datasets.list_examples(data_dir, meta.class_names)
     if split != "all":
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_report(report))
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_text(args.json_path, json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -70,8 +70,13 @@ def fit_temperature(labels: np.ndarray, logits: np.ndarray) -> float:
 
 
 def best_threshold(labels_positive: np.ndarray, scores: np.ndarray) -> float:
-    """Score threshold (score >= t means positive) with the highest accuracy; ties go to the one nearest 0.5."""
-    candidates = np.unique(np.concatenate([scores, [0.5]]))
+    """Score threshold (score >= t means positive) with the highest accuracy; ties go to the one nearest 0.5.
+
+    Candidates lie midway between neighbouring distinct scores, never on a score itself, so the float32
+    served model cannot flip an image that sits exactly on the threshold.
+    """
+    distinct = np.unique(scores)
+    candidates = np.concatenate([[0.5], (distinct[:-1] + distinct[1:]) / 2.0])
     labels_positive = np.asarray(labels_positive, dtype=bool)
     accuracy = np.array([((scores >= t) == labels_positive).mean() for t in candidates])
     best = np.flatnonzero(accuracy == accuracy.max())

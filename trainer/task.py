@@ -9,6 +9,9 @@ Workflow:
    validation metrics.
 5. Export the SavedModel (mirror averaging + temperature + softmax inside) and `facelabel.json` beside it.
 
+`--data-dir` and `--output-dir` may be local or gs://: data is read through Beam's FileSystems, and a remote
+model is exported to a local temporary folder and then uploaded.
+
     python -m trainer.task --data-dir ../shared/data/fer2013/train --output-dir /tmp/model
 """
 
@@ -27,6 +30,7 @@ import tensorflow as tf
 from model.contract import CLASS_NAMES
 from model.metadata import RULE_THRESHOLD, ModelMetadata
 from model.network import DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT, build_network
+from trainer.files import check_reachable, local_folder_for
 from trainer import data as datasets
 from trainer import metrics
 from trainer.export import ServingModule, batched_logits, export_model, weights_digest
@@ -47,8 +51,10 @@ log = logging.getLogger("trainer")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m trainer.task", description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", required=True, help="folder with one sub-folder of images per class")
-    parser.add_argument("--output-dir", required=True, help="where the SavedModel and facelabel.json go")
+    parser.add_argument("--data-dir", required=True,
+                        help="folder with one sub-folder of images per class, local or gs://")
+    parser.add_argument("--output-dir", required=True,
+                        help="where the SavedModel and facelabel.json go, local or gs://")
     parser.add_argument("--epochs", type=int, default=40, help="maximum epochs (early stopping may end sooner)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="peak learning rate (AdamW)")
@@ -110,6 +116,7 @@ def train_dataset(images: np.ndarray, labels: np.ndarray, args: argparse.Namespa
 def train(args: argparse.Namespace) -> dict:
     started = time.monotonic()
     keras.utils.set_random_seed(args.seed)
+    check_reachable(args.output_dir)  # a wrong bucket fails now, not after training
     examples = datasets.list_examples(args.data_dir)
     if args.max_images_per_class:
         examples = [e for label in range(len(CLASS_NAMES))
@@ -174,8 +181,9 @@ def train(args: argparse.Namespace) -> dict:
             "parameters": int(network.count_params()), "train_seconds": round(train_seconds, 1),
         },
     )
-    export_model(module, metadata, args.output_dir)
-    (Path(args.output_dir) / METRICS_FILENAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    with local_folder_for(args.output_dir) as export_dir:
+        export_model(module, metadata, export_dir)
+        (Path(export_dir) / METRICS_FILENAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     log.info("exported %s to %s: accuracy %.4f, AUC %.4f, last-class recall %.4f, ECE %.4f (T=%.3f, threshold %.3f)",
              metadata.model_version, args.output_dir, report["accuracy"], report["roc_auc"],
              report["per_class"][CLASS_NAMES[-1]]["recall"], report["ece"], temperature, threshold)

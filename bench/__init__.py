@@ -1,0 +1,1 @@
+"""Benchmarks of the labelling pipeline (`python -m bench.bench`)."""

@@ -1,0 +1,423 @@
+"""Benchmark: the labelling pipeline on Beam's DirectRunner against a plain-Python limit, same machine and images.
+
+Workflow (one run; every measurement is a fresh subprocess, run one after another, never two at once):
+1. Build a temp folder: the shared FER2013 faces (../shared/data/fer2013/train/{happy,sad}) hard-linked under
+   distinct names (copied if linking fails) up to --images files, plus --large-photos generated 3000x2000 JPEGs;
+   one such folder per count in --memory-points and --images.
+2. micro: decode+preprocess alone (faces, large photos), model inference alone on a preloaded array, the served
+   function's FLOPs per image, and achieved GFLOP/s against the CPU's theoretical peak.
+3. Per count: the limit loop (read -> preprocess_image -> load_classifier'd SavedModel in batches), then
+   `python -m pipeline.run` in-process and with multi_processing x2. Inside throughput comes from the worker's
+   own timing (limit) or summary.json's images_labelled / wall_seconds (pipeline); process wall time includes
+   interpreter start. Peak RSS of the process tree is polled from /proc every 0.1 s; wait4's ru_maxrss (the
+   largest single reaped process) is the cross-check.
+4. Print one fixed-width table, write the same figures as JSON (--json), delete the temp folder.
+
+    python -m bench.bench --images 400 --large-photos 4 --memory-points 200,400 --model /tmp/model --json r.json
+
+The module is also the worker: `python -m bench.bench --worker limit|micro ...` prints one BENCH_RESULT line.
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from model.contract import DEFAULT_MODEL_DIR, INPUT_SHAPE, is_image_path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_FACES = PROJECT_ROOT.parent / "shared" / "data" / "fer2013" / "train"
+FACE_CLASSES: tuple[str, ...] = ("happy", "sad")
+DEFAULT_IMAGES: int = 30_000
+DEFAULT_LARGE_PHOTOS: int = 20
+DEFAULT_MEMORY_POINT: int = 10_000
+LARGE_PHOTO_SIZE: tuple[int, int] = (3000, 2000)
+LARGE_PHOTO_QUALITY: int = 90
+BATCH_SIZE: int = 256
+MICRO_FACES: int = 2_000          # faces decoded in the decode-alone measurement
+MICRO_MIN_SECONDS: float = 3.0    # inference-alone runs at least this long
+POLL_SECONDS: float = 0.1
+SEED: int = 2013
+MB: float = 1024.0                # kB -> MB (VmRSS and ru_maxrss are in kB on Linux)
+RESULT_PREFIX: str = "BENCH_RESULT "
+T0_ENV: str = "FACELABEL_BENCH_T0"  # the parent's time.time() just before spawning the worker
+MULTI_PROCESS_FLAGS: tuple[str, ...] = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+IN_PROCESS_FLAGS: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+EXIT_USER_ERROR: int = 2
+
+
+# ---------------------------------------------------------------- workers (run in a fresh subprocess)
+
+def list_images(folder: Path) -> list[str]:
+    """Every image file under folder, sorted (the pipeline walks folders the same way)."""
+    return sorted(os.path.join(d, f) for d, _, names in os.walk(folder) for f in names if is_image_path(f))
+
+
+def worker_limit(input_dir: Path, model_dir: str, output_dir: Path) -> dict:
+    """The limit: read, preprocess and classify in a plain loop, batches of BATCH_SIZE; write a CSV."""
+    import csv
+    imported = time.perf_counter()
+    from model.preprocess import ImageDecodeError, preprocess_image
+    from model.saved import load_classifier
+    loading = time.perf_counter()
+    classifier = load_classifier(model_dir)
+    started = time.perf_counter()
+    ready_after_spawn = time.time() - float(os.environ.get(T0_ENV, time.time()))
+    rows, failed, batch, batch_paths = [], 0, [], []
+
+    def flush() -> None:
+        probabilities = classifier(np.stack(batch))
+        names = classifier.metadata.class_names
+        for path, chosen, p in zip(batch_paths, classifier.metadata.decide(probabilities), probabilities):
+            rows.append((path, names[chosen], *(f"{v:.6f}" for v in p)))
+        batch.clear(), batch_paths.clear()
+
+    for path in list_images(input_dir):
+        try:
+            with open(path, "rb") as handle:
+                batch.append(preprocess_image(handle.read()))
+            batch_paths.append(path)
+        except (OSError, ImageDecodeError):
+            failed += 1
+        if len(batch) == BATCH_SIZE:
+            flush()
+    if batch:
+        flush()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir / "labels.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows(sorted(rows))
+    inside = time.perf_counter() - started
+    return {"images_labelled": len(rows), "images_failed": failed, "inside_seconds": inside,
+            "images_per_second": len(rows) / inside, "import_seconds": loading - imported,
+            "load_seconds": started - loading, "model_ready_after_spawn_seconds": ready_after_spawn}
+
+
+def served_flops_per_image(signature) -> dict:
+    """FLOPs of one image through the served function (network run twice: face + mirror).
+
+    The signature is retraced for a batch of 1 and frozen (variables -> constants, nested calls inlined), so
+    every shape is known: `analytic` = 2 x MACs of Conv2D/MatMul ops, `profiler` = tf.compat.v1.profiler's
+    float_operation total (also counts element-wise ops such as BatchNorm's mul/add).
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    traced = tf.function(lambda x: signature(images=x)).get_concrete_function(
+        tf.TensorSpec([1, *INPUT_SHAPE], tf.float32))
+    graph = convert_variables_to_constants_v2(traced).graph
+    macs = 0
+    for op in graph.get_operations():
+        if op.type == "Conv2D":  # MACs = kernel h x w x input channels per output element
+            macs += int(np.prod(op.inputs[1].shape[:3])) * int(np.prod(op.outputs[0].shape))
+        elif op.type == "MatMul":
+            macs += int(np.prod(op.inputs[0].shape.as_list())) * int(op.outputs[0].shape[-1])
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profiled = tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+    return {"analytic": 2 * macs, "profiler": int(profiled)}
+
+
+def worker_micro(input_dir: Path, model_dir: str) -> dict:
+    """Decode+preprocess alone, inference alone on a preloaded array, and FLOPs per image."""
+    from model.preprocess import preprocess_image
+    from model.saved import load_classifier
+    results = {}
+    faces = [Path(p).read_bytes() for p in list_images(input_dir / "faces")[:MICRO_FACES]]
+    large = [Path(p).read_bytes() for p in list_images(input_dir / "large")]
+    arrays = []
+    for name, blobs in (("faces", faces), ("large", large)):
+        started = time.perf_counter()
+        arrays += [preprocess_image(data) for data in blobs]
+        seconds = time.perf_counter() - started
+        results[f"decode_{name}"] = {"images": len(blobs), "seconds": seconds,
+                                     "images_per_second": len(blobs) / seconds if blobs else 0.0}
+    classifier = load_classifier(model_dir)
+    batch = np.stack((arrays * (BATCH_SIZE // len(arrays) + 1))[:BATCH_SIZE])
+    classifier(batch)  # warm-up: first call traces and allocates
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < MICRO_MIN_SECONDS:
+        classifier(batch)
+        done += BATCH_SIZE
+    seconds = time.perf_counter() - started
+    results["inference"] = {"images": done, "seconds": seconds, "images_per_second": done / seconds,
+                            "batch_size": BATCH_SIZE}
+    results["flops_per_image"] = served_flops_per_image(classifier.signature)
+    results["model_version"] = classifier.metadata.model_version
+    return results
+
+
+# ---------------------------------------------------------------- parent: images, processes, memory
+
+def face_sources() -> list[Path]:
+    """The shared faces of both classes in a fixed shuffled order (so any prefix mixes the classes)."""
+    sources = [p for c in FACE_CLASSES for p in sorted((SHARED_FACES / c).iterdir()) if is_image_path(p.name)]
+    if not sources:
+        raise SystemExit(f"error: no faces found under {SHARED_FACES}")
+    random.Random(SEED).shuffle(sources)
+    return sources
+
+
+def make_large_photos(folder: Path, count: int) -> list[Path]:
+    """count photo-like 3000x2000 JPEGs: smooth random colour fields with mild noise."""
+    folder.mkdir(parents=True)
+    rng, (width, height), photos = np.random.default_rng(SEED), LARGE_PHOTO_SIZE, []
+    for i in range(count):
+        coarse = Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), "RGB")
+        pixels = np.asarray(coarse.resize((width, height), Image.Resampling.BICUBIC), np.int16)
+        pixels = pixels + rng.integers(-12, 13, pixels.shape, dtype=np.int16)
+        photos.append(folder / f"photo_{i:03d}.jpg")
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB").save(photos[-1], quality=LARGE_PHOTO_QUALITY)
+    return photos
+
+
+def link(source: Path, target: Path) -> None:
+    """Hard-link target to source (same bytes, distinct name); copy if the file system refuses."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def build_image_set(folder: Path, sources: list[Path], count: int, photos: list[Path]) -> Path:
+    """folder/faces/<class>/NNNNNN_<name> (count faces, sources cycled) + folder/large/ (the photos)."""
+    for label in FACE_CLASSES:
+        (folder / "faces" / label).mkdir(parents=True)
+    (folder / "large").mkdir()
+    for i in range(count):
+        source = sources[i % len(sources)]
+        link(source, folder / "faces" / source.parent.name / f"{i:06d}_{source.name}")
+    for photo in photos:
+        link(photo, folder / "large" / photo.name)
+    return folder
+
+
+def tree_rss_kb(root: int) -> tuple[int, int]:
+    """(sum of VmRSS in kB, number of processes) over root and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(name))
+    total, todo, seen = 0, [root], 0
+    while todo:
+        pid = todo.pop()
+        seen += 1
+        todo.extend(children.get(pid, []))
+        try:
+            total += next((int(line.split()[1]) for line in open(f"/proc/{pid}/status")
+                           if line.startswith("VmRSS:")), 0)
+        except OSError:
+            pass
+    return total, seen
+
+
+class RssPoller(threading.Thread):
+    """Polls the process tree's summed RSS every POLL_SECONDS until stopped; keeps the peak."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak_kb, self.max_processes, self.done = pid, 0, 0, threading.Event()
+
+    def run(self) -> None:
+        while True:
+            rss, processes = tree_rss_kb(self.pid)
+            self.peak_kb, self.max_processes = max(self.peak_kb, rss), max(self.max_processes, processes)
+            if self.done.wait(POLL_SECONDS):
+                return
+
+
+def run_measured(name: str, command: list[str], log_dir: Path) -> dict:
+    """Run command from the project root; its wall time, peak tree RSS, wait4 ru_maxrss, and BENCH_RESULT."""
+    out_path, err_path = log_dir / f"{name}.out", log_dir / f"{name}.err"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONDONTWRITEBYTECODE": "1", T0_ENV: repr(time.time())}
+    print(f"running {name} ...", file=sys.stderr, flush=True)
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=err)
+        poller = RssPoller(process.pid)
+        poller.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        poller.done.set(), poller.join()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        tail = err_path.read_text(errors="replace").strip().splitlines()[-15:]
+        raise RuntimeError(f"{name} exited with {process.returncode}:\n" + "\n".join(tail))
+    lines = [l for l in out_path.read_text().splitlines() if l.startswith(RESULT_PREFIX)]
+    return {"process_seconds": wall, "peak_rss_tree_mb": poller.peak_kb / MB, "max_processes": poller.max_processes,
+            "ru_maxrss_mb": usage.ru_maxrss / MB, **(json.loads(lines[-1][len(RESULT_PREFIX):]) if lines else {})}
+
+
+def cpu_peak(flops_per_cycle: int | None) -> dict:
+    """Theoretical FP32 peak from /proc/cpuinfo: cores x clock x FLOPs/cycle (the assumption is stated)."""
+    info = Path("/proc/cpuinfo").read_text()
+    field = {key: re.findall(rf"^{key}\s*:\s*(.*)$", info, re.M)
+             for key in ("flags", "cpu MHz", "vendor_id", "cpu family", "model name")}
+    flags = set(field["flags"][0].split()) if field["flags"] else set()
+    mhz = max((float(v) for v in field["cpu MHz"]), default=0.0)
+    cores = len(os.sched_getaffinity(0))
+    amd_zen4 = "AuthenticAMD" in field["vendor_id"] and field["cpu family"][:1] == ["25"]
+    if flops_per_cycle:
+        assumption = f"{flops_per_cycle} FP32 FLOPs/cycle (given by --flops-per-cycle)"
+    elif "avx512f" in flags and amd_zen4:
+        flops_per_cycle, assumption = 32, "AMD family 25 with AVX-512 = Zen 4: 2 x 256-bit FMA pipes x 8 lanes x 2 = 32"
+    elif "avx512f" in flags:
+        flops_per_cycle, assumption = 64, "AVX-512: 2 FMA units x 16 FP32 lanes x 2 = 64"
+    elif {"avx2", "fma"} <= flags:
+        flops_per_cycle, assumption = 32, "AVX2+FMA: 2 FMA units x 8 FP32 lanes x 2 = 32"
+    else:
+        flops_per_cycle, assumption = 8, "SSE: 2 units x 4 FP32 lanes = 8"
+    return {"model_name": (field["model name"] or ["?"])[0], "cores": cores, "mhz": mhz,
+            "flops_per_cycle": flops_per_cycle, "assumption": assumption,
+            "peak_gflops": cores * mhz * 1e6 * flops_per_cycle / 1e9}
+
+
+# ---------------------------------------------------------------- the runs, the table, the JSON
+
+def measure(args: argparse.Namespace, work: Path) -> dict:
+    """Build the image sets, run every measurement one after another, and return all figures."""
+    counts = sorted({c for c in args.memory_points if c <= args.images} | {args.images})
+    sources, photos = face_sources(), make_large_photos(work / "photos", args.large_photos)
+    sets = {count: build_image_set(work / f"set{count}", sources, count, photos) for count in counts}
+    logs, python, model = work / "logs", sys.executable, str(args.model)
+    logs.mkdir()
+    worker = [python, "-m", "bench.bench", "--model", model, "--worker"]
+    micro = run_measured("micro", [*worker, "micro", "--input", str(sets[args.images])], logs)
+    flops = micro["flops_per_image"]["analytic"]
+    runs = []
+    for count in counts:
+        files = count + len(photos)
+        limit = run_measured(f"limit-{count}", [*worker, "limit", "--input", str(sets[count]),
+                                                "--output", str(work / f"out-limit-{count}")], logs)
+        runs.append({"run": "limit loop", "files": files, **limit})
+        for label, flags in (("pipeline in-process", IN_PROCESS_FLAGS), ("pipeline multi_proc x2", MULTI_PROCESS_FLAGS)):
+            output = work / f"out-{label.split()[1]}-{count}"
+            result = run_measured(f"{label.split()[1]}-{count}", [
+                python, "-m", "pipeline.run", "--input", str(sets[count]), "--output", str(output),
+                "--model", model, *flags], logs)
+            summary = json.loads((output / "summary.json").read_text())
+            inside = summary["wall_seconds"]
+            runs.append({"run": label, "files": files, **result, "images_labelled": summary["images_labelled"],
+                         "images_failed": summary["images_failed"], "inside_seconds": inside,
+                         "images_per_second": summary["images_labelled"] / inside})
+        for run in runs[-3:]:
+            run["startup_seconds"] = run["process_seconds"] - run["inside_seconds"]
+            run["throughput_ratio"] = run["images_per_second"] / limit["images_per_second"]
+            run["wall_ratio"] = run["process_seconds"] / limit["process_seconds"]
+    peak = cpu_peak(args.flops_per_cycle)
+    for row in [micro["inference"], *runs]:
+        row["gflops"] = row["images_per_second"] * flops / 1e9
+        row["fraction_of_peak"] = row["gflops"] / peak["peak_gflops"]
+    return {"images": args.images, "large_photos": len(photos), "large_photo_size": LARGE_PHOTO_SIZE,
+            "model": model, "counts": counts, "cpu": peak, "micro": micro, "runs": runs,
+            "ru_maxrss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / MB}
+
+
+COLUMNS: tuple[tuple[str, str, int, str], ...] = (  # (header, key, width, format)
+    ("measurement", "run", 28, "s"), ("files", "files", 6, "d"), ("labelled", "images_labelled", 8, "d"),
+    ("img/s", "images_per_second", 8, ".1f"), ("GFLOP/s", "gflops", 7, ".2f"), ("%peak", "fraction_of_peak", 6, ".1%"),
+    ("inside s", "inside_seconds", 8, ".2f"), ("proc s", "process_seconds", 7, ".2f"),
+    ("start s", "startup_seconds", 7, ".2f"), ("thru/lim", "throughput_ratio", 8, ".3f"),
+    ("wall/lim", "wall_ratio", 8, ".2f"), ("RSS MB", "peak_rss_tree_mb", 6, ".0f"),
+    ("maxrss", "ru_maxrss_mb", 6, ".0f"), ("procs", "max_processes", 5, "d"))
+
+
+def format_row(row: dict) -> str:
+    """One fixed-width table line; missing figures show as '-'."""
+    cells = [str(row["run"])[:COLUMNS[0][2]].ljust(COLUMNS[0][2])]
+    cells += [(format(row[key], fmt) if row.get(key) is not None else "-").rjust(width)
+              for _, key, width, fmt in COLUMNS[1:]]
+    return " ".join(cells)
+
+
+def format_table(results: dict) -> str:
+    """One fixed-width table: micro rows, then the limit and pipeline runs per count, then the notes."""
+    micro, cpu, flops = results["micro"], results["cpu"], results["micro"]["flops_per_image"]
+    size = "x".join(map(str, results["large_photo_size"]))
+    rows = [{**micro["decode_faces"], "run": "decode+preprocess faces"},
+            {**micro["decode_large"], "run": f"decode+preprocess {size}"},
+            {**micro["inference"], "run": f"inference alone, batch {BATCH_SIZE}"}]
+    for row in rows:
+        row["files"], row["inside_seconds"] = row.pop("images"), row["seconds"]
+    rows[2]["files"] = None  # one preloaded batch, called repeatedly
+    header = " ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, _, w, _) in enumerate(COLUMNS))
+    lines = [f"facelabel benchmark: {results['images']} faces + {results['large_photos']} photos {size}, "
+             f"model {micro['model_version']} ({results['model']})", header, "-" * len(header)]
+    lines += [format_row(row) for row in rows]
+    for row in results["runs"]:
+        if row["run"] == "limit loop":
+            lines.append(f"-- {row['files']} files ".ljust(len(header), "-"))
+        lines.append(format_row(row))
+    limit = [row for row in results["runs"] if row["run"] == "limit loop"][-1]
+    return "\n".join(lines + [
+        "-" * len(header),
+        f"FLOPs/image (served function = network on face and mirror): {flops['analytic'] / 1e6:.2f} MFLOP "
+        f"= 2 x conv+dense MACs (used above); tf profiler {flops['profiler'] / 1e6:.2f} MFLOP",
+        f"CPU peak: {cpu['cores']} cores x {cpu['mhz']:.0f} MHz x {cpu['flops_per_cycle']} FLOP/cycle = "
+        f"{cpu['peak_gflops']:.1f} GFLOP/s FP32 ({cpu['model_name']}; {cpu['assumption']})",
+        f"limit n={limit['files']}: load_classifier {limit['load_seconds']:.2f} s; imports {limit['import_seconds']:.2f} "
+        f"s; model ready {limit['model_ready_after_spawn_seconds']:.2f} s after spawn",
+        "inside s: limit = its loop after the model load, pipeline = summary.json wall_seconds (pipeline "
+        "construction to summary); start s = proc s - inside s",
+        "thru/lim = img/s over limit's, wall/lim = proc s over limit's (same files); RSS MB = peak summed VmRSS of "
+        f"the process tree (polled every {POLL_SECONDS} s); maxrss = wait4 ru_maxrss (largest process)"])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=DEFAULT_IMAGES, help="faces in the full set (default %(default)s)")
+    parser.add_argument("--large-photos", type=int, default=DEFAULT_LARGE_PHOTOS, help="generated 3000x2000 JPEGs (default %(default)s)")
+    parser.add_argument("--memory-points", type=lambda s: [int(v) for v in s.split(",") if v], default=None,
+                        help=f"comma-separated face counts also measured (default {DEFAULT_MEMORY_POINT:,})")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="SavedModel folder (default: shipped)")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
+    parser.add_argument("--flops-per-cycle", type=int, default=None, help="override the per-core FP32 peak")
+    parser.add_argument("--worker", choices=("limit", "micro"), help=argparse.SUPPRESS)
+    parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_points is None:
+        args.memory_points = [DEFAULT_MEMORY_POINT]
+    if args.images < 1 or args.large_photos < 0:
+        parser.error("--images must be >= 1 and --large-photos >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        result = (worker_limit(args.input, args.model, args.output) if args.worker == "limit"
+                  else worker_micro(args.input, args.model))
+        print(RESULT_PREFIX + json.dumps(result), flush=True)
+        return 0
+    if not Path(args.model, "saved_model.pb").is_file():
+        print(f"error: no SavedModel at {args.model} (run make train, or pass --model)", file=sys.stderr)
+        return EXIT_USER_ERROR
+    work = Path(tempfile.mkdtemp(prefix="facelabel-bench-"))
+    try:
+        results = measure(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(format_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
