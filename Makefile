@@ -14,6 +14,8 @@ TRAIN_FLAGS ?=
 # Extra flags for `make label`, e.g. Beam options such as --direct_num_workers=2.
 LABEL_FLAGS ?=
 PYTEST_FLAGS ?=
+# Extra flags for `make bench`, e.g. BENCH_FLAGS="--images 400 --large-photos 4 --memory-points 200,400".
+BENCH_FLAGS ?=
 # `make dataflow`: the Google Cloud project, region and gs:// temp folder of the job.
 PROJECT    ?=
 REGION     ?=
@@ -30,7 +32,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONDONTWRITEBYTECODE = 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install label dataflow print-dataflow-flags train evaluate test clean
+.PHONY: help install label dataflow print-dataflow-flags train evaluate test bench clean
 
 help: ## List the targets
 	@echo "facelabel: label face images as happy or sad"
@@ -38,7 +40,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo
 	@echo "Variables: INPUT, OUTPUT, MODEL (default $(MODEL)), DATA_DIR (default $(DATA_DIR)),"
-	@echo "           TRAIN_FLAGS, LABEL_FLAGS, PYTEST_FLAGS; for dataflow: PROJECT, REGION, TEMP, JOB_NAME,"
+	@echo "           TRAIN_FLAGS, LABEL_FLAGS, PYTEST_FLAGS, BENCH_FLAGS; for dataflow: PROJECT, REGION, TEMP, JOB_NAME,"
 	@echo "           DATAFLOW_FLAGS (default $(DATAFLOW_FLAGS))"
 
 $(STAMP): requirements.txt requirements-test.txt setup.py
@@ -75,6 +77,9 @@ evaluate: $(STAMP) ## Evaluate MODEL on the validation split of DATA_DIR; writes
 
 test: $(STAMP) ## Run the test suite
 	$(PYTHON) -m pytest $(PYTEST_FLAGS) tests
+
+bench: $(STAMP) ## Benchmark pipeline.run against a plain loop on 30,000 faces; writes bench-results.json
+	$(PYTHON) -m bench.bench --json bench-results.json $(BENCH_FLAGS)
 
 clean: ## Remove the virtualenv and caches (keeps the shipped model)
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

@@ -33,13 +33,19 @@ from apache_beam.runners.runner import PipelineResult
 from model.contract import DEFAULT_MODEL_DIR, is_image_path
 from model.saved import ModelLoadError, load_classifier
 from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
-from pipeline.transforms import SUMMARY_FILE, LabelImages, ReadImages, WriteOutputs
+from pipeline.transforms import ERRORS_FILE, LABELS_FILE, SUMMARY_FILE, LabelImages, ReadImages, WriteOutputs
 
 GLOB_CHARACTERS: str = "*?["
 # The input check lists at most this many entries before launching; the pipeline itself matches them all.
 PREFLIGHT_MATCH_LIMIT: int = 10_000
 WRITE_CHECK_FILE: str = ".facelabel-write-check"
 EXIT_USER_ERROR: int = 2
+EXIT_TOO_MANY_ERRORS: int = 3
+# Outputs are written here inside the output folder, then moved into place when the run succeeds.
+STAGING_PREFIX: str = ".facelabel-staging-"
+OUTPUT_FILES: tuple[str, ...] = (LABELS_FILE, ERRORS_FILE, SUMMARY_FILE)
+# How many error kinds the end-of-run summary lists (all of them are in summary.json).
+SUMMARY_ERROR_KINDS: int = 5
 # Runners whose workers run on other machines, so they cannot read this machine's files (matched in lower case).
 REMOTE_RUNNER_MARKERS: tuple[str, ...] = ("dataflow",)
 
@@ -67,11 +73,25 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                         help="SavedModel folder, local or gs:// (default: the shipped model)")
     parser.add_argument("--min-batch-size", type=int, default=None, help="RunInference's smallest batch")
     parser.add_argument("--max-batch-size", type=int, default=None, help="RunInference's largest batch")
+    parser.add_argument("--max-error-rate", type=error_rate, default=None, metavar="R",
+                        help=f"exit with status {EXIT_TOO_MANY_ERRORS} (after writing all outputs) when more than "
+                             "this fraction of the matched images failed, e.g. 0.01; default: off")
     known, pipeline_args = parser.parse_known_args(argv)
     unknown = unknown_pipeline_args(pipeline_args)
     if unknown:
         parser.error(unknown)
     return known, pipeline_args
+
+
+def error_rate(text: str) -> float:
+    """argparse type for --max-error-rate: a fraction from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {text!r}")
+    return value
 
 
 def unknown_pipeline_args(pipeline_args: list[str]) -> str | None:
@@ -157,8 +177,8 @@ def check_model(model_uri: str):
         raise UserError(f"cannot read model {model_uri} ({root_cause(err)})") from None
 
 
-def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, class_names: tuple[str, ...],
-                   info: dict) -> None:
+def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir: str,
+                   class_names: tuple[str, ...], info: dict) -> None:
     """files -> ReadImages -> LabelImages -> WriteOutputs."""
     pattern, images_only = input_pattern(args.input)
     read = pipeline | "ReadImages" >> ReadImages(pattern, images_only)
@@ -167,7 +187,7 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, class_name
     labelled = read["images"] | "LabelImages" >> LabelImages(worker_model, args.min_batch_size, args.max_batch_size)
     errors = (read["errors"], labelled["errors"]) | "AllErrors" >> beam.Flatten()
     _ = {"matched": read["matched"], "labels": labelled["labels"], "errors": errors} | "WriteOutputs" >> \
-        WriteOutputs(args.output, class_names, info)
+        WriteOutputs(write_dir, class_names, info)
 
 
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
@@ -197,16 +217,47 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         "output": args.output,
         "model": args.model,
         "model_version": metadata.model_version,
+        "max_error_rate": args.max_error_rate,
         "started_at": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
         "started_unix": started,
     }
     log.info("labelling %s with model %s into %s", args.input, metadata.model_version, args.output)
-    with pipeline:
-        build_pipeline(pipeline, args, metadata.class_names, info)
     dry_run = bool(options.view_as(TestOptions).dry_run)
     if dry_run or options.view_as(StandardOptions).no_wait_until_finish:
+        # Nobody waits to move staged files into place: the job writes straight into the output folder.
+        with pipeline:
+            build_pipeline(pipeline, args, args.output, metadata.class_names, info)
         return launch_details(pipeline.result, dry_run, info)
+    staging = FileSystems.join(args.output, f"{STAGING_PREFIX}{int(started)}-{os.getpid()}")
+    try:
+        with pipeline:
+            build_pipeline(pipeline, args, staging, metadata.class_names, info)
+        promote_outputs(staging, args.output)
+    finally:
+        remove_quietly(staging)
     return read_summary(args.output)
+
+
+def promote_outputs(staging: str, output_dir: str) -> None:
+    """Replace the output folder's results with the staged ones, so a failed run never leaves a mix.
+
+    The previous run's files stay untouched until this run has written all of its own.
+    """
+    staged = [FileSystems.join(staging, name) for name in OUTPUT_FILES]
+    final = [FileSystems.join(output_dir, name) for name in OUTPUT_FILES]
+    existing = [path for path in final if FileSystems.exists(path)]
+    if existing:
+        FileSystems.delete(existing)
+    FileSystems.rename(staged, final)
+
+
+def remove_quietly(folder: str) -> None:
+    """Delete a staging folder if it is still there (after a failure, or once emptied by the move)."""
+    try:
+        if FileSystems.exists(folder) or FileSystems.match([FileSystems.join(folder, "**")])[0].metadata_list:
+            FileSystems.delete([folder])
+    except Exception as err:  # leftovers are harmless: hidden, and never read back
+        log.warning("could not remove staging folder %s (%s)", folder, root_cause(err))
 
 
 def launch_details(result: PipelineResult, dry_run: bool, info: dict) -> dict:
@@ -235,10 +286,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"job {summary['job']} with {len(summary['transforms'])} transforms {done}; "
               f"outputs will be in {summary['output']}")
         return 0
-    print(f"matched {summary['images_matched']}, labelled {summary['images_labelled']}, "
-          f"failed {summary['images_failed']}; labels {summary['labels']}; "
-          f"{summary['wall_seconds']:.1f} s; outputs in {summary['output']}")
+    print(format_summary(summary))
+    if too_many_errors(summary):
+        print(f"error: {summary['images_failed']} of {summary['images_matched']} images failed, more than "
+              f"--max-error-rate allows", file=sys.stderr)
+        return EXIT_TOO_MANY_ERRORS
     return 0
+
+
+def too_many_errors(summary: dict) -> bool:
+    """True when the run's failed fraction exceeds the --max-error-rate recorded in its summary."""
+    matched, limit = summary["images_matched"], summary.get("max_error_rate")
+    return limit is not None and matched > 0 and summary["images_failed"] / matched > limit
+
+
+def format_summary(summary: dict) -> str:
+    """The end-of-run summary: one screen a person reads the next morning."""
+    matched, failed = summary["images_matched"], summary["images_failed"]
+    labelled = summary["images_labelled"]
+    share = lambda n, total: f"{100.0 * n / total:.1f}%" if total else "-"  # noqa: E731
+    lines = [f"facelabel: {matched:,} images matched, {labelled:,} labelled, {failed:,} failed ({share(failed, matched)})",
+             "  labels:  " + "   ".join(f"{name} {count:,} ({share(count, labelled)})"
+                                        for name, count in summary["labels"].items())]
+    reasons = list(summary["errors_by_reason"].items())
+    for reason, count in reasons[:SUMMARY_ERROR_KINDS]:
+        lines.append(f"  failed:  {count:,} x {reason}")
+    if len(reasons) > SUMMARY_ERROR_KINDS:
+        lines.append(f"  failed:  ... {len(reasons) - SUMMARY_ERROR_KINDS} more kinds in {ERRORS_FILE}")
+    seconds = summary["wall_seconds"]
+    lines.append(f"  time:    {seconds:.1f} s, {matched / seconds if seconds else 0:.0f} images/s")
+    lines.append(f"  model:   {summary['model_version']}")
+    lines.append("  outputs: " + ", ".join(FileSystems.join(summary["output"], name) for name in OUTPUT_FILES))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -123,15 +123,22 @@ class ReadImages(beam.PTransform):
             self._pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
         if self._images_only:
             matched = matched | "KeepImageFiles" >> beam.Filter(lambda m: is_image_path(m.path))
+        return {"matched": matched | "MatchedPaths" >> beam.Map(lambda m: m.path),
+                **(matched | "ReadFiles" >> ReadFiles())}
+
+
+class ReadFiles(beam.PTransform):
+    """Matched files (FileMetadata) -> {"images": (path, bytes), "errors": ErrorRow}.
+
+    A file that vanished or became unreadable since it was matched, or is too large, becomes an error row.
+    """
+
+    def expand(self, matched):
         images, failed = (
             matched
-            | "OpenFiles" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED, skip_directories=True)
-            | "ReadFiles" >> beam.Map(read_file).with_exception_handling())
-        return {
-            "matched": matched | "MatchedPaths" >> beam.Map(lambda m: m.path),
-            "images": images,
-            "errors": failed | "ReadErrors" >> beam.Map(dead_letter_to_error(readable_path)),
-        }
+            | "OpenFiles" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED, skip_directories=False)
+            | "Read" >> beam.Map(read_file).with_exception_handling())
+        return {"images": images, "errors": failed | "ReadErrors" >> beam.Map(dead_letter_to_error(readable_path))}
 
 
 class LabelImages(beam.PTransform):

@@ -27,7 +27,9 @@ class ServingModule(tf.Module):
 
     def __init__(self, network: keras.Model, temperature: float = 1.0, mirror_average: bool = True):
         super().__init__(name="facelabel")
-        self.network = network
+        # The same layers in an uncompiled model: the trained model also tracks its optimizer's state (two more
+        # copies of every weight), which the served model does not need.
+        self.network = keras.Model(network.inputs, network.outputs, name=network.name)
         self.temperature = tf.Variable(temperature, dtype=tf.float32, trainable=False, name="temperature")
         self.mirror_average = mirror_average
 

@@ -1,0 +1,166 @@
+"""Nightly-run safety: reruns replace results whole, failures leave the last good results, error-rate alarms,
+files that vanish between matching and reading, and a large mixed folder where every file is accounted for."""
+
+import csv
+import io
+import shutil
+
+import apache_beam as beam
+import pytest
+import tensorflow as tf
+from apache_beam.io.filesystem import FileMetadata
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from PIL import Image
+
+from conftest import encode, synthetic_face
+from model.metadata import ModelMetadata
+from pipeline import run as job
+from pipeline.transforms import ReadFiles
+
+REAL_FACES = 1000
+
+
+def read_rows(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))[1:]
+
+
+def faces_folder(root, count, seed):
+    root.mkdir(parents=True)
+    for i in range(count):
+        synthetic_face(i % 2 == 0, seed=seed + i).save(root / f"face_{i}.png")
+    return root
+
+
+def test_rerun_replaces_results_as_a_whole(tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    first = faces_folder(tmp_path / "first", 4, seed=10)
+    second = faces_folder(tmp_path / "second", 2, seed=20)
+    job.run(["--input", str(first), "--output", str(out), "--model", str(tiny_model_dir)])
+    job.run(["--input", str(second), "--output", str(out), "--model", str(tiny_model_dir)])
+    assert {row[0] for row in read_rows(out / "labels.csv")} == {str(p) for p in second.iterdir()}
+    assert sorted(p.name for p in out.iterdir()) == ["errors.csv", "labels.csv", "summary.json"]
+
+
+@pytest.fixture
+def failing_model_dir(tmp_path):
+    """A model that loads and has the right signature, but fails whenever it is called."""
+    class Failing(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 48, 48, 1], tf.float32, name="images")])
+        def serve(self, images):
+            tf.debugging.assert_less(tf.shape(images)[0], 0, message="deliberate failure")
+            return {"probabilities": tf.zeros([tf.shape(images)[0], 2])}
+
+    module, path = Failing(), tmp_path / "failing_model"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    ModelMetadata(model_version="failing").write(path)
+    return path
+
+
+def test_failed_run_leaves_previous_results_untouched(tiny_model_dir, failing_model_dir, tmp_path):
+    out = tmp_path / "out"
+    folder = faces_folder(tmp_path / "in", 3, seed=30)
+    job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
+    before = {name: (out / name).read_bytes() for name in ("labels.csv", "errors.csv", "summary.json")}
+    with pytest.raises(Exception, match="deliberate failure"):
+        job.run(["--input", str(folder), "--output", str(out), "--model", str(failing_model_dir)])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # same files, same bytes, no staging left
+
+
+@pytest.mark.parametrize("limit,status", [("0.2", 3), ("0.5", 0)])
+def test_max_error_rate_sets_exit_status_after_writing_outputs(tiny_model_dir, tmp_path, capsys, limit, status):
+    folder = faces_folder(tmp_path / "in", 3, seed=40)
+    (folder / "broken.png").write_bytes(b"broken")  # 1 of 4 failed = 25%
+    out = tmp_path / "out"
+    assert job.main(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir),
+                     "--max-error-rate", limit]) == status
+    assert len(read_rows(out / "errors.csv")) == 1 and len(read_rows(out / "labels.csv")) == 3
+    captured = capsys.readouterr()
+    assert "4 images matched, 3 labelled, 1 failed (25.0%)" in captured.out
+    assert ("more than --max-error-rate" in captured.err) == (status != 0)
+
+
+def test_bad_max_error_rate_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        job.main(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--max-error-rate", "5"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("error: argument --max-error-rate: must be a fraction")
+
+
+def test_file_vanished_after_matching_is_an_error_row(tmp_path):
+    present = tmp_path / "present.png"
+    present.write_bytes(encode(synthetic_face(True, seed=1)))
+    gone = tmp_path / "gone.png"
+    with TestPipeline() as p:
+        read = p | beam.Create([FileMetadata(str(present), present.stat().st_size),
+                                FileMetadata(str(gone), 1234)]) | ReadFiles()
+        assert_that(read["images"] | beam.Map(lambda item: item[0]), equal_to([str(present)]), label="Images")
+        assert_that(read["errors"] | beam.Map(lambda row: (row.path, row.error.split(":")[0])),
+                    equal_to([(str(gone), "FileNotFoundError")]), label="Errors")
+
+
+def every_kind_of_bad_file(folder):
+    """Files a nightly folder really gets; returns {file name: expected start of its error reason}."""
+    jpeg = encode(Image.new("RGB", (300, 300), (120, 80, 60)), "JPEG")
+    png = encode(Image.new("L", (300, 300), 90), "PNG")
+    bomb = encode(Image.new("1", (9000, 9000), 0), "PNG")  # 81 MP of 1-bit pixels: a small file
+    bad = {
+        "zero.jpg": (b"", "empty file"),
+        "truncated.jpg": (jpeg[: len(jpeg) // 2], "corrupt or truncated image"),
+        "truncated.png": (png[: len(png) // 2], "corrupt or truncated image"),
+        "notes.JPG": (b"shopping list: milk, eggs", "not a recognised image format"),
+        "page.png": (b"<html><body>404</body></html>", "not a recognised image format"),
+        "bomb.png": (bomb, "image too large"),
+    }
+    for name, (data, _) in bad.items():
+        (folder / name).write_bytes(data)
+    return {name: reason for name, (_, reason) in bad.items()}
+
+
+def every_kind_of_odd_good_file(folder):
+    """Unusual but valid images, which must be labelled."""
+    big = Image.new("RGB", (6000, 4000), (200, 180, 170))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    files = {
+        "large photo.jpg": encode(big, "JPEG", quality=80),
+        "cmyk.jpg": encode(Image.new("CMYK", (64, 64), (10, 20, 30, 40)), "JPEG"),
+        "sixteen-bit.png": encode(Image.new("I;16", (64, 64), 30000), "PNG"),
+        "palette.gif": encode(Image.new("P", (64, 64), 3), "GIF"),
+        "alpha.png": encode(Image.new("RGBA", (64, 64), (90, 90, 90, 128)), "PNG"),
+        "rotated.jpg": encode(Image.new("L", (80, 48), 100), "JPEG", exif=exif),
+        "naïve, \"quoted\"\nname.webp": encode(Image.new("L", (48, 48), 70), "WEBP"),
+        "photo.TIFF": encode(Image.new("L", (48, 48), 60), "TIFF"),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return set(files)
+
+
+def test_real_faces_mixed_with_bad_files_are_each_accounted_for_once(shared_faces, tmp_path):
+    folder = tmp_path / "nightly"
+    faces = sorted((shared_faces / "happy").iterdir())[: REAL_FACES // 2] + \
+        sorted((shared_faces / "sad").iterdir())[: REAL_FACES // 2]
+    for i, face in enumerate(faces):
+        target = folder / f"batch{i % 7}" / face.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(face, target)
+    bad = every_kind_of_bad_file(folder)
+    odd = every_kind_of_odd_good_file(folder)
+    (folder / "batch0" / "linked.jpg").symlink_to(folder / "batch0" / faces[0].name)
+    (folder / "README.md").write_text("not an image: not matched")
+
+    out = tmp_path / "out"
+    summary = job.run(["--input", str(folder), "--output", str(out)])
+    labelled = [row[0] for row in read_rows(out / "labels.csv")]
+    failed = {row[0]: row[1] for row in read_rows(out / "errors.csv")}
+    every_image = {str(p) for p in folder.rglob("*") if p.is_file() and p.name != "README.md"}
+    assert len(labelled) == len(set(labelled))
+    assert sorted(labelled + list(failed)) == sorted(every_image)
+    assert {str(folder / name) for name in odd} <= set(labelled)
+    for name, reason in bad.items():
+        assert failed[str(folder / name)].startswith(reason), (name, failed[str(folder / name)])
+    assert summary["images_matched"] == REAL_FACES + len(odd) + 1 + len(bad)
+    assert summary["images_matched"] == summary["images_labelled"] + summary["images_failed"]
+    assert summary["images_failed"] == len(bad)
