@@ -73,6 +73,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                         help="SavedModel folder, local or gs:// (default: the shipped model)")
     parser.add_argument("--min-batch-size", type=int, default=None, help="RunInference's smallest batch")
     parser.add_argument("--max-batch-size", type=int, default=None, help="RunInference's largest batch")
+    parser.add_argument("--incremental", action="store_true",
+                        help="label only images that are new or changed (size or modification time) since the "
+                             "labels.csv already in --output, or were labelled by another model version; carry "
+                             "the other rows over, so the output still covers the whole input")
     parser.add_argument("--max-error-rate", type=error_rate, default=None, metavar="R",
                         help=f"exit with status {EXIT_TOO_MANY_ERRORS} (after writing all outputs) when more than "
                              "this fraction of the matched images failed, e.g. 0.01; default: off")
@@ -181,13 +185,15 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir:
                    class_names: tuple[str, ...], info: dict) -> None:
     """files -> ReadImages -> LabelImages -> WriteOutputs."""
     pattern, images_only = input_pattern(args.input)
-    read = pipeline | "ReadImages" >> ReadImages(pattern, images_only)
+    previous = FileSystems.join(args.output, LABELS_FILE) if args.incremental else None
+    read = pipeline | "ReadImages" >> ReadImages(pattern, images_only, previous, info["model_version"], class_names)
     # Workers load the shipped default model from their own installed package (None), other models by path.
     worker_model = None if is_default_model(args.model) else args.model
     labelled = read["images"] | "LabelImages" >> LabelImages(worker_model, args.min_batch_size, args.max_batch_size)
+    labels = (labelled["labels"], read["carried"]) | "AllLabels" >> beam.Flatten()
     errors = (read["errors"], labelled["errors"]) | "AllErrors" >> beam.Flatten()
-    _ = {"matched": read["matched"], "labels": labelled["labels"], "errors": errors} | "WriteOutputs" >> \
-        WriteOutputs(write_dir, class_names, info)
+    _ = {"matched": read["matched"], "labels": labels, "errors": errors, "carried": read["carried"]} | \
+        "WriteOutputs" >> WriteOutputs(write_dir, class_names, info)
 
 
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
@@ -218,6 +224,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         "model": args.model,
         "model_version": metadata.model_version,
         "max_error_rate": args.max_error_rate,
+        "incremental": args.incremental,
         "started_at": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
         "started_unix": started,
     }
@@ -305,7 +312,10 @@ def format_summary(summary: dict) -> str:
     matched, failed = summary["images_matched"], summary["images_failed"]
     labelled = summary["images_labelled"]
     share = lambda n, total: f"{100.0 * n / total:.1f}%" if total else "-"  # noqa: E731
-    lines = [f"facelabel: {matched:,} images matched, {labelled:,} labelled, {failed:,} failed ({share(failed, matched)})",
+    carried = summary.get("images_carried_over", 0)
+    carried_note = f" ({carried:,} carried over unchanged)" if carried else ""
+    lines = [f"facelabel: {matched:,} images matched, {labelled:,} labelled{carried_note}, {failed:,} failed "
+             f"({share(failed, matched)})",
              "  labels:  " + "   ".join(f"{name} {count:,} ({share(count, labelled)})"
                                         for name, count in summary["labels"].items())]
     reasons = list(summary["errors_by_reason"].items())

@@ -13,20 +13,20 @@ import datetime
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from model.contract import is_image_path
 from model.preprocess import ImageDecodeError, preprocess_image
 from pipeline.model_handler import SavedModelHandler
-from pipeline.rows import (ERRORS_HEADER, ErrorRow, csv_line, format_error_row, format_label_row,
-                           labels_header, to_label_row)
+from pipeline.rows import (ERRORS_HEADER, ErrorRow, FileKey, LabelRow, csv_line, format_error_row,
+                           format_label_row, labels_header, parse_label_rows, to_label_row)
 
 # Files larger than this are not read into memory: no face image is anywhere near it.
 MAX_FILE_BYTES: int = 256 * 1024 * 1024
@@ -66,17 +66,21 @@ class ReportProgress(beam.DoFn):
         return ()
 
 
-def read_file(readable: fileio.ReadableFile) -> tuple[str, bytes]:
-    """(path, whole file content), refusing files over MAX_FILE_BYTES before reading them."""
+def file_key(metadata: FileMetadata) -> FileKey:
+    return FileKey(metadata.path, metadata.size_in_bytes, metadata.last_updated_in_seconds)
+
+
+def read_file(readable: fileio.ReadableFile) -> tuple[FileKey, bytes]:
+    """(file key, whole file content), refusing files over MAX_FILE_BYTES before reading them."""
     size = readable.metadata.size_in_bytes
     if size > MAX_FILE_BYTES:
         raise FileTooLargeError(f"file too large to be a face image: {size:,} bytes")
-    return readable.metadata.path, readable.read()
+    return file_key(readable.metadata), readable.read()
 
 
-def preprocess_keyed(item: tuple[str, bytes]) -> tuple[str, np.ndarray]:
-    path, data = item
-    return path, preprocess_image(data)
+def preprocess_keyed(item: tuple[FileKey, bytes]) -> tuple[FileKey, np.ndarray]:
+    key, data = item
+    return key, preprocess_image(data)
 
 
 def error_reason(exc_type: type, exc_repr: str, traceback_lines: list[str]) -> str:
@@ -102,29 +106,94 @@ def readable_path(readable: fileio.ReadableFile) -> str:
     return readable.metadata.path
 
 
-def keyed_path(item: tuple[str, object]) -> str:
-    return item[0]
+def keyed_path(item: tuple[FileKey, object]) -> str:
+    return item[0].path
 
 
 class ReadImages(beam.PTransform):
     """Match the input pattern and read each file's bytes.
 
-    Returns {"matched": paths, "images": (path, bytes), "errors": ErrorRow}.
+    Returns {"matched": paths, "images": (FileKey, bytes), "errors": ErrorRow, "carried": LabelRow}.
     With images_only, files without an image extension (case-insensitive) are skipped, as for a folder input.
+    With `previous` (an earlier run's labels.csv) files unchanged since it was written, and labelled by
+    `model_version`, are not read again: their earlier rows come out as "carried".
     """
 
-    def __init__(self, pattern: str, images_only: bool = True):
+    def __init__(self, pattern: str, images_only: bool = True, previous: str | None = None,
+                 model_version: str = "", class_names: tuple[str, ...] = ()):
         super().__init__()
         self._pattern = pattern
         self._images_only = images_only
+        self._previous = previous
+        self._model_version = model_version
+        self._class_names = class_names
 
     def expand(self, pbegin):
         matched = pbegin | "MatchFiles" >> fileio.MatchFiles(
             self._pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
         if self._images_only:
             matched = matched | "KeepImageFiles" >> beam.Filter(lambda m: is_image_path(m.path))
+        to_read, carried = matched, pbegin | "NothingCarried" >> beam.Create([])
+        if self._previous:
+            to_read, carried = matched | "SkipUnchanged" >> SkipUnchanged(
+                self._previous, self._model_version, self._class_names)
         return {"matched": matched | "MatchedPaths" >> beam.Map(lambda m: m.path),
-                **(matched | "ReadFiles" >> ReadFiles())}
+                "carried": carried,
+                **(to_read | "ReadFiles" >> ReadFiles())}
+
+
+def read_previous_rows(path: str, class_names: tuple[str, ...]) -> Iterable[tuple[str, LabelRow]]:
+    """(path, row) for each row of an earlier labels.csv; nothing if it is missing or of another layout."""
+    if not FileSystems.exists(path):
+        return
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        text = handle.read().decode("utf-8")
+    for row in parse_label_rows(text, class_names):
+        yield row.path, row
+
+
+class SplitUnchanged(beam.DoFn):
+    """Per path: the file's metadata if it must be labelled, or its earlier row (tag 'carried') if unchanged."""
+
+    CARRIED = "carried"
+
+    def __init__(self, model_version: str):
+        self._model_version = model_version
+
+    def process(self, joined: tuple[str, dict]):
+        _, groups = joined
+        files, previous = list(groups["file"]), list(groups["previous"])
+        if not files:
+            return  # labelled last time, gone now
+        key = file_key(files[0])
+        if previous:
+            row = previous[0]
+            if (row.file_size, row.file_modified, row.model_version) == \
+                    (key.size, key.modified_text, self._model_version):
+                yield beam.pvalue.TaggedOutput(self.CARRIED, row)
+                return
+        yield files[0]
+
+
+class SkipUnchanged(beam.PTransform):
+    """FileMetadata -> (metadata to read and label, LabelRow carried over from the earlier labels.csv)."""
+
+    def __init__(self, previous_labels: str, model_version: str, class_names: tuple[str, ...]):
+        super().__init__()
+        self._previous_labels = previous_labels
+        self._model_version = model_version
+        self._class_names = class_names
+
+    def expand(self, matched):
+        previous = (matched.pipeline
+                    | "PreviousLabelsFile" >> beam.Create([self._previous_labels])
+                    | "ReadPreviousLabels" >> beam.FlatMap(read_previous_rows, self._class_names))
+        split = (
+            {"file": matched | "KeyByPath" >> beam.Map(lambda m: (m.path, m)), "previous": previous}
+            | "JoinWithPrevious" >> beam.CoGroupByKey()
+            | "Split" >> beam.ParDo(SplitUnchanged(self._model_version)).with_outputs(
+                SplitUnchanged.CARRIED, main="changed"))
+        return split.changed, split[SplitUnchanged.CARRIED]
 
 
 class ReadFiles(beam.PTransform):
@@ -142,7 +211,7 @@ class ReadFiles(beam.PTransform):
 
 
 class LabelImages(beam.PTransform):
-    """(path, image bytes) -> {"labels": LabelRow, "errors": ErrorRow} with the model at model_uri.
+    """(FileKey, image bytes) -> {"labels": LabelRow, "errors": ErrorRow} with the model at model_uri.
 
     model_uri None: the shipped default model (see SavedModelHandler).
     """
@@ -168,7 +237,7 @@ def sorted_lines(rows: list, formatter: Callable) -> list[str]:
     return [formatter(row) for row in sorted(rows)]
 
 
-def summary_json(_, matched: int, labelled: int, failed: int, per_label: dict[str, int],
+def summary_json(_, matched: int, labelled: int, failed: int, carried: int, per_label: dict[str, int],
                  errors_by_reason: dict[str, int], info: dict) -> str:
     """The run's summary.json content; wall time runs from launch to the moment the counts are complete."""
     finished = datetime.datetime.now(datetime.timezone.utc)
@@ -177,6 +246,7 @@ def summary_json(_, matched: int, labelled: int, failed: int, per_label: dict[st
         "images_matched": matched,
         "images_labelled": labelled,
         "images_failed": failed,
+        "images_carried_over": carried,
         "labels": {name: per_label.get(name, 0) for name in info["class_names"]},
         "errors_by_reason": dict(sorted(errors_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
         "finished_at": finished.isoformat(timespec="seconds"),
@@ -190,7 +260,8 @@ def reason_kind(row: ErrorRow) -> str:
 
 
 class WriteOutputs(beam.PTransform):
-    """Write labels.csv, errors.csv and summary.json into output_dir from {"matched", "labels", "errors"}."""
+    """Write labels.csv, errors.csv and summary.json into output_dir from {"matched", "labels", "errors",
+    "carried"}; "labels" includes the carried rows, which "carried" holds again only to be counted."""
 
     def __init__(self, output_dir: str, class_names: tuple[str, ...], info: dict):
         super().__init__()
@@ -217,6 +288,7 @@ class WriteOutputs(beam.PTransform):
                 summary_json,
                 matched=beam.pvalue.AsSingleton(outputs["matched"] | "CountMatched" >> count.Globally()),
                 labelled=beam.pvalue.AsSingleton(labels | "CountLabelled" >> count.Globally()),
+                carried=beam.pvalue.AsSingleton(outputs["carried"] | "CountCarried" >> count.Globally()),
                 failed=beam.pvalue.AsSingleton(errors | "CountFailed" >> count.Globally()),
                 per_label=beam.pvalue.AsDict(
                     labels | "LabelOf" >> beam.Map(lambda row: row.label) | "CountPerLabel" >> count.PerElement()),

@@ -95,7 +95,7 @@ def test_file_vanished_after_matching_is_an_error_row(tmp_path):
     with TestPipeline() as p:
         read = p | beam.Create([FileMetadata(str(present), present.stat().st_size),
                                 FileMetadata(str(gone), 1234)]) | ReadFiles()
-        assert_that(read["images"] | beam.Map(lambda item: item[0]), equal_to([str(present)]), label="Images")
+        assert_that(read["images"] | beam.Map(lambda item: item[0].path), equal_to([str(present)]), label="Images")
         assert_that(read["errors"] | beam.Map(lambda row: (row.path, row.error.split(":")[0])),
                     equal_to([(str(gone), "FileNotFoundError")]), label="Errors")
 
@@ -164,3 +164,40 @@ def test_real_faces_mixed_with_bad_files_are_each_accounted_for_once(shared_face
     assert summary["images_matched"] == REAL_FACES + len(odd) + 1 + len(bad)
     assert summary["images_matched"] == summary["images_labelled"] + summary["images_failed"]
     assert summary["images_failed"] == len(bad)
+
+
+def test_incremental_run_labels_only_new_and_changed_files(tiny_model_dir, tmp_path):
+    folder = faces_folder(tmp_path / "in", 4, seed=60)
+    out = tmp_path / "out"
+    first = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
+    assert first["images_carried_over"] == 0
+    rows_before = {row[0]: row for row in read_rows(out / "labels.csv")}
+
+    # Overnight: one face replaced by the opposite class (different size), one new, one deleted, one broken.
+    synthetic_face(False, seed=999, size=64).save(folder / "face_0.png")
+    synthetic_face(True, seed=998).save(folder / "face_new.png")
+    (folder / "face_3.png").unlink()
+    (folder / "broken.png").write_bytes(b"nope")
+
+    second = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir), "--incremental"])
+    rows_after = {row[0]: row for row in read_rows(out / "labels.csv")}
+    assert set(rows_after) == {str(folder / name) for name in ("face_0.png", "face_1.png", "face_2.png",
+                                                               "face_new.png")}
+    assert rows_after[str(folder / "face_1.png")] == rows_before[str(folder / "face_1.png")]
+    assert rows_after[str(folder / "face_2.png")] == rows_before[str(folder / "face_2.png")]
+    assert rows_before[str(folder / "face_0.png")][1] == "happy" and rows_after[str(folder / "face_0.png")][1] == "sad"
+    assert [row[0] for row in read_rows(out / "errors.csv")] == [str(folder / "broken.png")]
+    assert second["images_carried_over"] == 2
+    assert second["images_matched"] == 5 == second["images_labelled"] + second["images_failed"]
+
+
+def test_incremental_run_relabels_rows_of_another_model_version(tiny_model_dir, tmp_path):
+    folder = faces_folder(tmp_path / "in", 3, seed=70)
+    out = tmp_path / "out"
+    job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
+    labels = out / "labels.csv"
+    labels.write_text(labels.read_text(encoding="utf-8").replace("tiny-test-model", "older-model"), encoding="utf-8")
+    summary = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir),
+                       "--incremental"])
+    assert summary["images_carried_over"] == 0
+    assert {row[4] for row in read_rows(labels)} == {"tiny-test-model"}

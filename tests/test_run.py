@@ -1,6 +1,7 @@
 """`pipeline.run` end to end on folders made here: accounting, CSV quoting, outputs, and user mistakes."""
 
 import csv
+import os
 import json
 import shutil
 
@@ -9,6 +10,7 @@ import pytest
 from conftest import encode, synthetic_face
 from pipeline import run as job
 
+LABELS_HEADER = ["path", "label", "p_happy", "p_sad", "model_version", "file_size", "file_modified"]
 WEIRD_NAMES = ["with space.png", "comma,name.png", 'quote"name.png', "new\nline.png", "ünïcødé 笑.png"]
 
 
@@ -45,12 +47,14 @@ def test_every_image_is_labelled_or_reported_exactly_once(tiny_model_dir, mixed_
     summary = job.run(["--input", str(root), "--output", str(out), "--model", str(tiny_model_dir)])
 
     labels = read_csv(out / "labels.csv")
-    assert labels[0] == ["path", "label", "p_happy", "p_sad", "model_version"]
+    assert labels[0] == LABELS_HEADER
     rows = labels[1:]
     assert {row[0]: row[1] for row in rows} == expected  # paths round-trip exactly, weird names included
     assert [row[0] for row in rows] == sorted(row[0] for row in rows)
     for row in rows:
         assert abs(float(row[2]) + float(row[3]) - 1.0) < 1e-5 and row[4] == "tiny-test-model"
+        stat = os.stat(row[0])
+        assert int(row[5]) == stat.st_size and abs(float(row[6]) - stat.st_mtime) < 1e-3
 
     errors = read_csv(out / "errors.csv")
     assert errors[0] == ["path", "error"]
@@ -83,7 +87,7 @@ def test_empty_folder_writes_header_only_outputs(tiny_model_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     out = tmp_path / "out"
     summary = job.run(["--input", str(tmp_path / "empty"), "--output", str(out), "--model", str(tiny_model_dir)])
-    assert read_csv(out / "labels.csv") == [["path", "label", "p_happy", "p_sad", "model_version"]]
+    assert read_csv(out / "labels.csv") == [LABELS_HEADER]
     assert read_csv(out / "errors.csv") == [["path", "error"]]
     assert summary["images_matched"] == 0 and summary["labels"] == {"happy": 0, "sad": 0}
 

@@ -6,7 +6,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 
 from conftest import encode, synthetic_face
-from pipeline.rows import ErrorRow
+from pipeline.rows import ErrorRow, FileKey
 from pipeline.transforms import LabelImages
 
 
@@ -24,6 +24,11 @@ def rows_match(expected: dict):
     return check
 
 
+def keyed(path: str, data: bytes) -> tuple[FileKey, bytes]:
+    """An element as ReadFiles makes it: the file's key (path, size, modification time) and its bytes."""
+    return FileKey(path, len(data), 1_700_000_000.0), data
+
+
 def rounded(probabilities) -> list[float]:
     return [round(float(p), 4) for p in probabilities]
 
@@ -38,7 +43,7 @@ def images():
 
 def test_label_images_labels_good_images_and_reports_bad_ones(tiny_model_dir, images):
     good, bad = images
-    elements = [(path, data) for path, (data, _) in good.items()] + list(bad.items())
+    elements = [keyed(path, data) for path, (data, _) in good.items()] + [keyed(*item) for item in bad.items()]
     with TestPipeline() as p:
         out = p | beam.Create(elements) | LabelImages(str(tiny_model_dir), min_batch_size=2, max_batch_size=5)
         assert_that(out["labels"], rows_match({path: label for path, (_, label) in good.items()}),
@@ -56,6 +61,6 @@ def test_probabilities_match_the_model_called_directly(tiny_model_dir, images):
     classifier = load_classifier(tiny_model_dir)
     direct = {path: classifier(preprocess_image(data)[None])[0] for path, (data, _) in good.items()}
     with TestPipeline() as p:
-        out = p | beam.Create([(path, data) for path, (data, _) in good.items()]) | LabelImages(str(tiny_model_dir))
+        out = p | beam.Create([keyed(path, data) for path, (data, _) in good.items()]) | LabelImages(str(tiny_model_dir))
         assert_that(out["labels"] | beam.Map(lambda row: (row.path, rounded(row.probabilities))),
                     equal_to([(path, rounded(probs)) for path, probs in direct.items()]))
