@@ -121,6 +121,29 @@ def input_pattern(input_path: str) -> tuple[str, bool]:
     return FileSystems.join(input_path.rstrip("/") or "/", "**"), True
 
 
+def local_folder_links(folder: str) -> tuple[list[str], list[str]]:
+    """Symbolic links inside a local folder that Beam's listing does not follow.
+
+    Returns (patterns for the linked folders, broken image links). Each linked folder is walked once: a link
+    back into a folder already walked (a loop, or a second route to the same files) is not followed.
+    """
+    patterns, broken, walked = [], [], set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        walked.add(os.path.realpath(dirpath))
+        for name in list(dirnames):
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                continue
+            target = os.path.realpath(path)
+            if target in walked or any(target == w or w.startswith(target + os.sep) for w in walked):
+                dirnames.remove(name)  # would revisit a folder (or an ancestor of one) already walked
+                continue
+            patterns.append(FileSystems.join(path, "**"))
+        broken.extend(os.path.join(dirpath, name) for name in filenames
+                      if is_image_path(name) and not os.path.exists(os.path.join(dirpath, name)))
+    return patterns, sorted(broken)
+
+
 def check_input(input_path: str, pattern: str, images_only: bool) -> None:
     """Refuse an input that does not exist or matches nothing; warn for an existing folder with no images."""
     try:
@@ -185,8 +208,12 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir:
                    class_names: tuple[str, ...], info: dict) -> None:
     """files -> ReadImages -> LabelImages -> WriteOutputs."""
     pattern, images_only = input_pattern(args.input)
+    link_patterns, broken_links = [], []
+    if images_only and is_local(args.input):
+        link_patterns, broken_links = local_folder_links(args.input)
     previous = FileSystems.join(args.output, LABELS_FILE) if args.incremental else None
-    read = pipeline | "ReadImages" >> ReadImages(pattern, images_only, previous, info["model_version"], class_names)
+    read = pipeline | "ReadImages" >> ReadImages([pattern, *link_patterns], images_only, previous,
+                                                 info["model_version"], class_names, tuple(broken_links))
     # Workers load the shipped default model from their own installed package (None), other models by path.
     worker_model = None if is_default_model(args.model) else args.model
     labelled = read["images"] | "LabelImages" >> LabelImages(worker_model, args.min_batch_size, args.max_batch_size)

@@ -110,36 +110,47 @@ def keyed_path(item: tuple[FileKey, object]) -> str:
     return item[0].path
 
 
+BROKEN_LINK_REASON: str = "broken symbolic link (its target does not exist)"
+
+
 class ReadImages(beam.PTransform):
-    """Match the input pattern and read each file's bytes.
+    """Match the input patterns and read each file's bytes.
 
     Returns {"matched": paths, "images": (FileKey, bytes), "errors": ErrorRow, "carried": LabelRow}.
     With images_only, files without an image extension (case-insensitive) are skipped, as for a folder input.
     With `previous` (an earlier run's labels.csv) files unchanged since it was written, and labelled by
     `model_version`, are not read again: their earlier rows come out as "carried".
+    `broken_links` (found by the caller; a file listing cannot see them) count as matched and become errors.
     """
 
-    def __init__(self, pattern: str, images_only: bool = True, previous: str | None = None,
-                 model_version: str = "", class_names: tuple[str, ...] = ()):
+    def __init__(self, patterns: str | list[str], images_only: bool = True, previous: str | None = None,
+                 model_version: str = "", class_names: tuple[str, ...] = (), broken_links: tuple[str, ...] = ()):
         super().__init__()
-        self._pattern = pattern
+        self._patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+        self._broken_links = list(broken_links)
         self._images_only = images_only
         self._previous = previous
         self._model_version = model_version
         self._class_names = class_names
 
     def expand(self, pbegin):
-        matched = pbegin | "MatchFiles" >> fileio.MatchFiles(
-            self._pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+        matched = (pbegin
+                   | "Patterns" >> beam.Create(self._patterns)
+                   | "MatchFiles" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW))
         if self._images_only:
             matched = matched | "KeepImageFiles" >> beam.Filter(lambda m: is_image_path(m.path))
         to_read, carried = matched, pbegin | "NothingCarried" >> beam.Create([])
         if self._previous:
             to_read, carried = matched | "SkipUnchanged" >> SkipUnchanged(
                 self._previous, self._model_version, self._class_names)
-        return {"matched": matched | "MatchedPaths" >> beam.Map(lambda m: m.path),
+        broken = pbegin | "BrokenLinks" >> beam.Create(self._broken_links)
+        read = to_read | "ReadFiles" >> ReadFiles()
+        return {"matched": (matched | "MatchedPaths" >> beam.Map(lambda m: m.path), broken)
+                | "AllMatched" >> beam.Flatten(),
                 "carried": carried,
-                **(to_read | "ReadFiles" >> ReadFiles())}
+                "images": read["images"],
+                "errors": (read["errors"], broken | "BrokenLinkErrors" >> beam.Map(ErrorRow, BROKEN_LINK_REASON))
+                | "AllReadErrors" >> beam.Flatten()}
 
 
 def read_previous_rows(path: str, class_names: tuple[str, ...]) -> Iterable[tuple[str, LabelRow]]:

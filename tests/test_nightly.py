@@ -201,3 +201,21 @@ def test_incremental_run_relabels_rows_of_another_model_version(tiny_model_dir, 
                        "--incremental"])
     assert summary["images_carried_over"] == 0
     assert {row[4] for row in read_rows(labels)} == {"tiny-test-model"}
+
+
+def test_symlinks_are_followed_loops_are_not_and_broken_links_are_reported(tiny_model_dir, tmp_path):
+    elsewhere = faces_folder(tmp_path / "elsewhere", 2, seed=80)
+    folder = faces_folder(tmp_path / "in", 2, seed=90)
+    (folder / "linked_folder").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    (folder / "linked_face.png").symlink_to(folder / "face_0.png")
+    (folder / "broken.png").symlink_to(tmp_path / "missing.png")
+    out = tmp_path / "out"
+    summary = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
+    labelled = sorted(row[0] for row in read_rows(out / "labels.csv"))
+    assert labelled == sorted([str(folder / "face_0.png"), str(folder / "face_1.png"), str(folder / "linked_face.png"),
+                               str(folder / "linked_folder" / "face_0.png"),
+                               str(folder / "linked_folder" / "face_1.png")])
+    assert read_rows(out / "errors.csv") == [[str(folder / "broken.png"),
+                                              "broken symbolic link (its target does not exist)"]]
+    assert summary["images_matched"] == 6 == summary["images_labelled"] + summary["images_failed"]
