@@ -8,7 +8,10 @@ leaves everything to RunInference: batching, one shared model per worker process
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
+import logging
+
 import numpy as np
+import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model.contract import DEFAULT_MODEL_DIR
@@ -28,6 +31,22 @@ class Labelled(NamedTuple):
     probabilities: tuple[float, ...]
 
 
+def limit_tensorflow_threads(threads: int) -> None:
+    """Cap TensorFlow's thread pools in this worker process (0 leaves TensorFlow's default: one per core).
+
+    Several worker processes on one machine (Dataflow runs one per vCPU; the DirectRunner's multi_processing
+    mode one per --direct_num_workers) each sizing their pools to every core would fight over the cores.
+    The pools can only be sized before TensorFlow first runs, so a process that already ran it keeps its own.
+    """
+    if threads <= 0:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        logging.getLogger("facelabel").debug("TensorFlow already initialised; thread pools left as they are")
+
+
 class SavedModelHandler(ModelHandler[np.ndarray, PredictionResult, Classifier]):
     """Runs a facelabel SavedModel on batches of preprocessed faces (float32 [48, 48, 1] each).
 
@@ -36,12 +55,14 @@ class SavedModelHandler(ModelHandler[np.ndarray, PredictionResult, Classifier]):
     """
 
     def __init__(self, model_uri: str | None, min_batch_size: int = DEFAULT_MIN_BATCH_SIZE,
-                 max_batch_size: int = DEFAULT_MAX_BATCH_SIZE):
+                 max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, inference_threads: int = 0):
         super().__init__()
         self._model_uri = model_uri
         self._batch_kwargs = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
+        self._inference_threads = inference_threads
 
     def load_model(self) -> Classifier:
+        limit_tensorflow_threads(self._inference_threads)
         return load_classifier(DEFAULT_MODEL_DIR if self._model_uri is None else localize_model(self._model_uri))
 
     def run_inference(self, batch: Sequence[np.ndarray], model: Classifier,

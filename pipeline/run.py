@@ -27,7 +27,8 @@ import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions, TestOptions
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, SetupOptions, StandardOptions,
+                                                  TestOptions)
 from apache_beam.runners.runner import PipelineResult
 
 from model.contract import DEFAULT_MODEL_DIR, is_image_path
@@ -73,6 +74,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                         help="SavedModel folder, local or gs:// (default: the shipped model)")
     parser.add_argument("--min-batch-size", type=int, default=None, help="RunInference's smallest batch")
     parser.add_argument("--max-batch-size", type=int, default=None, help="RunInference's largest batch")
+    parser.add_argument("--inference-threads", type=int, default=None, metavar="N",
+                        help="TensorFlow threads per worker process; default: all cores for one in-process worker, "
+                             "cores / --direct_num_workers in multi_processing mode, 1 on Dataflow (one process "
+                             "per vCPU)")
     parser.add_argument("--incremental", action="store_true",
                         help="label only images that are new or changed (size or modification time) since the "
                              "labels.csv already in --output, or were labelled by another model version; carry "
@@ -204,6 +209,21 @@ def check_model(model_uri: str):
         raise UserError(f"cannot read model {model_uri} ({root_cause(err)})") from None
 
 
+def inference_threads(args: argparse.Namespace, options: PipelineOptions) -> int:
+    """TensorFlow threads per worker process, so that the worker processes on one machine share its cores."""
+    if args.inference_threads is not None:
+        return max(args.inference_threads, 0)
+    runner = str(options.view_as(StandardOptions).runner or "").lower()
+    if any(marker in runner for marker in REMOTE_RUNNER_MARKERS):
+        return 1
+    direct = options.view_as(DirectOptions)
+    cores = os.cpu_count() or 1
+    workers = direct.direct_num_workers or cores  # Beam reads 0 as "one worker per core"
+    if direct.direct_running_mode == "multi_processing" and workers > 1:
+        return max(1, cores // workers)
+    return 0
+
+
 def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir: str,
                    class_names: tuple[str, ...], info: dict) -> None:
     """files -> ReadImages -> LabelImages -> WriteOutputs."""
@@ -216,7 +236,8 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir:
                                                  info["model_version"], class_names, tuple(broken_links))
     # Workers load the shipped default model from their own installed package (None), other models by path.
     worker_model = None if is_default_model(args.model) else args.model
-    labelled = read["images"] | "LabelImages" >> LabelImages(worker_model, args.min_batch_size, args.max_batch_size)
+    labelled = read["images"] | "LabelImages" >> LabelImages(worker_model, args.min_batch_size, args.max_batch_size,
+                                                             inference_threads(args, pipeline.options))
     labels = (labelled["labels"], read["carried"]) | "AllLabels" >> beam.Flatten()
     errors = (read["errors"], labelled["errors"]) | "AllErrors" >> beam.Flatten()
     _ = {"matched": read["matched"], "labels": labels, "errors": errors, "carried": read["carried"]} | \

@@ -227,11 +227,13 @@ class LabelImages(beam.PTransform):
     model_uri None: the shipped default model (see SavedModelHandler).
     """
 
-    def __init__(self, model_uri: str | None, min_batch_size: int | None = None, max_batch_size: int | None = None):
+    def __init__(self, model_uri: str | None, min_batch_size: int | None = None, max_batch_size: int | None = None,
+                 inference_threads: int = 0):
         super().__init__()
         self._model_uri = model_uri
         batch = {k: v for k, v in (("min_batch_size", min_batch_size), ("max_batch_size", max_batch_size)) if v}
-        self._handler = KeyedModelHandler(SavedModelHandler(model_uri, **batch))
+        self._handler = KeyedModelHandler(
+            SavedModelHandler(model_uri, inference_threads=inference_threads, **batch))
 
     def expand(self, images):
         faces, failed = images | "Preprocess" >> beam.Map(preprocess_keyed).with_exception_handling()

@@ -120,3 +120,16 @@ def test_unwritable_output_is_refused(tiny_model_dir, tmp_path, capsys):
     status = job.main(["--input", str(tmp_path), "--output", str(blocker / "sub"), "--model", str(tiny_model_dir)])
     assert status == 2
     assert capsys.readouterr().err.startswith("error: output folder is not writable")
+
+
+@pytest.mark.parametrize("flags,expected", [
+    ([], 0),
+    (["--inference-threads", "3"], 3),
+    (["--runner=DataflowRunner"], 1),
+    (["--direct_running_mode=multi_processing", f"--direct_num_workers={os.cpu_count() or 1}"], 1),
+])
+def test_inference_threads_share_the_cores_between_worker_processes(flags, expected):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    args, pipeline_args = job.parse_args(["--input", "x", "--output", "y", *flags])
+    assert job.inference_threads(args, PipelineOptions(pipeline_args)) == expected
