@@ -9,6 +9,10 @@ STAMP      := $(VENV)/.installed
 
 DATA_DIR   ?= ../shared/data/fer2013/train
 MODEL      ?= model/default
+# `make evaluate`: folder for evaluation.png (confusion matrix, ROC, reliability) and mistakes.html (default: MODEL,
+# beside evaluation.json).
+# Where make evaluate writes its figures and the page of mistakes (they show faces: kept out of the repo).
+FIGURES    ?= out/evaluation
 # Extra flags for `make train` (see `python -m trainer.task --help`).
 TRAIN_FLAGS ?=
 # Extra flags for `make label`, e.g. Beam options such as --direct_num_workers=2.
@@ -16,6 +20,10 @@ LABEL_FLAGS ?=
 PYTEST_FLAGS ?=
 # Extra flags for `make bench`, e.g. BENCH_FLAGS="--images 400 --large-photos 4 --memory-points 200,400".
 BENCH_FLAGS ?=
+# `make report`: the output folder of a labelling run, local or gs://.
+RUN        ?=
+# `make serve`: the port of the try-a-face page (it listens on 127.0.0.1 only).
+PORT       ?= 8000
 # `make dataflow`: the Google Cloud project, region and gs:// temp folder of the job.
 PROJECT    ?=
 REGION     ?=
@@ -32,7 +40,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONDONTWRITEBYTECODE = 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install label dataflow print-dataflow-flags train evaluate test bench clean
+.PHONY: help install label report serve dataflow print-dataflow-flags train evaluate test bench clean
 
 help: ## List the targets
 	@echo "facelabel: label face images as happy or sad"
@@ -42,6 +50,7 @@ help: ## List the targets
 	@echo "Variables: INPUT, OUTPUT, MODEL (default $(MODEL)), DATA_DIR (default $(DATA_DIR)),"
 	@echo "           TRAIN_FLAGS, LABEL_FLAGS, PYTEST_FLAGS, BENCH_FLAGS; for dataflow: PROJECT, REGION, TEMP, JOB_NAME,"
 	@echo "           DATAFLOW_FLAGS (default $(DATAFLOW_FLAGS))"
+	@echo "           RUN (for report), PORT (for serve, default $(PORT))"
 
 $(STAMP): requirements.txt requirements-test.txt setup.py
 	test -x $(PYTHON) || $(PYTHON_BIN) -m venv $(VENV)
@@ -55,6 +64,13 @@ install: $(STAMP) ## Create .venv and install the pinned dependencies and facela
 label: $(STAMP) ## Label images: make label INPUT=<folder|glob> OUTPUT=<folder> [MODEL=<SavedModel>]
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make label INPUT=<folder or glob> OUTPUT=<folder> [MODEL=<model>]" >&2; exit 2; }
 	$(PYTHON) -m pipeline.run --input "$(INPUT)" --output "$(OUTPUT)" --model "$(MODEL)" $(LABEL_FLAGS)
+
+report: $(STAMP) ## Write report.html (counts, histogram, errors, faces) for a run: make report RUN=<folder>
+	@test -n "$(RUN)" || { echo "usage: make report RUN=<output folder of a labelling run>" >&2; exit 2; }
+	$(PYTHON) -m pipeline.report "$(RUN)"
+
+serve: $(STAMP) ## Try the model on one image in the browser: make serve [MODEL=..] [PORT=8000]
+	$(PYTHON) -m app.server --model "$(MODEL)" --port "$(PORT)"
 
 dataflow: $(STAMP) ## Label on Dataflow: make dataflow INPUT=gs://.. OUTPUT=gs://.. PROJECT= REGION= TEMP=gs://..
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" -a -n "$(PROJECT)" -a -n "$(REGION)" -a -n "$(TEMP)" || { echo \
@@ -72,8 +88,9 @@ train: $(STAMP) ## Train and export the default model into model/default (about 
 	$(PYTHON) -m trainer.task --data-dir $(DATA_DIR) --output-dir $(MODEL).new $(TRAIN_FLAGS)
 	rm -rf $(MODEL) && mv $(MODEL).new $(MODEL)
 
-evaluate: $(STAMP) ## Evaluate MODEL on the validation split of DATA_DIR; writes evaluation.json beside it
-	$(PYTHON) -m trainer.evaluate --model $(MODEL) --data-dir $(DATA_DIR) --split validation --json $(MODEL)/evaluation.json
+evaluate: $(STAMP) ## Evaluate MODEL on the validation split: MODEL/evaluation.json; figures and mistakes in FIGURES
+	$(PYTHON) -m trainer.evaluate --model $(MODEL) --data-dir $(DATA_DIR) --split validation \
+		--json $(MODEL)/evaluation.json --figures $(FIGURES)
 
 test: $(STAMP) ## Run the test suite
 	$(PYTHON) -m pytest $(PYTEST_FLAGS) tests

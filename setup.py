@@ -20,8 +20,9 @@ setup(
     version="0.1.0",
     description="Label face images as happy or sad with a TensorFlow model in an Apache Beam pipeline",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["model", "model.*", "pipeline", "pipeline.*", "trainer", "trainer.*"]),
-    package_data={"model": ["default/*", "default/variables/*", "default/assets/*"]},
+    packages=find_packages(include=["model", "model.*", "pipeline", "pipeline.*", "trainer", "trainer.*",
+                                    "app", "app.*"]),
+    package_data={"model": ["default/*", "default/variables/*", "default/assets/*"], "app": ["templates/*"]},
     install_requires=requirements("requirements.txt"),
     extras_require={"test": requirements("requirements-test.txt")},
 )

@@ -34,7 +34,9 @@ from apache_beam.runners.runner import PipelineResult
 from model.contract import DEFAULT_MODEL_DIR, is_image_path
 from model.saved import ModelLoadError, load_classifier
 from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
-from pipeline.transforms import ERRORS_FILE, LABELS_FILE, SUMMARY_FILE, LabelImages, ReadImages, WriteOutputs
+from pipeline.report import report_after_run
+from pipeline.outputs import ERRORS_FILE, LABELS_FILE, REPORT_FILE, RUN_FILES, SUMMARY_FILE
+from pipeline.transforms import LabelImages, ReadImages, WriteOutputs
 
 GLOB_CHARACTERS: str = "*?["
 # The input check lists at most this many entries before launching; the pipeline itself matches them all.
@@ -44,7 +46,6 @@ EXIT_USER_ERROR: int = 2
 EXIT_TOO_MANY_ERRORS: int = 3
 # Outputs are written here inside the output folder, then moved into place when the run succeeds.
 STAGING_PREFIX: str = ".facelabel-staging-"
-OUTPUT_FILES: tuple[str, ...] = (LABELS_FILE, ERRORS_FILE, SUMMARY_FILE)
 # How many error kinds the end-of-run summary lists (all of them are in summary.json).
 SUMMARY_ERROR_KINDS: int = 5
 # Runners whose workers run on other machines, so they cannot read this machine's files (matched in lower case).
@@ -85,6 +86,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--max-error-rate", type=error_rate, default=None, metavar="R",
                         help=f"exit with status {EXIT_TOO_MANY_ERRORS} (after writing all outputs) when more than "
                              "this fraction of the matched images failed, e.g. 0.01; default: off")
+    parser.add_argument("--report", action="store_true",
+                        help="after a run that waits for its end, also write report.html (counts, histogram, "
+                             "errors, faces) into --output; see python -m pipeline.report")
     known, pipeline_args = parser.parse_known_args(argv)
     unknown = unknown_pipeline_args(pipeline_args)
     if unknown:
@@ -290,6 +294,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         promote_outputs(staging, args.output)
     finally:
         remove_quietly(staging)
+    if args.report:
+        report_after_run(args.output)
     return read_summary(args.output)
 
 
@@ -298,9 +304,11 @@ def promote_outputs(staging: str, output_dir: str) -> None:
 
     The previous run's files stay untouched until this run has written all of its own.
     """
-    staged = [FileSystems.join(staging, name) for name in OUTPUT_FILES]
-    final = [FileSystems.join(output_dir, name) for name in OUTPUT_FILES]
-    existing = [path for path in final if FileSystems.exists(path)]
+    staged = [FileSystems.join(staging, name) for name in RUN_FILES]
+    final = [FileSystems.join(output_dir, name) for name in RUN_FILES]
+    # A report of the previous run would describe results that are gone: --report writes a new one.
+    stale_report = FileSystems.join(output_dir, REPORT_FILE)
+    existing = [path for path in [*final, stale_report] if FileSystems.exists(path)]
     if existing:
         FileSystems.delete(existing)
     FileSystems.rename(staged, final)
@@ -374,7 +382,7 @@ def format_summary(summary: dict) -> str:
     seconds = summary["wall_seconds"]
     lines.append(f"  time:    {seconds:.1f} s, {matched / seconds if seconds else 0:.0f} images/s")
     lines.append(f"  model:   {summary['model_version']}")
-    lines.append("  outputs: " + ", ".join(FileSystems.join(summary["output"], name) for name in OUTPUT_FILES))
+    lines.append("  outputs: " + ", ".join(FileSystems.join(summary["output"], name) for name in RUN_FILES))
     return "\n".join(lines)
 
 

@@ -25,14 +25,12 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from model.contract import is_image_path
 from model.preprocess import ImageDecodeError, preprocess_image
 from pipeline.model_handler import SavedModelHandler
+from pipeline.outputs import ERRORS_FILE, LABELS_FILE, SUMMARY_FILE
 from pipeline.rows import (ERRORS_HEADER, ErrorRow, FileKey, LabelRow, csv_line, format_error_row,
                            format_label_row, labels_header, parse_label_rows, to_label_row)
 
 # Files larger than this are not read into memory: no face image is anywhere near it.
 MAX_FILE_BYTES: int = 256 * 1024 * 1024
-LABELS_FILE: str = "labels.csv"
-ERRORS_FILE: str = "errors.csv"
-SUMMARY_FILE: str = "summary.json"
 
 
 # How often each worker process logs how many images it has labelled.

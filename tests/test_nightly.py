@@ -37,8 +37,9 @@ def test_rerun_replaces_results_as_a_whole(tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     first = faces_folder(tmp_path / "first", 4, seed=10)
     second = faces_folder(tmp_path / "second", 2, seed=20)
-    job.run(["--input", str(first), "--output", str(out), "--model", str(tiny_model_dir)])
-    job.run(["--input", str(second), "--output", str(out), "--model", str(tiny_model_dir)])
+    job.run(["--input", str(first), "--output", str(out), "--model", str(tiny_model_dir), "--report"])
+    assert (out / "report.html").is_file()
+    job.run(["--input", str(second), "--output", str(out), "--model", str(tiny_model_dir)])  # no new report
     assert {row[0] for row in read_rows(out / "labels.csv")} == {str(p) for p in second.iterdir()}
     assert sorted(p.name for p in out.iterdir()) == ["errors.csv", "labels.csv", "summary.json"]
 

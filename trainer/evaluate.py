@@ -1,24 +1,29 @@
 """Evaluate an exported model on a folder-per-class dataset.
 
 Prints accuracy, per-class precision and recall, ROC AUC, calibration error and the confusion matrix, and can
-write them as JSON. `--split validation` evaluates only the held-out part of the data set, carved exactly as
+write them as JSON. Beside the JSON (or into `--figures DIR`) it writes evidence to look at: `evaluation.png`
+(confusion matrix, ROC curve, reliability diagram) and `mistakes.html` (the most confident mistakes of each
+kind, as the faces the model saw; see `trainer/figures.py`). `--split validation` evaluates only the held-out part of the data set, carved exactly as
 the model's trainer carved it (fraction and seed are read from the model's metadata), so the figures recorded
 at training time can be reproduced.
 
     python -m trainer.evaluate --model model/default --data-dir ../shared/data/fer2013/train --split validation
 
-`--model`, `--data-dir` and `--json` may be local or gs:// (through Beam's FileSystems).
+`--model`, `--data-dir`, `--json` and `--figures` may be local or gs:// (through Beam's FileSystems).
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 
+from model.metadata import RULE_THRESHOLD, ModelMetadata
 from model.saved import ModelLoadError, load_classifier
 from trainer import data as datasets
-from trainer import metrics
+from trainer import figures, metrics
 from trainer.files import local_copy, write_text
 
 SPLITS: tuple[str, ...] = ("all", datasets.TRAIN, datasets.VALIDATION)
@@ -33,10 +38,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--split", choices=SPLITS, default="all",
                         help="evaluate every image, or only the trainer's train/validation part")
     parser.add_argument("--json", dest="json_path", help="also write the metrics to this JSON file, local or gs://")
+    parser.add_argument("--figures", metavar="DIR",
+                        help=f"write {figures.PNG_FILENAME} and {figures.HTML_FILENAME} into this folder, local or "
+                             "gs:// (default: the folder of --json; without either, no figures)")
+    parser.add_argument("--top-mistakes", type=int, default=figures.TOP_MISTAKES,
+                        help="most confident mistakes of each kind shown in the HTML page")
     return parser.parse_args(argv)
 
 
-def evaluate(model_dir: str, data_dir: str, split: str = "all") -> dict:
+@dataclasses.dataclass
+class Predictions:
+    """What the model said about each evaluated image, in the order of `paths`."""
+
+    metadata: ModelMetadata
+    paths: list[str]
+    images: np.ndarray  # float32 [n, 48, 48, 1], as the model saw them
+    labels: np.ndarray  # true class index [n]
+    probabilities: np.ndarray  # [n, classes]
+    predicted: np.ndarray  # class index chosen by the metadata's decision rule [n]
+
+
+def predict(model_dir: str, data_dir: str, split: str = "all") -> Predictions:
+    """Run the model on every image of the split."""
     with local_copy(model_dir) as local_model:  # TensorFlow loads local folders; variables are read at load
         classifier = load_classifier(local_model)
     meta = classifier.metadata
@@ -52,10 +75,36 @@ def evaluate(model_dir: str, data_dir: str, split: str = "all") -> dict:
     probabilities = np.concatenate(
         [classifier(images[i:i + BATCH_SIZE]) for i in range(0, len(images), BATCH_SIZE)]
     ) if len(images) else np.zeros((0, len(meta.class_names)), np.float32)
-    predicted = meta.decide(probabilities)
-    report = metrics.classification_report(labels, predicted, probabilities, meta.class_names)
+    return Predictions(meta, [e.path for e in examples], images, labels, probabilities, meta.decide(probabilities))
+
+
+def report_of(predictions: Predictions, data_dir: str, split: str) -> dict:
+    """The metrics dictionary printed and written as JSON."""
+    meta = predictions.metadata
+    report = metrics.classification_report(predictions.labels, predictions.predicted, predictions.probabilities,
+                                           meta.class_names)
     report.update({"model_version": meta.model_version, "data_dir": str(data_dir), "split": split})
     return report
+
+
+def evaluate(model_dir: str, data_dir: str, split: str = "all") -> dict:
+    return report_of(predict(model_dir, data_dir, split), data_dir, split)
+
+
+def decision_text(meta: ModelMetadata) -> str:
+    """The decision rule in words, e.g. 'happy when p_happy >= 0.300'."""
+    if meta.decision_rule == RULE_THRESHOLD:
+        return f"{meta.positive_class} when p_{meta.positive_class} >= {meta.threshold:.3f}"
+    return "most probable class"
+
+
+def figures_folder(args: argparse.Namespace) -> str | None:
+    """--figures, else the folder of --json ('.' for a bare file name), else None."""
+    if args.figures:
+        return args.figures
+    if args.json_path:
+        return FileSystems.split(args.json_path)[0] or "."
+    return None
 
 
 def format_report(report: dict) -> str:
@@ -75,14 +124,27 @@ def format_report(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.top_mistakes < 0:
+        print("error: --top-mistakes must be 0 or more", file=sys.stderr)
+        return 2
     try:
-        report = evaluate(args.model, args.data_dir, args.split)
+        predictions = predict(args.model, args.data_dir, args.split)
     except (ModelLoadError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    report = report_of(predictions, args.data_dir, args.split)
     print(format_report(report))
     if args.json_path:
         write_text(args.json_path, json.dumps(report, indent=2) + "\n")
+    folder = figures_folder(args)
+    if folder is not None:
+        meta = predictions.metadata
+        written = figures.write_figures(
+            folder, predictions.images, predictions.labels, predictions.probabilities, predictions.predicted,
+            predictions.paths, meta.class_names,
+            title=f"{meta.model_version} on {args.data_dir} ({args.split}, {report['images']:,} images)",
+            rule=decision_text(meta), top=args.top_mistakes)
+        print("figures: " + ", ".join(written))
     return 0
 
 

@@ -57,10 +57,15 @@ def read_bytes(path: str) -> bytes:
         return handle.read()
 
 
-def write_text(path: str, text: str) -> None:
-    """Write a UTF-8 text file anywhere (for a local path FileSystems also creates missing parent folders)."""
+def write_bytes(path: str, data: bytes) -> None:
+    """Write a file anywhere, local or gs:// (for a local path FileSystems also creates missing parent folders)."""
     with FileSystems.create(path, compression_type=RAW) as handle:
-        handle.write(text.encode("utf-8"))
+        handle.write(data)
+
+
+def write_text(path: str, text: str) -> None:
+    """Write a UTF-8 text file anywhere, like `write_bytes`."""
+    write_bytes(path, text.encode("utf-8"))
 
 
 def check_reachable(folder: str) -> None:

@@ -59,6 +59,23 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bi
     return float(ece)
 
 
+def reliability_bins(labels: np.ndarray, probabilities: np.ndarray,
+                     bins: int = ECE_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Top-label reliability per equal-width confidence bin, binned exactly as `expected_calibration_error`.
+
+    Returns (edges [bins + 1], mean confidence [bins], accuracy [bins], count [bins]); empty bins hold NaN.
+    """
+    confidence = probabilities.max(axis=-1)
+    correct = probabilities.argmax(axis=-1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(which, weights=confidence, minlength=bins) / count
+        accuracy = np.bincount(which, weights=correct.astype(np.float64), minlength=bins) / count
+    return edges, mean_confidence, accuracy, count
+
+
 def fit_temperature(labels: np.ndarray, logits: np.ndarray) -> float:
     """Temperature minimising the negative log-likelihood of the labels (grid search; one parameter)."""
     rows = np.arange(len(labels))

@@ -9,6 +9,10 @@ Workflow:
    validation metrics.
 5. Export the SavedModel (mirror averaging + temperature + softmax inside) and `facelabel.json` beside it.
 
+`--backbone` swaps the from-scratch CNN for an ImageNet network (InceptionV3, ResNet50, VGG16, MobileNetV3Small)
+adapted to the 48x48 greyscale face inside the model; `--backbone-weights imagenet` or a local weights file
+starts it from pretrained weights (default: random initialisation). The export is the same either way.
+
 `--data-dir` and `--output-dir` may be local or gs://: data is read through Beam's FileSystems, and a remote
 model is exported to a local temporary folder and then uploaded.
 
@@ -19,6 +23,7 @@ import argparse
 import datetime
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +34,8 @@ import tensorflow as tf
 
 from model.contract import CLASS_NAMES
 from model.metadata import RULE_THRESHOLD, ModelMetadata
-from model.network import DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT, build_network
+from model.network import (BACKBONE_CHOICES, BACKBONE_NONE, BACKBONES, DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT,
+                           IMAGENET, build_network)
 from trainer.files import check_reachable, local_folder_for
 from trainer import data as datasets
 from trainer import metrics
@@ -62,7 +68,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--label-smoothing", type=float, default=0.05)
     parser.add_argument("--dropout", type=float, default=DEFAULT_DROPOUT)
     parser.add_argument("--block-filters", default=",".join(map(str, DEFAULT_BLOCK_FILTERS)),
-                        help="comma-separated filters per conv block, e.g. 32,64,128,256")
+                        help="comma-separated filters per conv block, e.g. 32,64,128,256 (backbone none only)")
+    parser.add_argument("--backbone", choices=BACKBONE_CHOICES, default=BACKBONE_NONE,
+                        help="feature extractor: none = the from-scratch CNN; otherwise an ImageNet network adapted "
+                             "to 48x48 greyscale faces inside the model")
+    parser.add_argument("--backbone-weights", default=None, metavar="imagenet|FILE",
+                        help="start the backbone from these weights: 'imagenet' (downloaded by Keras, or found in "
+                             "~/.keras/models) or a local weights file of the backbone without its top "
+                             "(default: random initialisation)")
+    parser.add_argument("--backbone-input-size", type=int, default=0,
+                        help="side the face is resized to for the backbone (0 = the backbone's default: "
+                             + ", ".join(f"{name} {spec.input_size}" for name, spec in BACKBONES.items()) + ")")
     parser.add_argument("--no-augment", action="store_true", help="train without data augmentation")
     parser.add_argument("--no-mirror-average", action="store_true",
                         help="serve the plain network instead of averaging each face with its mirror image")
@@ -78,7 +94,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--block-filters must be comma-separated integers, got {args.block_filters!r}")
     if not 0.0 < args.validation_fraction < 1.0:
         parser.error("--validation-fraction must be between 0 and 1")
+    if args.backbone == BACKBONE_NONE and (args.backbone_weights or args.backbone_input_size):
+        parser.error("--backbone-weights and --backbone-input-size need a --backbone")
+    if args.backbone_input_size and args.backbone_input_size < BACKBONES[args.backbone].min_input_size:
+        parser.error(f"--backbone-input-size must be at least {BACKBONES[args.backbone].min_input_size} "
+                     f"for {args.backbone}")
     return args
+
+
+class BackboneWeightsError(ValueError):
+    """The backbone's starting weights could not be obtained; the message says why in one line."""
+
+
+def make_network(args: argparse.Namespace) -> keras.Model:
+    """The network to train; backbone weights that cannot be downloaded or read give one BackboneWeightsError."""
+    weights = args.backbone_weights
+    if weights and weights != IMAGENET and not os.path.isfile(weights):
+        raise BackboneWeightsError(f"backbone weights file not found: {weights}")
+    try:
+        return build_network(len(CLASS_NAMES), args.block_filters, args.dropout, backbone=args.backbone,
+                             weights=weights, input_size=args.backbone_input_size or None)
+    except Exception as err:  # Keras raises plain Exception for a failed download, ValueError for a wrong file
+        if not weights:
+            raise
+        reason = " ".join(str(err).split())[:300]
+        hint = (" (no network? put the file in ~/.keras/models or pass --backbone-weights FILE)"
+                if weights == IMAGENET else "")
+        raise BackboneWeightsError(f"cannot load {weights} weights for backbone {args.backbone}{hint}: "
+                                   f"{type(err).__name__}: {reason}") from None
 
 
 def augmentation(seed: int) -> keras.Sequential:
@@ -119,6 +162,7 @@ def train(args: argparse.Namespace) -> dict:
     # Same seed, same data -> same weights: deterministic kernels cost little on CPU.
     tf.config.experimental.enable_op_determinism()
     check_reachable(args.output_dir)  # a wrong bucket fails now, not after training
+    network = make_network(args)  # so do backbone weights that cannot be had (the data does not touch the seed)
     examples = datasets.list_examples(args.data_dir)
     if args.max_images_per_class:
         examples = [e for label in range(len(CLASS_NAMES))
@@ -130,7 +174,6 @@ def train(args: argparse.Namespace) -> dict:
     if len(np.unique(y_train)) < len(CLASS_NAMES) or len(np.unique(y_val)) < len(CLASS_NAMES):
         raise ValueError("every class needs images in both the training and the validation split")
 
-    network = build_network(len(CLASS_NAMES), args.block_filters, args.dropout)
     steps_per_epoch = int(np.ceil(len(x_train) / args.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=args.learning_rate / 10, decay_steps=steps_per_epoch * args.epochs,
@@ -166,7 +209,8 @@ def train(args: argparse.Namespace) -> dict:
     created = datetime.datetime.now(datetime.timezone.utc)
     train_seconds = time.monotonic() - started
     metadata = ModelMetadata(
-        model_version=f"facelabel-cnn-{created:%Y%m%d}-{weights_digest(network)}",
+        model_version=f"facelabel-{'cnn' if args.backbone == BACKBONE_NONE else args.backbone}-{created:%Y%m%d}-"
+                      f"{weights_digest(network)}",
         decision_rule=RULE_THRESHOLD,
         positive_class=positive,
         threshold=threshold,
@@ -180,6 +224,11 @@ def train(args: argparse.Namespace) -> dict:
             "learning_rate": args.learning_rate, "label_smoothing": args.label_smoothing,
             "dropout": args.dropout, "block_filters": list(args.block_filters), "augment": not args.no_augment,
             "mirror_average": not args.no_mirror_average, "seed": args.seed,
+            "backbone": args.backbone,
+            "backbone_weights": (os.path.basename(args.backbone_weights) if args.backbone_weights
+                                 and args.backbone_weights != IMAGENET else args.backbone_weights),
+            "backbone_input_size": (args.backbone_input_size or BACKBONES[args.backbone].input_size
+                                    if args.backbone != BACKBONE_NONE else None),
             "parameters": int(network.count_params()), "train_seconds": round(train_seconds, 1),
         },
     )

@@ -1,0 +1,249 @@
+"""`pipeline.report`: the report of a real run (via `pipeline.run --report`), of a 200,000-row run (bounded size
+and reads), of a run on gs://, and its command line."""
+
+import base64
+import csv
+import dataclasses
+import io
+import json
+import random
+import re
+import time
+import tracemalloc
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import synthetic_face
+from model.preprocess import preprocess_image
+from pipeline import report
+from pipeline import run as job
+
+LABELS_HEADER = ["path", "label", "p_happy", "p_sad", "model_version", "file_size", "file_modified"]
+DATA_URI_PREFIX = "data:image/png;base64,"
+FACES_PER_CLASS = 8
+GRID_KEYS = ("grid-happy", "grid-sad", "grid-uncertain")
+# The large synthetic run: rows, error rows, and the bounds it must stay within.
+BIG_ROWS, BIG_ERRORS = 200_000, 1_000
+MAX_BIG_REPORT_BYTES = 2 * 1024 * 1024
+MAX_BIG_SECONDS = 60.0
+# Peak Python allocations while reporting on BIG_ROWS rows; holding the rows would take well over 100 MB.
+MAX_BIG_PEAK_BYTES = 20 * 1024 * 1024
+
+
+@dataclasses.dataclass
+class Parsed:
+    """What the tests read back from a report page."""
+
+    sections: list[str] = dataclasses.field(default_factory=list)
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    bins: list[int] = dataclasses.field(default_factory=list)
+    tiles: dict[str, list[dict]] = dataclasses.field(default_factory=dict)
+    text: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+class ReportParser(HTMLParser):
+    """Sections by id, label counts, histogram bins, tiles per grid (path, label, img src) and text per section."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parsed = Parsed()
+        self._section: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "section":
+            self._section = a["id"]
+            self.parsed.sections.append(a["id"])
+        elif tag == "tr" and "data-count" in a:
+            self.parsed.counts[a["data-label"]] = int(a["data-count"])
+        elif tag == "g" and a.get("class") == "bin":
+            self.parsed.bins.append(int(a["data-count"]))
+        elif tag == "figure":
+            self.parsed.tiles.setdefault(self._section, []).append(
+                {"path": a["data-path"], "label": a["data-label"], "src": None})
+        elif tag == "img" and self._section in GRID_KEYS:
+            self.parsed.tiles[self._section][-1]["src"] = a["src"]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "section":
+            self._section = None
+
+    def handle_data(self, data: str) -> None:
+        if self._section:
+            self.parsed.text[self._section] = self.parsed.text.get(self._section, "") + data
+
+
+def parse_report(page: str) -> Parsed:
+    parser = ReportParser()
+    parser.feed(page)
+    return parser.parsed
+
+
+def decode_thumbnail(src: str) -> Image.Image:
+    assert src.startswith(DATA_URI_PREFIX)
+    image = Image.open(io.BytesIO(base64.b64decode(src[len(DATA_URI_PREFIX):])))
+    image.load()
+    return image
+
+
+def write_run(folder: Path, rows: list[list], errors: list[list], summary: dict | None = None) -> Path:
+    """A run's output folder written by hand: labels.csv, errors.csv and (optionally) summary.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "labels.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([LABELS_HEADER, *rows])
+    with open(folder / "errors.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([["path", "error"], *errors])
+    if summary is not None:
+        (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def label_row(path: str, p_happy: float) -> list:
+    return [path, "happy" if p_happy >= 0.5 else "sad", f"{p_happy:.6f}", f"{1 - p_happy:.6f}", "v1", 100, "1.0"]
+
+
+@pytest.fixture(scope="module")
+def labelled_run(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict, Path]:
+    """A real run of pipeline.run with --report over bright and dark synthetic faces and one non-image."""
+    root = tmp_path_factory.mktemp("report_run")
+    faces = root / "in"
+    faces.mkdir()
+    for i in range(FACES_PER_CLASS):
+        synthetic_face(True, seed=300 + i).save(faces / f"bright_{i}.png")
+        synthetic_face(False, seed=400 + i).save(faces / f"dark_{i}.png")
+    (faces / "broken.png").write_bytes(b"this is not an image")
+    out = root / "out"
+    summary = job.run(["--input", str(faces), "--output", str(out), "--model", str(tiny_model_dir), "--report"])
+    return out, summary, faces
+
+
+def test_report_of_a_real_run(labelled_run):
+    out, summary, faces = labelled_run
+    page = (out / "report.html").read_text(encoding="utf-8")
+    parsed = parse_report(page)
+
+    assert parsed.sections == ["counts", "histogram", *GRID_KEYS, "errors"]
+    assert {name: parsed.counts[name] for name in ("happy", "sad")} == summary["labels"]
+    assert parsed.counts["(failed)"] == summary["images_failed"] == 1
+    assert parsed.counts["(matched)"] == summary["images_matched"] == 2 * FACES_PER_CLASS + 1
+    assert len(parsed.bins) == report.HISTOGRAM_BINS and sum(parsed.bins) == summary["images_labelled"]
+    assert "tiny-test-model" in page  # the summary's model version in the header
+
+    with open(out / "labels.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for label in ("happy", "sad"):
+        tiles = parsed.tiles[f"grid-{label}"]
+        mine = sorted((r for r in rows if r["label"] == label), key=lambda r: -float(r[f"p_{label}"]))
+        assert [t["path"] for t in tiles] == [r["path"] for r in mine][:report.GRID_SIZE]
+    assert len(parsed.tiles["grid-uncertain"]) == min(report.GRID_SIZE, len(rows))
+
+    for tile in (t for key in GRID_KEYS for t in parsed.tiles[key]):
+        thumbnail = decode_thumbnail(tile["src"])
+        assert thumbnail.format == "PNG" and thumbnail.mode == "L" and thumbnail.size == (48, 48)
+        model_view = preprocess_image(Path(tile["path"]).read_bytes())[..., 0]
+        assert np.array_equal(np.asarray(thumbnail), model_view.astype(np.uint8))  # the face as the model saw it
+
+    assert str(faces / "broken.png") in parsed.text["errors"]
+    assert "not a recognised image format" in parsed.text["errors"]
+    # Self-contained: nothing is fetched when the page opens.
+    assert not re.search(r'(src|href)="(?!data:)', page) and "<script" not in page
+
+
+def test_a_large_run_gives_a_small_report_with_bounded_reads(tmp_path, monkeypatch):
+    rng = random.Random(6)
+    p_happy = [rng.random() for _ in range(BIG_ROWS)]
+    # What the report reads back: 6 decimals, so some rows tie; a tie keeps the earlier row (the lower index).
+    p_read = [(float(f"{p:.6f}"), float(f"{1 - p:.6f}")) for p in p_happy]
+    paths = [f"/nowhere/{i:06d}.png" for i in range(BIG_ROWS)]
+
+    def top(score) -> list[str]:
+        return [paths[i] for i in sorted(range(BIG_ROWS), key=lambda i: (-score(i), i))][:report.GRID_SIZE]
+
+    run_dir = write_run(tmp_path / "big", [label_row(path, p) for path, p in zip(paths, p_happy)],
+                        [[f"/nowhere/bad_{i}.jpg", "not a recognised image format"] for i in range(BIG_ERRORS)])
+    read = []
+    real_thumbnail = report.thumbnail
+    monkeypatch.setattr(report, "thumbnail", lambda path: read.append(path) or real_thumbnail(path))
+
+    started = time.monotonic()
+    tracemalloc.start()
+    try:
+        written = report.write_report(str(run_dir))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    elapsed = time.monotonic() - started
+
+    page = Path(written).read_bytes()
+    assert written == str(run_dir / "report.html")
+    assert len(page) < MAX_BIG_REPORT_BYTES and elapsed < MAX_BIG_SECONDS and peak < MAX_BIG_PEAK_BYTES
+    parsed = parse_report(page.decode("utf-8"))
+    assert sum(parsed.bins) == BIG_ROWS
+    assert parsed.counts["happy"] == sum(p >= 0.5 for p in p_happy)
+    assert [len(parsed.tiles[key]) for key in GRID_KEYS] == [report.GRID_SIZE] * len(GRID_KEYS)
+    assert len(read) <= report.GRID_SIZE * len(GRID_KEYS)  # only the faces shown are read
+    assert [t["path"] for t in parsed.tiles["grid-happy"]] == top(lambda i: p_read[i][0])
+    assert [t["path"] for t in parsed.tiles["grid-sad"]] == top(lambda i: p_read[i][1])
+    assert [t["path"] for t in parsed.tiles["grid-uncertain"]] == top(lambda i: -max(p_read[i]))
+    # The images do not exist: every tile is a placeholder, and the report is still written.
+    assert all(t["src"] is None for key in GRID_KEYS for t in parsed.tiles[key])
+    assert parsed.text["errors"].count("/nowhere/bad_") == report.MAX_ERRORS_LISTED
+    assert f"{BIG_ERRORS - report.MAX_ERRORS_LISTED:,} more are in errors.csv" in parsed.text["errors"]
+    assert "No summary.json" in page.decode("utf-8")
+
+
+def test_odd_paths_and_unreadable_rows(tmp_path):
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    odd = faces / 'a <b>&"quoted", new\nline.png'
+    synthetic_face(True, seed=1).save(odd)
+    (faces / "not_an_image.png").write_bytes(b"text")
+    rows = [label_row(str(odd), 0.9), label_row(str(faces / "not_an_image.png"), 0.8),
+            ["/x.png", "sad", "not-a-number", "0.5", "v1", 1, "1.0"], ["/short.png"]]
+    run_dir = write_run(tmp_path / "run", rows, [])
+    parsed = parse_report(Path(report.write_report(str(run_dir))).read_text(encoding="utf-8"))
+
+    tiles = {t["path"]: t for t in parsed.tiles["grid-happy"]}
+    assert set(tiles) == {str(odd), str(faces / "not_an_image.png")}  # escaped, read back intact
+    assert decode_thumbnail(tiles[str(odd)]["src"]).size == (48, 48)
+    assert tiles[str(faces / "not_an_image.png")]["src"] is None  # a placeholder tile
+    assert parsed.counts["happy"] == 2 and sum(parsed.bins) == 2
+    assert "2 rows of labels.csv could not be read" in parsed.text["counts"]
+    assert "Every matched image was labelled" in parsed.text["errors"]
+
+
+def test_command_line(tmp_path, capsys):
+    run_dir = write_run(tmp_path / "run", [label_row("/nowhere/a.png", 0.7)], [["/nowhere/b.png", "empty file"]])
+    assert report.main([str(run_dir), "--output", str(tmp_path / "elsewhere.html"), "--grid-size", "3"]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'elsewhere.html'}"
+    assert report.main([str(tmp_path / "not_a_run")]) == report.EXIT_USER_ERROR
+    assert capsys.readouterr().err.startswith("error: no labels.csv in ")
+
+
+def test_a_failed_report_does_not_fail_the_run(tmp_path, caplog):
+    assert report.report_after_run(str(tmp_path)) is None
+    assert "the report could not be" in caplog.text
+
+
+def test_report_on_gcs(gcs, tmp_path):
+    paths = []
+    for i in range(3):
+        buffer = io.BytesIO()
+        synthetic_face(i % 2 == 0, seed=700 + i, size=120).save(buffer, format="JPEG")
+        paths.append(gcs.upload(f"faces/{i}.jpg", buffer.getvalue()))
+    local = write_run(tmp_path / "run", [label_row(path, 0.9 if i % 2 == 0 else 0.1) for i, path in enumerate(paths)],
+                      [[gcs.uri("faces/gone.jpg"), "FileNotFoundError: gone"]], {"model_version": "v-gcs"})
+    run_uri = gcs.upload_dir(local, "runs/night1")
+
+    assert report.write_report(run_uri) == f"{run_uri}/report.html"
+    page = gcs.read("runs/night1/report.html").decode("utf-8")
+    parsed = parse_report(page)
+    shown = [t for key in GRID_KEYS for t in parsed.tiles[key]]
+    assert {t["path"] for t in shown} == set(paths)
+    assert all(decode_thumbnail(t["src"]).size == (48, 48) for t in shown)
+    assert "v-gcs" in page and gcs.uri("faces/gone.jpg") in parsed.text["errors"]
+    assert gcs.handle.get_blob("runs/night1/report.html").content_type.startswith("text/html")
