@@ -9,9 +9,8 @@ STAMP      := $(VENV)/.installed
 
 DATA_DIR   ?= ../shared/data/fer2013/train
 MODEL      ?= model/default
-# `make evaluate`: folder for evaluation.png (confusion matrix, ROC, reliability) and mistakes.html (default: MODEL,
-# beside evaluation.json).
-# Where make evaluate writes its figures and the page of mistakes (they show faces: kept out of the repo).
+# Where make evaluate writes evaluation.png (confusion matrix, ROC, reliability) and mistakes.html (they show
+# faces: kept out of the repo).
 FIGURES    ?= out/evaluation
 # Extra flags for `make train` (see `python -m trainer.task --help`).
 TRAIN_FLAGS ?=

@@ -3,9 +3,9 @@
 Prints accuracy, per-class precision and recall, ROC AUC, calibration error and the confusion matrix, and can
 write them as JSON. Beside the JSON (or into `--figures DIR`) it writes evidence to look at: `evaluation.png`
 (confusion matrix, ROC curve, reliability diagram) and `mistakes.html` (the most confident mistakes of each
-kind, as the faces the model saw; see `trainer/figures.py`). `--split validation` evaluates only the held-out part of the data set, carved exactly as
-the model's trainer carved it (fraction and seed are read from the model's metadata), so the figures recorded
-at training time can be reproduced.
+kind, as the faces the model saw; see `trainer/figures.py`). `--split validation` evaluates only the held-out
+part of the data set, carved exactly as the model's trainer carved it (fraction and seed are read from the
+model's metadata), so the figures recorded at training time can be reproduced.
 
     python -m trainer.evaluate --model model/default --data-dir ../shared/data/fer2013/train --split validation
 
