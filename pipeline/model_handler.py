@@ -22,6 +22,8 @@ from pipeline.model_files import localize_model
 # SavedModel, small enough to keep latency and memory per bundle low.
 DEFAULT_MIN_BATCH_SIZE: int = 16
 DEFAULT_MAX_BATCH_SIZE: int = 256
+# Smallest batch the model is called with after padding (see `padded`).
+MIN_PADDED_BATCH: int = 16
 
 
 class Labelled(NamedTuple):
@@ -29,6 +31,18 @@ class Labelled(NamedTuple):
 
     label: str
     probabilities: tuple[float, ...]
+
+
+def padded(images: np.ndarray) -> np.ndarray:
+    """The batch zero-padded to the next power of two (at least MIN_PADDED_BATCH rows).
+
+    TensorFlow's oneDNN kernels build and cache new primitives for every new input shape, costing memory and
+    time; bundles end with partial batches of any size, and padding keeps the shapes to a handful.
+    """
+    rows = max(MIN_PADDED_BATCH, 1 << (len(images) - 1).bit_length())
+    if rows == len(images):
+        return images
+    return np.concatenate([images, np.zeros((rows - len(images), *images.shape[1:]), images.dtype)])
 
 
 def limit_tensorflow_threads(threads: int) -> None:
@@ -67,7 +81,7 @@ class SavedModelHandler(ModelHandler[np.ndarray, PredictionResult, Classifier]):
 
     def run_inference(self, batch: Sequence[np.ndarray], model: Classifier,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
-        probabilities = model(np.stack(batch))
+        probabilities = model(padded(np.stack(batch)))[: len(batch)]
         chosen = model.metadata.decide(probabilities)
         names = model.metadata.class_names
         version = model.metadata.model_version

@@ -24,7 +24,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from model.contract import is_image_path
 from model.preprocess import ImageDecodeError, preprocess_image
-from pipeline.model_handler import SavedModelHandler
+from pipeline.model_handler import DEFAULT_MAX_BATCH_SIZE, SavedModelHandler
 from pipeline.outputs import ERRORS_FILE, LABELS_FILE, SUMMARY_FILE
 from pipeline.rows import (ERRORS_HEADER, ErrorRow, FileKey, LabelRow, csv_line, format_error_row,
                            format_label_row, labels_header, parse_label_rows, to_label_row)
@@ -229,7 +229,11 @@ class LabelImages(beam.PTransform):
                  inference_threads: int = 0):
         super().__init__()
         self._model_uri = model_uri
-        batch = {k: v for k, v in (("min_batch_size", min_batch_size), ("max_batch_size", max_batch_size)) if v}
+        # Every distinct batch size costs TensorFlow's oneDNN kernels a new set of cached primitives (memory and
+        # JIT time), so adaptive batch sizes made memory grow with the run: batches have one size by default.
+        max_batch_size = max_batch_size or DEFAULT_MAX_BATCH_SIZE
+        min_batch_size = min_batch_size or max_batch_size
+        batch = {"min_batch_size": min(min_batch_size, max_batch_size), "max_batch_size": max_batch_size}
         self._handler = KeyedModelHandler(
             SavedModelHandler(model_uri, inference_threads=inference_threads, **batch))
 

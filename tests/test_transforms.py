@@ -64,3 +64,15 @@ def test_probabilities_match_the_model_called_directly(tiny_model_dir, images):
         out = p | beam.Create([keyed(path, data) for path, (data, _) in good.items()]) | LabelImages(str(tiny_model_dir))
         assert_that(out["labels"] | beam.Map(lambda row: (row.path, rounded(row.probabilities))),
                     equal_to([(path, rounded(probs)) for path, probs in direct.items()]))
+
+
+@pytest.mark.parametrize("rows,expected", [(1, 16), (16, 16), (17, 32), (200, 256), (256, 256)])
+def test_batches_are_padded_to_few_shapes(rows, expected):
+    import numpy as np
+
+    from pipeline.model_handler import padded
+
+    images = np.ones((rows, 48, 48, 1), np.float32)
+    out = padded(images)
+    assert out.shape == (expected, 48, 48, 1)
+    assert (out[:rows] == 1).all() and (out[rows:] == 0).all()
