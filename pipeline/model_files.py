@@ -12,8 +12,6 @@ import threading
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from model.metadata import METADATA_FILENAME, ModelMetadata
-
 COPY_CHUNK_BYTES: int = 1 << 20
 
 _local_copies: dict[str, str] = {}
@@ -42,15 +40,6 @@ def check_reachable(folder_uri: str) -> None:
         FileSystems.match([FileSystems.join(folder_uri.rstrip("/"), "**")], limits=[1])
     except Exception as err:
         raise FileNotFoundError(f"cannot reach {folder_uri} ({root_cause(err)})") from None
-
-
-def read_metadata(model_uri: str) -> ModelMetadata:
-    """Read facelabel.json from a model folder on any file system (raises FileNotFoundError / ValueError)."""
-    path = FileSystems.join(model_uri, METADATA_FILENAME)
-    if not FileSystems.exists(path):
-        raise FileNotFoundError(f"not a facelabel model (no {METADATA_FILENAME}): {model_uri}")
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        return ModelMetadata.from_json(handle.read().decode("utf-8"))
 
 
 def localize_model(model_uri: str) -> str:

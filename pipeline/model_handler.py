@@ -20,7 +20,6 @@ from pipeline.model_files import localize_model
 
 # Batch bounds for RunInference's adaptive batching: large enough to amortise the per-call cost of the
 # SavedModel, small enough to keep latency and memory per bundle low.
-DEFAULT_MIN_BATCH_SIZE: int = 16
 DEFAULT_MAX_BATCH_SIZE: int = 256
 # Smallest batch the model is called with after padding (see `padded`).
 MIN_PADDED_BATCH: int = 16
@@ -68,10 +67,14 @@ class SavedModelHandler(ModelHandler[np.ndarray, PredictionResult, Classifier]):
     (a Dataflow worker's copy is not at the launching machine's path).
     """
 
-    def __init__(self, model_uri: str | None, min_batch_size: int = DEFAULT_MIN_BATCH_SIZE,
-                 max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, inference_threads: int = 0):
+    def __init__(self, model_uri: str | None, min_batch_size: int | None = None,
+                 max_batch_size: int | None = None, inference_threads: int = 0):
         super().__init__()
         self._model_uri = model_uri
+        # Every distinct batch size costs TensorFlow's oneDNN kernels a new set of cached primitives (memory and
+        # JIT time), so batches have one size unless a smaller minimum turns Beam's adaptive sizing back on.
+        max_batch_size = max_batch_size or DEFAULT_MAX_BATCH_SIZE
+        min_batch_size = min(min_batch_size or max_batch_size, max_batch_size)
         self._batch_kwargs = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
         self._inference_threads = inference_threads
 

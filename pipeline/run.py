@@ -90,7 +90,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                         help="after a run that waits for its end, also write report.html (counts, histogram, "
                              "errors, faces) into --output; see python -m pipeline.report")
     known, pipeline_args = parser.parse_known_args(argv)
-    unknown = unknown_pipeline_args(pipeline_args)
+    own_flags = [flag for action in parser._actions for flag in action.option_strings]
+    unknown = unknown_pipeline_args(pipeline_args, own_flags)
     if unknown:
         parser.error(unknown)
     return known, pipeline_args
@@ -107,7 +108,7 @@ def error_rate(text: str) -> float:
     return value
 
 
-def unknown_pipeline_args(pipeline_args: list[str]) -> str | None:
+def unknown_pipeline_args(pipeline_args: list[str], own_flags: list[str]) -> str | None:
     """A message naming the first flag neither this job nor any Beam PipelineOptions knows, else None."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for options_class in PipelineOptions.__subclasses__():
@@ -117,8 +118,7 @@ def unknown_pipeline_args(pipeline_args: list[str]) -> str | None:
     if not flags and not unknown:
         return None
     bad = (flags or unknown)[0]
-    known_flags = [flag for action in parser._actions for flag in action.option_strings]
-    known_flags += ["--input", "--output", "--model", "--min-batch-size", "--max-batch-size"]
+    known_flags = [flag for action in parser._actions for flag in action.option_strings] + own_flags
     close = difflib.get_close_matches(bad.split("=", 1)[0], known_flags, n=1)
     return f"unrecognized argument: {bad}" + (f" (did you mean {close[0]}?)" if close else "")
 
@@ -144,7 +144,7 @@ def local_folder_links(folder: str) -> tuple[list[str], list[str]]:
             if not os.path.islink(path):
                 continue
             target = os.path.realpath(path)
-            if target in walked or any(target == w or w.startswith(target + os.sep) for w in walked):
+            if any(w == target or w.startswith(target + os.sep) for w in walked):
                 dirnames.remove(name)  # would revisit a folder (or an ancestor of one) already walked
                 continue
             patterns.append(FileSystems.join(path, "**"))
@@ -186,6 +186,12 @@ def check_output(output_dir: str) -> None:
         raise UserError(f"output folder is not writable: {output_dir} ({root_cause(err)})") from None
 
 
+def is_remote_runner(options: PipelineOptions) -> bool:
+    """True for runners whose workers run on other machines (and cannot see this one's files)."""
+    runner = str(options.view_as(StandardOptions).runner or "").lower()
+    return any(marker in runner for marker in REMOTE_RUNNER_MARKERS)
+
+
 def is_default_model(model_uri: str) -> bool:
     return is_local(model_uri) and os.path.abspath(model_uri) == str(DEFAULT_MODEL_DIR)
 
@@ -195,9 +201,9 @@ def check_runner_paths(args: argparse.Namespace, options: PipelineOptions) -> No
 
     The shipped default model is the exception: it is part of the package every worker installs.
     """
-    runner = str(options.view_as(StandardOptions).runner or "")
-    if not any(marker in runner.lower() for marker in REMOTE_RUNNER_MARKERS):
+    if not is_remote_runner(options):
         return
+    runner = options.view_as(StandardOptions).runner
     for flag, path in (("--input", args.input), ("--output", args.output), ("--model", args.model)):
         if is_local(path) and not (flag == "--model" and is_default_model(path)):
             raise UserError(f"{flag} {path} is on this machine; {runner} workers need a gs:// path")
@@ -217,8 +223,7 @@ def inference_threads(args: argparse.Namespace, options: PipelineOptions) -> int
     """TensorFlow threads per worker process, so that the worker processes on one machine share its cores."""
     if args.inference_threads is not None:
         return max(args.inference_threads, 0)
-    runner = str(options.view_as(StandardOptions).runner or "").lower()
-    if any(marker in runner for marker in REMOTE_RUNNER_MARKERS):
+    if is_remote_runner(options):
         return 1
     direct = options.view_as(DirectOptions)
     cores = os.cpu_count() or 1

@@ -1,6 +1,6 @@
 """The labelling job's transforms, in the order data flows through them.
 
-    ReadImages:  MatchFiles -> ReadMatches -> ReadImages      (path, bytes); unreadable files -> errors
+    ReadImages:  MatchFiles -> [SkipUnchanged] -> ReadFiles   (FileKey, bytes); unreadable files -> errors
     LabelImages: Preprocess -> RunInference -> ToRows         LabelRow; undecodable images -> errors
     WriteOutputs: WriteLabels, WriteErrors, WriteSummary      labels.csv, errors.csv, summary.json
 
@@ -24,7 +24,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from model.contract import is_image_path
 from model.preprocess import ImageDecodeError, preprocess_image
-from pipeline.model_handler import DEFAULT_MAX_BATCH_SIZE, SavedModelHandler
+from pipeline.model_handler import SavedModelHandler
 from pipeline.outputs import ERRORS_FILE, LABELS_FILE, SUMMARY_FILE
 from pipeline.rows import (ERRORS_HEADER, ErrorRow, FileKey, LabelRow, csv_line, format_error_row,
                            format_label_row, labels_header, parse_label_rows, to_label_row)
@@ -206,7 +206,7 @@ class SkipUnchanged(beam.PTransform):
 
 
 class ReadFiles(beam.PTransform):
-    """Matched files (FileMetadata) -> {"images": (path, bytes), "errors": ErrorRow}.
+    """Matched files (FileMetadata) -> {"images": (FileKey, bytes), "errors": ErrorRow}.
 
     A file that vanished or became unreadable since it was matched, or is too large, becomes an error row.
     """
@@ -229,13 +229,8 @@ class LabelImages(beam.PTransform):
                  inference_threads: int = 0):
         super().__init__()
         self._model_uri = model_uri
-        # Every distinct batch size costs TensorFlow's oneDNN kernels a new set of cached primitives (memory and
-        # JIT time), so adaptive batch sizes made memory grow with the run: batches have one size by default.
-        max_batch_size = max_batch_size or DEFAULT_MAX_BATCH_SIZE
-        min_batch_size = min_batch_size or max_batch_size
-        batch = {"min_batch_size": min(min_batch_size, max_batch_size), "max_batch_size": max_batch_size}
         self._handler = KeyedModelHandler(
-            SavedModelHandler(model_uri, inference_threads=inference_threads, **batch))
+            SavedModelHandler(model_uri, min_batch_size, max_batch_size, inference_threads))
 
     def expand(self, images):
         faces, failed = images | "Preprocess" >> beam.Map(preprocess_keyed).with_exception_handling()
