@@ -2,11 +2,14 @@
 
 import json
 
+import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import write_synthetic_dataset
 from model.saved import load_classifier
-from trainer import evaluate, task
+from trainer import evaluate, task, views
 
 PER_CLASS = 30
 
@@ -60,3 +63,67 @@ def test_missing_data_dir_is_one_clear_line(tmp_path, capsys):
     assert status == 2
     err = capsys.readouterr().err
     assert err.startswith("error: data folder not found") and "Traceback" not in err
+
+
+def test_views_rebuild_the_network_and_reproduce_the_recorded_metrics(trained, tmp_path, capsys):
+    """Mirror averaging measured by trainer.views gives the numbers the trainer recorded for the export."""
+    data_dir, output_dir = trained
+    json_path = tmp_path / "views.json"
+    assert views.main(["--model", str(output_dir), "--data-dir", str(data_dir), "--json", str(json_path)]) == 0
+    result = json.loads(json_path.read_text())
+    recorded = load_classifier(output_dir).metadata
+    shipped = result["view_sets"]["face + mirror (shipped)"]
+    assert shipped["passes_per_face"] == 2
+    assert shipped["roc_auc"] == pytest.approx(recorded.validation_metrics["roc_auc"], abs=1e-6)
+    assert shipped["temperature"] == pytest.approx(recorded.temperature)
+    assert result["view_sets"]["single view"]["passes_per_face"] == 1
+    assert "single view" in capsys.readouterr().out
+
+
+def test_views_of_a_missing_model_is_one_clear_line(tmp_path, capsys):
+    assert views.main(["--model", str(tmp_path / "missing"), "--data-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: model folder not found")
+
+
+def test_shifted_views_move_and_mirror_the_face():
+    image = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    down = views.shifted(image, 1, 0, False)
+    assert (down[0, 1:, :, 0] == image[0, :-1, :, 0]).all()  # content moved down one row
+    assert (down[0, 0, :, 0] == image[0, 0, :, 0]).all()  # the edge row repeated
+    mirrored = views.shifted(image, 0, 0, True)
+    assert (mirrored[0, :, :, 0] == image[0, :, ::-1, 0]).all()
+
+
+def test_time_budget_stops_after_the_first_epoch_when_nothing_more_fits(tmp_path):
+    data_dir = write_synthetic_dataset(tmp_path / "data", 12)
+    output_dir = tmp_path / "model"
+    assert task.main(["--data-dir", str(data_dir), "--output-dir", str(output_dir), "--epochs", "5",
+                      "--batch-size", "8", "--block-filters", "4", "--validation-fraction", "0.25",
+                      "--max-minutes", "0.0001"]) == 0
+    config = load_classifier(output_dir).metadata.training_config
+    assert config["epochs_run"] == 1 and config["max_epochs"] == 5 and config["max_minutes"] == 0.0001
+
+
+def test_adjustable_schedule_matches_keras_cosine_decay_until_shortened():
+    arguments = dict(initial_learning_rate=1e-4, decay_steps=100, warmup_target=1e-3, warmup_steps=10)
+    keras_schedule = keras.optimizers.schedules.CosineDecay(**arguments)
+    ours = task.AdjustableCosineDecay(**arguments)
+    steps = [0, 5, 10, 50, 109, 200]
+    assert [float(ours(s)) for s in steps] == [float(keras_schedule(s)) for s in steps]
+    ours.shorten(40)
+    assert float(ours(50)) == pytest.approx(0.0, abs=1e-9)  # warm-up 10 + decay 40: fully decayed at step 50
+    assert float(ours(30)) == pytest.approx(float(keras.optimizers.schedules.CosineDecay(
+        **{**arguments, "decay_steps": 40})(30)))
+
+
+def test_mixup_blends_faces_targets_and_class_weights_alike():
+    happy, sad = np.full((48, 48, 1), 255.0, np.float32), np.zeros((48, 48, 1), np.float32)
+    images = tf.constant(np.stack([happy, sad] * 8))
+    targets = tf.constant(np.array([[1.0, 0.0], [0.0, 1.0]] * 8, np.float32))
+    weights = tf.constant(np.array([1.0, 3.0] * 8, np.float32))
+    mixed_images, mixed_targets, mixed_weights = task.mixup(0.4, seed=3)(images, targets, weights)
+    share_happy = mixed_targets.numpy()[:, 0]
+    assert np.allclose(mixed_targets.numpy().sum(axis=1), 1.0)
+    assert np.allclose(mixed_images.numpy().mean(axis=(1, 2, 3)) / 255.0, share_happy, atol=1e-5)
+    assert np.allclose(mixed_weights.numpy(), share_happy * 1.0 + (1.0 - share_happy) * 3.0, atol=1e-5)
+    assert ((share_happy > 0.01) & (share_happy < 0.99)).any()  # something was actually blended

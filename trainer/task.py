@@ -49,6 +49,7 @@ AUGMENT_CONTRAST: float = 0.3
 AUGMENT_BRIGHTNESS: float = 0.2
 ERASE_PROBABILITY: float = 0.5
 ERASE_AREA: tuple[float, float] = (0.02, 0.15)
+MIXUP_SEED_OFFSET: int = 100  # augmentation layers use seed .. seed + 6
 WARMUP_EPOCHS: int = 2
 WEIGHT_DECAY: float = 1e-4
 
@@ -64,6 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=40, help="maximum epochs (early stopping may end sooner)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="peak learning rate (AdamW)")
+    parser.add_argument("--max-minutes", type=float, default=0,
+                        help="time budget for the whole run (0 = none): after the first epoch the learning-rate "
+                             "schedule is shortened to the epochs that fit, and training stops before overrunning")
     parser.add_argument("--patience", type=int, default=15, help="epochs without validation AUC gain before stopping")
     parser.add_argument("--label-smoothing", type=float, default=0.05)
     parser.add_argument("--dropout", type=float, default=DEFAULT_DROPOUT)
@@ -80,6 +84,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="side the face is resized to for the backbone (0 = the backbone's default: "
                              + ", ".join(f"{name} {spec.input_size}" for name, spec in BACKBONES.items()) + ")")
     parser.add_argument("--no-augment", action="store_true", help="train without data augmentation")
+    parser.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                        help="mixup: blend each training face and its label with another's, weight ~ Beta(ALPHA, "
+                             "ALPHA) (0 = off; 0.2 is the usual value)")
     parser.add_argument("--no-mirror-average", action="store_true",
                         help="serve the plain network instead of averaging each face with its mirror image")
     parser.add_argument("--validation-fraction", type=float, default=datasets.DEFAULT_VALIDATION_FRACTION)
@@ -92,6 +99,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.block_filters = tuple(int(f) for f in args.block_filters.split(","))
     except ValueError:
         parser.error(f"--block-filters must be comma-separated integers, got {args.block_filters!r}")
+    if args.mixup < 0:
+        parser.error("--mixup must be positive (or 0 for off)")
+    if args.max_minutes < 0:
+        parser.error("--max-minutes must be positive (or 0 for no budget)")
     if not 0.0 < args.validation_fraction < 1.0:
         parser.error("--validation-fraction must be between 0 and 1")
     if args.backbone == BACKBONE_NONE and (args.backbone_weights or args.backbone_input_size):
@@ -100,6 +111,55 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--backbone-input-size must be at least {BACKBONES[args.backbone].min_input_size} "
                      f"for {args.backbone}")
     return args
+
+
+class AdjustableCosineDecay(keras.optimizers.schedules.CosineDecay):
+    """Keras' warm-up + cosine schedule whose decay length can still be shortened after training has started.
+
+    Same arithmetic as CosineDecay (so a run without a budget gives the same weights); only `decay_steps` lives
+    in a variable, which the compiled training step reads on every step.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.decay_steps = keras.Variable(float(self.decay_steps), dtype="float32", trainable=False,
+                                          name="decay_steps")
+
+    def shorten(self, decay_steps: int) -> None:
+        self.decay_steps.assign(float(decay_steps))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "decay_steps": float(self.decay_steps.numpy())}
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Fits training into `--max-minutes`: measures the first epoch, then shortens the schedule to the epochs
+    that fit (so the learning rate still decays properly) and stops before an epoch would overrun the budget."""
+
+    def __init__(self, budget_seconds: float, started: float, schedule: AdjustableCosineDecay,
+                 steps_per_epoch: int, max_epochs: int):
+        super().__init__()
+        self.budget_seconds, self.started, self.schedule = budget_seconds, started, schedule
+        self.steps_per_epoch, self.max_epochs = steps_per_epoch, max_epochs
+        self.fit_started = 0.0
+        self.planned_epochs = max_epochs
+
+    def on_train_begin(self, logs=None):
+        self.fit_started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.monotonic()
+        epochs_done = epoch + 1
+        seconds_per_epoch = (now - self.fit_started) / epochs_done
+        left = self.budget_seconds - (now - self.started)
+        if epochs_done == 1:
+            self.planned_epochs = max(1, min(self.max_epochs, epochs_done + int(left // seconds_per_epoch)))
+            if self.planned_epochs < self.max_epochs:
+                self.schedule.shorten(self.steps_per_epoch * self.planned_epochs)
+                log.info("time budget: %.0f s per epoch, %.0f s left: schedule shortened to %d epochs",
+                         seconds_per_epoch, left, self.planned_epochs)
+        if epochs_done >= self.planned_epochs or left < seconds_per_epoch:
+            self.model.stop_training = epochs_done < self.max_epochs
 
 
 class BackboneWeightsError(ValueError):
@@ -143,6 +203,20 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return len(labels) / (num_classes * np.maximum(counts, 1.0))
 
 
+def mixup(alpha: float, seed: int):
+    """Batch -> batch with faces and targets blended pairwise (keras MixUp).
+
+    The class weight rides along as one more target column, so a blended face carries the blended weight.
+    """
+    blend = keras.layers.MixUp(alpha=alpha, seed=seed)
+
+    def apply(images: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor):
+        mixed = blend({"images": images, "labels": tf.concat([targets, weights[:, None]], axis=-1)}, training=True)
+        return mixed["images"], mixed["labels"][:, :-1], mixed["labels"][:, -1]
+
+    return apply
+
+
 def train_dataset(images: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> tf.data.Dataset:
     num_classes = len(CLASS_NAMES)
     weights = class_weights(labels, num_classes)[labels].astype(np.float32)
@@ -153,6 +227,8 @@ def train_dataset(images: np.ndarray, labels: np.ndarray, args: argparse.Namespa
         augment = augmentation(args.seed)
         dataset = dataset.map(lambda x, y, w: (augment(x, training=True), y, w),
                               num_parallel_calls=tf.data.AUTOTUNE)
+    if args.mixup:
+        dataset = dataset.map(mixup(args.mixup, args.seed + MIXUP_SEED_OFFSET), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -175,7 +251,7 @@ def train(args: argparse.Namespace) -> dict:
         raise ValueError("every class needs images in both the training and the validation split")
 
     steps_per_epoch = int(np.ceil(len(x_train) / args.batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(
+    schedule = AdjustableCosineDecay(
         initial_learning_rate=args.learning_rate / 10, decay_steps=steps_per_epoch * args.epochs,
         warmup_target=args.learning_rate, warmup_steps=steps_per_epoch * min(WARMUP_EPOCHS, args.epochs - 1))
     network.compile(
@@ -184,12 +260,15 @@ def train(args: argparse.Namespace) -> dict:
         metrics=["categorical_accuracy", keras.metrics.AUC(from_logits=True, name="auc")],
     )
     val_targets = keras.utils.to_categorical(y_val, len(CLASS_NAMES)).astype(np.float32)
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience,
+                                               restore_best_weights=True)]
+    if args.max_minutes:
+        callbacks.append(TimeBudget(args.max_minutes * 60, started, schedule, steps_per_epoch, args.epochs))
     history = network.fit(
         train_dataset(x_train, y_train, args),
         validation_data=(x_val, val_targets),
         epochs=args.epochs,
-        callbacks=[keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience,
-                                                 restore_best_weights=True)],
+        callbacks=callbacks,
         verbose=2,
     )
 
@@ -221,8 +300,10 @@ def train(args: argparse.Namespace) -> dict:
         created_at=created.isoformat(timespec="seconds"),
         training_config={
             "epochs_run": len(history.history["loss"]), "max_epochs": args.epochs, "batch_size": args.batch_size,
-            "learning_rate": args.learning_rate, "label_smoothing": args.label_smoothing,
+            "learning_rate": args.learning_rate, "max_minutes": args.max_minutes or None,
+            "label_smoothing": args.label_smoothing,
             "dropout": args.dropout, "block_filters": list(args.block_filters), "augment": not args.no_augment,
+            "mixup": args.mixup,
             "mirror_average": not args.no_mirror_average, "seed": args.seed,
             "backbone": args.backbone,
             "backbone_weights": (os.path.basename(args.backbone_weights) if args.backbone_weights
