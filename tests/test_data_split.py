@@ -46,3 +46,11 @@ def test_missing_class_folder_is_a_clear_error(tmp_path):
     (tmp_path / "happy").mkdir()
     with pytest.raises(FileNotFoundError, match="class folder not found"):
         datasets.list_examples(tmp_path)
+
+
+def test_images_are_read_once_hashing_keeps_the_bytes_for_decoding(dataset):
+    examples = datasets.list_examples(dataset)
+    expected, _ = datasets.load_arrays(examples)
+    shutil.rmtree(dataset)  # a second read would now fail
+    images, labels = datasets.load_arrays(examples)
+    assert (images == expected).all() and len(labels) == len(examples)
