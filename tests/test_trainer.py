@@ -127,3 +127,9 @@ def test_mixup_blends_faces_targets_and_class_weights_alike():
     assert np.allclose(mixed_images.numpy().mean(axis=(1, 2, 3)) / 255.0, share_happy, atol=1e-5)
     assert np.allclose(mixed_weights.numpy(), share_happy * 1.0 + (1.0 - share_happy) * 3.0, atol=1e-5)
     assert ((share_happy > 0.01) & (share_happy < 0.99)).any()  # something was actually blended
+
+
+def test_views_of_a_model_without_training_config_is_one_clear_line(tiny_model_dir, tmp_path, capsys):
+    assert views.main(["--model", str(tiny_model_dir), "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: facelabel.json does not record the network's shape") and err.count("\n") == 1

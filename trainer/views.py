@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from model.contract import CLASS_NAMES
-from model.metadata import ModelMetadata
+from model.metadata import METADATA_FILENAME, ModelMetadata
 from model.network import BACKBONE_NONE, build_network
 from model.saved import ModelLoadError, check_model_dir
 from trainer import data as datasets
@@ -70,6 +70,9 @@ def trained_network(model_dir: str) -> tuple[tf.keras.Model, ModelMetadata]:
     config = meta.training_config
     if config.get("backbone", BACKBONE_NONE) != BACKBONE_NONE:
         raise ValueError("only the from-scratch network can be rebuilt here (backbone models: not supported)")
+    if "block_filters" not in config or "dropout" not in config:
+        raise ValueError(f"{METADATA_FILENAME} does not record the network's shape (training_config.block_filters, "
+                         "dropout): only models exported by trainer.task can be rebuilt")
     network = build_network(len(meta.class_names), tuple(config["block_filters"]), config["dropout"])
     loaded = tf.saved_model.load(model_dir)  # kept referenced: its signature's variables belong to it
     saved = {v.name.split(":")[0]: v for v in loaded.signatures["serving_default"].variables}
