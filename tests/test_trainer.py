@@ -133,3 +133,15 @@ def test_views_of_a_model_without_training_config_is_one_clear_line(tiny_model_d
     assert views.main(["--model", str(tiny_model_dir), "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: facelabel.json does not record the network's shape") and err.count("\n") == 1
+
+
+def test_views_ensemble_of_a_model_with_itself_scores_as_the_model(trained, tmp_path):
+    data_dir, output_dir = trained
+    json_path = tmp_path / "views.json"
+    assert views.main(["--model", str(output_dir), "--data-dir", str(data_dir), "--ensemble-with", str(output_dir),
+                       "--json", str(json_path)]) == 0
+    sets = json.loads(json_path.read_text())["view_sets"]
+    ensemble = sets["2 networks, face + mirror each"]
+    assert ensemble["passes_per_face"] == 4
+    assert ensemble["roc_auc"] == pytest.approx(sets["face + mirror (shipped)"]["roc_auc"], abs=1e-6)
+    assert ensemble["accuracy"] == pytest.approx(sets["face + mirror (shipped)"]["accuracy"])

@@ -51,6 +51,13 @@ VIEW_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
+# With --ensemble-with: both networks' logits averaged over these views.
+ENSEMBLE_VIEW_SETS: dict[str, tuple[str, ...]] = {
+    "2 networks, single view each": ("face",),
+    "2 networks, face + mirror each": ("face", "mirror"),
+}
+
+
 def shifted(images: np.ndarray, dy: int, dx: int, mirrored: bool) -> np.ndarray:
     """The images moved by (dy, dx) pixels, edges repeated, optionally mirrored left-right first."""
     if mirrored:
@@ -104,7 +111,8 @@ def score(labels: np.ndarray, logits: np.ndarray) -> dict:
             "ece": report["ece"], "temperature": temperature, "threshold": threshold}
 
 
-def compare(model_dir: str, data_dir: str) -> dict:
+def compare(model_dir: str, data_dir: str, ensemble_with: str | None = None) -> dict:
+    """Scores of every view set; with `ensemble_with`, also of the two networks' logits averaged."""
     network, meta = trained_network(model_dir)
     parts = datasets.split_examples(datasets.list_examples(data_dir, meta.class_names),
                                     meta.trained_on.get("validation_fraction", datasets.DEFAULT_VALIDATION_FRACTION),
@@ -114,6 +122,14 @@ def compare(model_dir: str, data_dir: str) -> dict:
     results = {name: {"passes_per_face": len(views),
                       **score(labels, np.mean([logits[v] for v in views], axis=0))}
                for name, views in VIEW_SETS.items()}
+    if ensemble_with:
+        other, other_meta = trained_network(ensemble_with)
+        if other_meta.trained_on.get("split") != meta.trained_on.get("split"):
+            raise ValueError("the two models were not trained on the same split: their ensemble cannot be scored")
+        other_logits = view_logits(other, images)
+        for name, views in ENSEMBLE_VIEW_SETS.items():
+            averaged = np.mean([logits[v] for v in views] + [other_logits[v] for v in views], axis=0)
+            results[name] = {"passes_per_face": 2 * len(views), **score(labels, averaged)}
     return {"model_version": meta.model_version, "validation_images": int(len(labels)),
             "shift_pixels": SHIFT_PIXELS, "view_sets": results}
 
@@ -131,10 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.views", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="exported model folder (local)")
     parser.add_argument("--data-dir", required=True, help="the folder-per-class data the model was trained on")
+    parser.add_argument("--ensemble-with", metavar="MODEL",
+                        help="a second model trained on the same split: also score the two averaged")
     parser.add_argument("--json", dest="json_path", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     try:
-        result = compare(args.model, args.data_dir)
+        result = compare(args.model, args.data_dir, args.ensemble_with)
     except (ModelLoadError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
