@@ -39,6 +39,16 @@ def write_synthetic_dataset(root: Path, per_class: int) -> Path:
     return root
 
 
+def train_small_model(root: Path, per_class: int, *flags: str) -> tuple[Path, Path]:
+    """Synthetic faces in root/data and a model trained on them by `trainer.task` (with `flags`) in root/model."""
+    from trainer import task
+
+    data_dir = write_synthetic_dataset(root / "data", per_class)
+    output_dir = root / "model"
+    assert task.main(["--data-dir", str(data_dir), "--output-dir", str(output_dir), *flags]) == 0
+    return data_dir, output_dir
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A real, tiny network fitted on synthetic bright/dark faces and exported like the shipped model."""

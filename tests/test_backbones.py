@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from keras.src.utils import file_utils
 
-from conftest import write_synthetic_dataset
+from conftest import train_small_model
 from model.contract import INPUT_SHAPE
 from model.metadata import ModelMetadata
 from model.network import BACKBONE_BN_MOMENTUM, BACKBONES, build_network
@@ -69,11 +69,8 @@ def test_failed_imagenet_download_is_one_error_line(tmp_path, monkeypatch, capsy
 
 def test_trainer_records_the_backbone(tmp_path):
     """VGG16: the backbone whose training step compiles fastest (MobileNetV3 takes half a minute)."""
-    data_dir = write_synthetic_dataset(tmp_path / "data", 10)
-    output_dir = tmp_path / "model"
-    assert task.main(["--data-dir", str(data_dir), "--output-dir", str(output_dir), "--epochs", "1",
-                      "--batch-size", "8", "--validation-fraction", "0.2", "--backbone", "vgg16",
-                      "--backbone-input-size", "32"]) == 0
+    _, output_dir = train_small_model(tmp_path, 10, "--epochs", "1", "--batch-size", "8", "--validation-fraction",
+                                      "0.2", "--backbone", "vgg16", "--backbone-input-size", "32")
     meta = json.loads((output_dir / "facelabel.json").read_text())
     assert meta["model_version"].startswith("facelabel-vgg16-")
     config = meta["training_config"]

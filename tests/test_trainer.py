@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import write_synthetic_dataset
+from conftest import train_small_model
 from model.saved import load_classifier
 from trainer import evaluate, task, views
 
@@ -16,12 +16,8 @@ PER_CLASS = 30
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    data_dir = write_synthetic_dataset(tmp_path_factory.mktemp("data"), PER_CLASS)
-    output_dir = tmp_path_factory.mktemp("model") / "exported"
-    status = task.main(["--data-dir", str(data_dir), "--output-dir", str(output_dir), "--epochs", "2",
-                        "--batch-size", "16", "--block-filters", "4,8", "--validation-fraction", "0.2"])
-    assert status == 0
-    return data_dir, output_dir
+    return train_small_model(tmp_path_factory.mktemp("trained"), PER_CLASS, "--epochs", "2", "--batch-size", "16",
+                             "--block-filters", "4,8", "--validation-fraction", "0.2")
 
 
 def test_trainer_exports_a_loadable_model_with_metadata(trained):
@@ -95,11 +91,8 @@ def test_shifted_views_move_and_mirror_the_face():
 
 
 def test_time_budget_stops_after_the_first_epoch_when_nothing_more_fits(tmp_path):
-    data_dir = write_synthetic_dataset(tmp_path / "data", 12)
-    output_dir = tmp_path / "model"
-    assert task.main(["--data-dir", str(data_dir), "--output-dir", str(output_dir), "--epochs", "5",
-                      "--batch-size", "8", "--block-filters", "4", "--validation-fraction", "0.25",
-                      "--max-minutes", "0.0001"]) == 0
+    _, output_dir = train_small_model(tmp_path, 12, "--epochs", "5", "--batch-size", "8", "--block-filters", "4",
+                                      "--validation-fraction", "0.25", "--max-minutes", "0.0001")
     config = load_classifier(output_dir).metadata.training_config
     assert config["epochs_run"] == 1 and config["max_epochs"] == 5 and config["max_minutes"] == 0.0001
 

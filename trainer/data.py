@@ -36,7 +36,7 @@ class Example:
     content_hash: str
     # The file's bytes, kept from hashing so decoding does not read the file again (one request per image on
     # gs://). Far smaller than the decoded float32 arrays the trainer holds anyway.
-    content: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    content: bytes = dataclasses.field(repr=False, compare=False)
 
 
 @dataclasses.dataclass
@@ -100,10 +100,16 @@ def split_examples(
     )
 
 
+def split_as_trained(examples: list[Example], trained_on: dict) -> Split:
+    """The split a model's trainer carved, from the fraction and seed in its metadata's `trained_on`."""
+    return split_examples(examples, trained_on.get("validation_fraction", DEFAULT_VALIDATION_FRACTION),
+                          trained_on.get("split_seed", DEFAULT_SPLIT_SEED))
+
+
 def load_arrays(examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
     """Decode examples with the shared preprocessing: images float32 [n, 48, 48, 1] and int labels [n]."""
     images = np.zeros((len(examples), *INPUT_SHAPE), np.float32)
     for i, example in enumerate(examples):
-        images[i] = preprocess_image(example.content if example.content is not None else read_bytes(example.path))
+        images[i] = preprocess_image(example.content)
     labels = np.array([e.label for e in examples], dtype=np.int64)
     return images, labels

@@ -65,11 +65,7 @@ def predict(model_dir: str, data_dir: str, split: str = "all") -> Predictions:
     meta = classifier.metadata
     examples = datasets.list_examples(data_dir, meta.class_names)
     if split != "all":
-        trained_on = meta.trained_on
-        parts = datasets.split_examples(
-            examples,
-            trained_on.get("validation_fraction", datasets.DEFAULT_VALIDATION_FRACTION),
-            trained_on.get("split_seed", datasets.DEFAULT_SPLIT_SEED))
+        parts = datasets.split_as_trained(examples, meta.trained_on)
         examples = parts.validation if split == datasets.VALIDATION else parts.train
     images, labels = datasets.load_arrays(examples)
     probabilities = np.concatenate(

@@ -100,6 +100,20 @@ def best_threshold(labels_positive: np.ndarray, scores: np.ndarray) -> float:
     return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
 
 
+def calibrated_report(labels: np.ndarray, logits: np.ndarray,
+                      class_names: tuple[str, ...]) -> tuple[float, float, dict]:
+    """What the trainer records for validation logits: the fitted temperature, the first class's threshold chosen
+    on the calibrated scores, and the report at that threshold (plus ECE before calibration and accuracy at 0.5)."""
+    temperature = fit_temperature(labels, logits)
+    probabilities = softmax(logits / temperature)
+    threshold = best_threshold(labels == 0, probabilities[:, 0])
+    predicted = np.where(probabilities[:, 0] >= threshold, 0, 1)
+    report = classification_report(labels, predicted, probabilities, class_names)
+    report["ece_before_calibration"] = expected_calibration_error(labels, softmax(logits))
+    report["accuracy_at_0.5"] = float((np.argmax(probabilities, axis=1) == labels).mean())
+    return temperature, threshold, report
+
+
 def classification_report(labels: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray,
                           class_names: tuple[str, ...]) -> dict:
     """Accuracy, per-class precision/recall, ROC AUC (first class as positive), confusion matrix and ECE."""

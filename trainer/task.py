@@ -273,17 +273,9 @@ def train(args: argparse.Namespace) -> dict:
     )
 
     module = ServingModule(network, mirror_average=not args.no_mirror_average)
-    val_logits = batched_logits(module, x_val)
-    uncalibrated = metrics.softmax(val_logits)
-    temperature = metrics.fit_temperature(y_val, val_logits)
+    temperature, threshold, report = metrics.calibrated_report(y_val, batched_logits(module, x_val), CLASS_NAMES)
     module.temperature.assign(temperature)
-    probabilities = metrics.softmax(val_logits / temperature)
     positive = CLASS_NAMES[0]
-    threshold = metrics.best_threshold(y_val == 0, probabilities[:, 0])
-    predicted = np.where(probabilities[:, 0] >= threshold, 0, 1)
-    report = metrics.classification_report(y_val, predicted, probabilities, CLASS_NAMES)
-    report["ece_before_calibration"] = metrics.expected_calibration_error(y_val, uncalibrated)
-    report["accuracy_at_0.5"] = float((np.argmax(probabilities, axis=1) == y_val).mean())
 
     created = datetime.datetime.now(datetime.timezone.utc)
     train_seconds = time.monotonic() - started

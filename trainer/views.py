@@ -28,7 +28,7 @@ import tensorflow as tf
 from model.contract import CLASS_NAMES
 from model.metadata import METADATA_FILENAME, ModelMetadata
 from model.network import BACKBONE_NONE, build_network
-from model.saved import ModelLoadError, check_model_dir
+from model.saved import ModelLoadError, load_classifier
 from trainer import data as datasets
 from trainer import metrics
 
@@ -73,7 +73,8 @@ def shifted(images: np.ndarray, dy: int, dx: int, mirrored: bool) -> np.ndarray:
 
 def trained_network(model_dir: str) -> tuple[tf.keras.Model, ModelMetadata]:
     """The bare network of an exported model, with its trained weights (variables matched by name)."""
-    meta = check_model_dir(model_dir)
+    classifier = load_classifier(model_dir)
+    meta = classifier.metadata
     config = meta.training_config
     if config.get("backbone", BACKBONE_NONE) != BACKBONE_NONE:
         raise ValueError("only the from-scratch network can be rebuilt here (backbone models: not supported)")
@@ -81,8 +82,7 @@ def trained_network(model_dir: str) -> tuple[tf.keras.Model, ModelMetadata]:
         raise ValueError(f"{METADATA_FILENAME} does not record the network's shape (training_config.block_filters, "
                          "dropout): only models exported by trainer.task can be rebuilt")
     network = build_network(len(meta.class_names), tuple(config["block_filters"]), config["dropout"])
-    loaded = tf.saved_model.load(model_dir)  # kept referenced: its signature's variables belong to it
-    saved = {v.name.split(":")[0]: v for v in loaded.signatures["serving_default"].variables}
+    saved = {v.name.split(":")[0]: v for v in classifier.signature.variables}
     missing = [w.path for w in network.weights if w.path not in saved]
     if missing:
         raise ValueError(f"the SavedModel lacks {len(missing)} of the network's variables, e.g. {missing[0]}")
@@ -101,12 +101,8 @@ def view_logits(network: tf.keras.Model, images: np.ndarray) -> dict[str, np.nda
 
 def score(labels: np.ndarray, logits: np.ndarray) -> dict:
     """Metrics of averaged logits, with temperature and threshold fitted as the trainer fits them."""
-    temperature = metrics.fit_temperature(labels, logits)
-    probabilities = metrics.softmax(logits / temperature)
-    threshold = metrics.best_threshold(labels == 0, probabilities[:, 0])
-    predicted = np.where(probabilities[:, 0] >= threshold, 0, 1)
-    report = metrics.classification_report(labels, predicted, probabilities, CLASS_NAMES)
-    return {"accuracy": report["accuracy"], "accuracy_at_0.5": float((probabilities.argmax(1) == labels).mean()),
+    temperature, threshold, report = metrics.calibrated_report(labels, logits, CLASS_NAMES)
+    return {"accuracy": report["accuracy"], "accuracy_at_0.5": report["accuracy_at_0.5"],
             "roc_auc": report["roc_auc"], "sad_recall": report["per_class"][CLASS_NAMES[-1]]["recall"],
             "ece": report["ece"], "temperature": temperature, "threshold": threshold}
 
@@ -114,9 +110,7 @@ def score(labels: np.ndarray, logits: np.ndarray) -> dict:
 def compare(model_dir: str, data_dir: str, ensemble_with: str | None = None) -> dict:
     """Scores of every view set; with `ensemble_with`, also of the two networks' logits averaged."""
     network, meta = trained_network(model_dir)
-    parts = datasets.split_examples(datasets.list_examples(data_dir, meta.class_names),
-                                    meta.trained_on.get("validation_fraction", datasets.DEFAULT_VALIDATION_FRACTION),
-                                    meta.trained_on.get("split_seed", datasets.DEFAULT_SPLIT_SEED))
+    parts = datasets.split_as_trained(datasets.list_examples(data_dir, meta.class_names), meta.trained_on)
     images, labels = datasets.load_arrays(parts.validation)
     logits = view_logits(network, images)
     results = {name: {"passes_per_face": len(views),
