@@ -19,6 +19,7 @@ The result is float32 with pixel values 0..255; scaling to the network's range h
 Faces are not detected: the input should already be a face crop, as FER2013's are.
 """
 
+import dataclasses
 import io
 
 import numpy as np
@@ -36,32 +37,59 @@ SIXTEEN_TO_EIGHT_BIT: float = 65535.0 / 255.0
 # Background that transparent pixels are flattened onto.
 BACKGROUND_GREY: int = 255
 RESIZE_FILTER = Image.Resampling.LANCZOS
+# EXIF tag 0x0112 (Orientation), and its values 5-8 that swap width and height (EXIF 2.32, section 4.6.4).
+EXIF_ORIENTATION_TAG: int = 0x0112
+EXIF_TRANSPOSED_ORIENTATIONS: frozenset[int] = frozenset({5, 6, 7, 8})
 
 
 class ImageDecodeError(ValueError):
     """The bytes are not an image this function can turn into a face input; the message says why."""
 
 
-def preprocess_image(data: bytes) -> np.ndarray:
-    """Decode encoded image bytes into the model input: float32 array of shape (48, 48, 1), values 0..255.
+@dataclasses.dataclass(frozen=True)
+class DecodedImage:
+    """An image decoded upright, possibly at reduced scale.
 
-    Raises ImageDecodeError with a short human-readable reason for anything that is not a usable image.
+    image: 8-bit greyscale ("L") or colour ("RGB") Pillow image, EXIF orientation applied.
+    original_size: (width, height) in pixels of the full-resolution upright image, so positions found on the
+        reduced image can be reported in the coordinates a user sees in a photo viewer.
+    """
+
+    image: Image.Image
+    original_size: tuple[int, int]
+
+    @property
+    def scale(self) -> float:
+        """original pixels per decoded pixel (>= 1 when decoded at reduced scale)."""
+        return self.original_size[0] / self.image.size[0]
+
+
+def decode_image(data: bytes, min_side: int = IMAGE_SIZE, colour: bool = False) -> DecodedImage:
+    """Decode encoded image bytes upright, as 8-bit greyscale ("L"), or "RGB" when colour is True.
+
+    JPEGs are decoded at the smallest DCT scale whose shorter side is still at least min_side pixels (or at full
+    size if smaller), so a large photo costs little. Raises ImageDecodeError with a short human-readable reason
+    for anything that is not a usable image.
     """
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data))
+        full_size = image.size
         if image.format == "JPEG":
-            # Ask the JPEG decoder for the smallest DCT scale that still covers the output size.
-            image.draft("L", (IMAGE_SIZE, IMAGE_SIZE))
+            # Ask the JPEG decoder for the smallest DCT scale that still covers the requested size.
+            image.draft("RGB" if colour else "L", (min_side, min_side))
         width, height = image.size
         if width * height > MAX_DECODED_PIXELS:
             raise ImageDecodeError(
                 f"image too large: {width}x{height} pixels exceeds the limit of {MAX_DECODED_PIXELS:,}"
             )
+        orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
         image = ImageOps.exif_transpose(image)
-        grey = _to_greyscale(image)
-        face = ImageOps.fit(grey, (IMAGE_SIZE, IMAGE_SIZE), method=RESIZE_FILTER, centering=(0.5, 0.5))
+        if orientation in EXIF_TRANSPOSED_ORIENTATIONS:
+            full_size = full_size[::-1]
+        converted = _to_rgb(image) if colour else _to_greyscale(image)
+        converted.load()
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as err:
@@ -71,7 +99,33 @@ def preprocess_image(data: bytes) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         # Pillow reports truncated and corrupt data as OSError/SyntaxError/ValueError/EOFError.
         raise ImageDecodeError(f"corrupt or truncated image: {err}") from None
+    return DecodedImage(converted, full_size)
+
+
+def preprocess_image(data: bytes) -> np.ndarray:
+    """Decode encoded image bytes into the model input: float32 array of shape (48, 48, 1), values 0..255.
+
+    The whole image is the face (centre square, resized): for inputs that are already face crops.
+    Raises ImageDecodeError with a short human-readable reason for anything that is not a usable image.
+    """
+    grey = decode_image(data).image
+    face = ImageOps.fit(grey, (IMAGE_SIZE, IMAGE_SIZE), method=RESIZE_FILTER, centering=(0.5, 0.5))
     return np.asarray(face, dtype=np.float32).reshape(IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit "RGB": greyscale by the greyscale rule, then repeated in three channels;
+    colour with transparency flattened onto the same background."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("L", "1", "I", "F") or image.mode.startswith("I;") or image.mode in ("LA", "La"):
+        return _to_greyscale(image).convert("RGB")
+    has_alpha = image.mode in ("RGBA", "PA", "RGBa") or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (BACKGROUND_GREY,) * 3 + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def _to_greyscale(image: Image.Image) -> Image.Image:
