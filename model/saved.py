@@ -70,3 +70,36 @@ def load_classifier(model_dir: str | Path) -> Classifier:
     if SERVING_OUTPUT not in signature.structured_outputs:
         raise ModelLoadError(f"SavedModel {model_dir} has no {SERVING_OUTPUT!r} output")
     return Classifier(metadata=metadata, signature=signature, saved_model=saved_model)
+
+
+def check_classifier(model_dir: str | Path) -> ModelMetadata:
+    """What load_classifier checks, without loading the model: the metadata, and the serving signature's input
+    shape and output read from saved_model.pb alone (milliseconds, no variables restored, no functions traced).
+
+    Returns the metadata; raises ModelLoadError with a one-line reason. A model whose variables are damaged
+    passes here and fails where it is loaded.
+    """
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    metadata = check_model_dir(model_dir)
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString((Path(model_dir) / SAVED_MODEL_FILENAME).read_bytes())
+    except DecodeError as err:
+        raise ModelLoadError(f"cannot load SavedModel {model_dir}: unreadable {SAVED_MODEL_FILENAME}: {err}") from None
+    signatures = [graph.signature_def[SERVING_SIGNATURE] for graph in saved.meta_graphs
+                  if SERVING_SIGNATURE in graph.signature_def]
+    if not signatures:
+        raise ModelLoadError(f"SavedModel {model_dir} has no {SERVING_SIGNATURE!r} signature")
+    signature = signatures[0]
+    spec = signature.inputs.get(SERVING_INPUT)
+    shape = None if spec is None or spec.tensor_shape.unknown_rank else tuple(d.size for d in spec.tensor_shape.dim)
+    if shape is None or shape[1:] != tuple(metadata.input_shape):
+        got = None if spec is None else shape
+        raise ModelLoadError(
+            f"SavedModel {model_dir} takes input {got}, expected [batch, {', '.join(map(str, metadata.input_shape))}]"
+        )
+    if SERVING_OUTPUT not in signature.outputs:
+        raise ModelLoadError(f"SavedModel {model_dir} has no {SERVING_OUTPUT!r} output")
+    return metadata

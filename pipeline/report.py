@@ -5,8 +5,9 @@ the most confidently labelled faces of each class and of the least certain ones,
 It is one static, self-contained file (see `pipeline.report_html`), so it opens from disk and from a bucket's
 public URL alike; RUN_DIR may be local or gs:// (everything is read and written through Beam's FileSystems).
 
-It stays fast and small for millions of images: labels.csv is streamed once with csv.reader, keeping only the
-histogram counts and one bounded heap per grid, and only the few images shown are read. "Least certain" means
+It stays fast and small for millions of images: labels.csv (or its shards, see `pipeline.outputs`) is streamed
+once with csv.reader, keeping only the histogram counts and one bounded heap per grid, and only the few images
+shown are read. "Least certain" means
 the highest class probability is lowest, i.e. for two classes p_happy closest to 0.5: the probabilities are
 calibrated, so those are the faces the model itself is least sure about.
 
@@ -14,17 +15,15 @@ calibrated, so those are the faces the model itself is least sure about.
 """
 
 import argparse
-import contextlib
 import csv
 import dataclasses
 import datetime
 import heapq
-import io
 import json
 import logging
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from apache_beam.io.filesystem import CompressionTypes
@@ -33,7 +32,8 @@ from apache_beam.io.filesystems import FileSystems
 from model.preprocess import ImageDecodeError
 from pipeline.face_images import face_data_uri
 from pipeline.model_files import root_cause
-from pipeline.outputs import ERRORS_FILE, LABELS_FILE, REPORT_FILE, SUMMARY_FILE
+from pipeline.outputs import (ERRORS_FILE, LABELS_FILE, REPORT_FILE, SUMMARY_FILE, IncompleteOutputError,
+                              output_files, output_lines)
 from pipeline.report_html import Grid, ReportView, Tile, render_report
 
 HTML_MIME: str = "text/html; charset=utf-8"
@@ -161,13 +161,6 @@ def scan_errors(lines: Iterable[str], limit: int = MAX_ERRORS_LISTED) -> tuple[l
     return shown, total
 
 
-@contextlib.contextmanager
-def open_text(path: str) -> Iterator[io.TextIOWrapper]:
-    """A file on any Beam file system as UTF-8 text for csv.reader (newline="" keeps quoted newlines intact)."""
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        yield io.TextIOWrapper(handle, encoding="utf-8", newline="")
-
-
 def read_summary(run_dir: str) -> dict | None:
     """summary.json as a dict, or None when it is missing or unreadable (the report is still useful without)."""
     path = FileSystems.join(run_dir, SUMMARY_FILE)
@@ -219,15 +212,13 @@ def make_grids(stats: LabelStats) -> tuple[Grid, ...]:
 def build_view(run_dir: str, grid_size: int = GRID_SIZE, max_errors: int = MAX_ERRORS_LISTED) -> ReportView:
     """Read the run's files (labels.csv once, errors.csv once, summary.json) into what the page shows."""
     labels_path = FileSystems.join(run_dir, LABELS_FILE)
-    if not FileSystems.exists(labels_path):
-        raise ReportError(f"no {LABELS_FILE} in {run_dir}: not the output folder of a labelling run")
-    with open_text(labels_path) as lines:
-        stats = scan_labels(lines, grid_size)
-    errors_path = FileSystems.join(run_dir, ERRORS_FILE)
-    errors, errors_total = [], 0
-    if FileSystems.exists(errors_path):
-        with open_text(errors_path) as lines:
-            errors, errors_total = scan_errors(lines, max_errors)
+    try:
+        if not output_files(labels_path):
+            raise ReportError(f"no {LABELS_FILE} in {run_dir}: not the output folder of a labelling run")
+        stats = scan_labels(output_lines(labels_path), grid_size)
+        errors, errors_total = scan_errors(output_lines(FileSystems.join(run_dir, ERRORS_FILE)), max_errors)
+    except IncompleteOutputError as err:
+        raise ReportError(str(err)) from None
     return ReportView(
         run_dir=run_dir, summary=read_summary(run_dir), class_names=stats.class_names,
         label_counts=dict(stats.label_counts), labelled=stats.rows,

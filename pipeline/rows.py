@@ -10,7 +10,7 @@ Lines are produced with the `csv` module, so paths with commas, quotes or newlin
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from apache_beam.ml.inference.base import PredictionResult
@@ -62,9 +62,10 @@ def to_label_row(keyed: tuple[FileKey, PredictionResult]) -> LabelRow:
                     key.size, key.modified_text)
 
 
-def parse_label_rows(text: str, class_names: tuple[str, ...]) -> Iterator[LabelRow]:
-    """Rows of a labels.csv written by this module; nothing if its columns are not this model's."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+def parse_label_rows(text: str | Iterable[str], class_names: tuple[str, ...]) -> Iterator[LabelRow]:
+    """Rows of a labels.csv written by this module (its whole text, or its lines as read with newline="");
+    nothing if its columns are not this model's."""
+    reader = csv.reader(io.StringIO(text, newline="") if isinstance(text, str) else text)
     if next(reader, None) != labels_header(class_names):
         return
     count = len(class_names)

@@ -32,11 +32,9 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
 from model.contract import DEFAULT_MODEL_DIR, is_image_path
-from model.saved import ModelLoadError, load_classifier
 from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
-from pipeline.report import report_after_run
-from pipeline.outputs import ERRORS_FILE, LABELS_FILE, REPORT_FILE, RUN_FILES, SUMMARY_FILE
-from pipeline.transforms import LabelImages, ReadImages, WriteOutputs
+from pipeline.outputs import (ERRORS_FILE, LABELS_FILE, REPORT_FILE, RUN_FILES, SHARDED_OUTPUTS, SUMMARY_FILE,
+                              output_files, shard_files, shard_name)
 
 GLOB_CHARACTERS: str = "*?["
 # The input check lists at most this many entries before launching; the pipeline itself matches them all.
@@ -210,9 +208,11 @@ def check_runner_paths(args: argparse.Namespace, options: PipelineOptions) -> No
 
 
 def check_model(model_uri: str):
-    """Load the model once here, so a wrong path or shape fails now rather than on every worker."""
+    """Check the model's metadata and serving signature here (without loading it: the workers load it, once
+    per process), so a wrong path or shape fails now rather than on every worker. Returns its metadata."""
+    from model.saved import ModelLoadError, check_classifier  # TensorFlow: imported only once it is needed
     try:
-        return load_classifier(localize_model(model_uri)).metadata
+        return check_classifier(localize_model(model_uri))
     except (ModelLoadError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
     except Exception as err:
@@ -236,6 +236,7 @@ def inference_threads(args: argparse.Namespace, options: PipelineOptions) -> int
 def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir: str,
                    class_names: tuple[str, ...], info: dict) -> None:
     """files -> ReadImages -> LabelImages -> WriteOutputs."""
+    from pipeline.transforms import LabelImages, ReadImages, WriteOutputs  # TensorFlow and the model handler
     pattern, images_only = input_pattern(args.input)
     link_patterns, broken_links = [], []
     if images_only and is_local(args.input):
@@ -300,6 +301,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     finally:
         remove_quietly(staging)
     if args.report:
+        from pipeline.report import report_after_run
         report_after_run(args.output)
     return read_summary(args.output)
 
@@ -309,14 +311,22 @@ def promote_outputs(staging: str, output_dir: str) -> None:
 
     The previous run's files stay untouched until this run has written all of its own.
     """
-    staged = [FileSystems.join(staging, name) for name in RUN_FILES]
-    final = [FileSystems.join(output_dir, name) for name in RUN_FILES]
+    staged = [path for name in RUN_FILES for path in output_files(FileSystems.join(staging, name))]
+    final = [FileSystems.join(output_dir, path.rsplit("/", 1)[-1]) for path in staged]
     # A report of the previous run would describe results that are gone: --report writes a new one.
-    stale_report = FileSystems.join(output_dir, REPORT_FILE)
-    existing = [path for path in [*final, stale_report] if FileSystems.exists(path)]
-    if existing:
-        FileSystems.delete(existing)
+    previous = [path for name in (*RUN_FILES, REPORT_FILE)
+                for path in existing_outputs(FileSystems.join(output_dir, name))]
+    if previous:
+        FileSystems.delete(previous)
     FileSystems.rename(staged, final)
+
+
+def existing_outputs(single_path: str) -> list[str]:
+    """Every file of one output of an earlier run: the single file and any shards (a set of any size)."""
+    found = [single_path] if FileSystems.exists(single_path) else []
+    if single_path.rsplit("/", 1)[-1] in SHARDED_OUTPUTS:
+        found += shard_files(single_path)
+    return found
 
 
 def remove_quietly(folder: str) -> None:
@@ -354,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"job {summary['job']} with {len(summary['transforms'])} transforms {done}; "
               f"outputs will be in {summary['output']}")
         return 0
-    print(format_summary(summary))
+    print(format_summary(summary, output_names(summary["output"])))
     if too_many_errors(summary):
         print(f"error: {summary['images_failed']} of {summary['images_matched']} images failed, more than "
               f"--max-error-rate allows", file=sys.stderr)
@@ -368,8 +378,18 @@ def too_many_errors(summary: dict) -> bool:
     return limit is not None and matched > 0 and summary["images_failed"] / matched > limit
 
 
-def format_summary(summary: dict) -> str:
-    """The end-of-run summary: one screen a person reads the next morning."""
+def output_names(output_dir: str) -> list[str]:
+    """The outputs' names for the summary: 'labels.csv', or 'labels-*-of-00008.csv' for a shard set."""
+    names = []
+    for name in RUN_FILES:
+        files = output_files(FileSystems.join(output_dir, name))
+        names.append(name if len(files) <= 1 else shard_name(name, 0, len(files)).replace("00000", "*", 1))
+    return names
+
+
+def format_summary(summary: dict, outputs: list[str] | None = None) -> str:
+    """The end-of-run summary: one screen a person reads the next morning. `outputs`: the output files' names
+    (default: the single-file names)."""
     matched, failed = summary["images_matched"], summary["images_failed"]
     labelled = summary["images_labelled"]
     share = lambda n, total: f"{100.0 * n / total:.1f}%" if total else "-"  # noqa: E731
@@ -387,7 +407,7 @@ def format_summary(summary: dict) -> str:
     seconds = summary["wall_seconds"]
     lines.append(f"  time:    {seconds:.1f} s, {matched / seconds if seconds else 0:.0f} images/s")
     lines.append(f"  model:   {summary['model_version']}")
-    lines.append("  outputs: " + ", ".join(FileSystems.join(summary["output"], name) for name in RUN_FILES))
+    lines.append("  outputs: " + ", ".join(FileSystems.join(summary["output"], name) for name in outputs or RUN_FILES))
     return "\n".join(lines)
 
 

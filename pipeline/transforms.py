@@ -2,15 +2,13 @@
 
     ReadImages:  MatchFiles -> [SkipUnchanged] -> ReadFiles   (FileKey, bytes); unreadable files -> errors
     LabelImages: Preprocess -> RunInference -> ToRows         LabelRow; undecodable images -> errors
-    WriteOutputs: WriteLabels, WriteErrors, WriteSummary      labels.csv, errors.csv, summary.json
+    WriteOutputs (in pipeline.write_outputs): labels, errors and summary.json, sorted and sharded at scale
 
 Every matched file ends up exactly once in `labels.csv` or `errors.csv`: each step that can fail on one file
 sends that file to a dead-letter output (Beam's `with_exception_handling`) with a short reason instead of
 failing the run.
 """
 
-import datetime
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -19,15 +17,14 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from model.contract import is_image_path
 from model.preprocess import ImageDecodeError, preprocess_image
 from pipeline.model_handler import SavedModelHandler
-from pipeline.outputs import ERRORS_FILE, LABELS_FILE, SUMMARY_FILE
-from pipeline.rows import (ERRORS_HEADER, ErrorRow, FileKey, LabelRow, csv_line, format_error_row,
-                           format_label_row, labels_header, parse_label_rows, to_label_row)
+from pipeline.outputs import read_label_rows
+from pipeline.rows import ErrorRow, FileKey, LabelRow, to_label_row
+from pipeline.write_outputs import WriteOutputs  # noqa: F401  (re-exported: moved to pipeline.write_outputs)
 
 # Files larger than this are not read into memory: no face image is anywhere near it.
 MAX_FILE_BYTES: int = 256 * 1024 * 1024
@@ -152,12 +149,9 @@ class ReadImages(beam.PTransform):
 
 
 def read_previous_rows(path: str, class_names: tuple[str, ...]) -> Iterable[tuple[str, LabelRow]]:
-    """(path, row) for each row of an earlier labels.csv; nothing if it is missing or of another layout."""
-    if not FileSystems.exists(path):
-        return
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        text = handle.read().decode("utf-8")
-    for row in parse_label_rows(text, class_names):
+    """(path, row) for each row of an earlier labels.csv (or its shard set), streamed; nothing if it is missing
+    or of another layout."""
+    for row in read_label_rows(path, class_names):
         yield row.path, row
 
 
@@ -240,76 +234,3 @@ class LabelImages(beam.PTransform):
         _ = labels | "ReportProgress" >> beam.ParDo(ReportProgress())
         return {"labels": labels,
                 "errors": failed | "PreprocessErrors" >> beam.Map(dead_letter_to_error(keyed_path))}
-
-
-def sorted_lines(rows: list, formatter: Callable) -> list[str]:
-    """Rows sorted by path (then the rest), formatted: two nights' outputs can be diffed line by line."""
-    return [formatter(row) for row in sorted(rows)]
-
-
-def summary_json(_, matched: int, labelled: int, failed: int, carried: int, per_label: dict[str, int],
-                 errors_by_reason: dict[str, int], info: dict) -> str:
-    """The run's summary.json content; wall time runs from launch to the moment the counts are complete."""
-    finished = datetime.datetime.now(datetime.timezone.utc)
-    return json.dumps({
-        **info,
-        "images_matched": matched,
-        "images_labelled": labelled,
-        "images_failed": failed,
-        "images_carried_over": carried,
-        "labels": {name: per_label.get(name, 0) for name in info["class_names"]},
-        "errors_by_reason": dict(sorted(errors_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "finished_at": finished.isoformat(timespec="seconds"),
-        "wall_seconds": round(time.time() - info["started_unix"], 3),
-    }, indent=2, sort_keys=False)
-
-
-def reason_kind(row: ErrorRow) -> str:
-    """The reason without its file-specific tail, so errors group by kind in the summary."""
-    return row.error.split(":", 1)[0]
-
-
-class WriteOutputs(beam.PTransform):
-    """Write labels.csv, errors.csv and summary.json into output_dir from {"matched", "labels", "errors",
-    "carried"}; "labels" includes the carried rows, which "carried" holds again only to be counted."""
-
-    def __init__(self, output_dir: str, class_names: tuple[str, ...], info: dict):
-        super().__init__()
-        self._output_dir = output_dir
-        self._class_names = class_names
-        self._info = {**info, "class_names": list(class_names)}
-
-    def expand(self, outputs):
-        labels, errors = outputs["labels"], outputs["errors"]
-        (labels
-         | "CollectLabels" >> beam.combiners.ToList()
-         | "SortLabels" >> beam.FlatMap(sorted_lines, format_label_row)
-         | "WriteLabels" >> write_single_file_transform(self._output_dir, LABELS_FILE,
-                                                        csv_line(labels_header(self._class_names))))
-        (errors
-         | "CollectErrors" >> beam.combiners.ToList()
-         | "SortErrors" >> beam.FlatMap(sorted_lines, format_error_row)
-         | "WriteErrors" >> write_single_file_transform(self._output_dir, ERRORS_FILE, csv_line(ERRORS_HEADER)))
-        count = beam.combiners.Count
-        summary = (
-            outputs["matched"].pipeline
-            | "SummaryTrigger" >> beam.Create([None])
-            | "MakeSummary" >> beam.Map(
-                summary_json,
-                matched=beam.pvalue.AsSingleton(outputs["matched"] | "CountMatched" >> count.Globally()),
-                labelled=beam.pvalue.AsSingleton(labels | "CountLabelled" >> count.Globally()),
-                carried=beam.pvalue.AsSingleton(outputs["carried"] | "CountCarried" >> count.Globally()),
-                failed=beam.pvalue.AsSingleton(errors | "CountFailed" >> count.Globally()),
-                per_label=beam.pvalue.AsDict(
-                    labels | "LabelOf" >> beam.Map(lambda row: row.label) | "CountPerLabel" >> count.PerElement()),
-                errors_by_reason=beam.pvalue.AsDict(
-                    errors | "ReasonOf" >> beam.Map(reason_kind) | "CountPerReason" >> count.PerElement()),
-                info=self._info))
-        return summary | "WriteSummary" >> write_single_file_transform(self._output_dir, SUMMARY_FILE, None)
-
-
-def write_single_file_transform(output_dir: str, filename: str, header: str | None) -> beam.PTransform:
-    """Write one un-sharded text file named exactly `filename` in output_dir."""
-    stem, dot, suffix = filename.rpartition(".")
-    return beam.io.WriteToText(FileSystems.join(output_dir, stem), file_name_suffix=dot + suffix,
-                               num_shards=1, shard_name_template="", header=header)

@@ -1,0 +1,245 @@
+"""Sorted CSV output at any size: a distributed external sort into range-partitioned shards.
+
+`WriteSortedCsv` takes (path, line) pairs, where `line` is one formatted CSV record and `path` its sort key's
+first part, and writes them sorted by (path, line) as either one file (`labels.csv`, up to SHARD_ROWS rows) or
+range-partitioned shards (`labels-00000-of-00008.csv`, ...), each sorted and each with the header, so the shards'
+rows in name order are sorted as a whole. All rows of one path land in the same shard: boundaries are paths, a
+shard holds the paths p with lower <= p < upper, so paths need not be unique.
+
+No step holds all rows, on any runner:
+1. SpillRuns (runs where the rows are made, in parallel): buffers at most RUN_ROWS pairs, sorts them and writes a
+   run file to a temporary folder; emits a small RunFile: name, count, first/last path and a sparse index
+   (every INDEX_EVERY-th path with its byte offset), which doubles as an evenly spaced sample of the run.
+2. PlanShards (one small element): from the RunFiles alone (side input), the number of shards and the boundary
+   paths at quantiles of the pooled index, and per shard the byte range of each run that can hold its paths.
+3. WriteShard (one task per shard, reshuffled across workers): reads its ranges, keeps its paths, sorts, writes.
+4. DeleteRuns: removes the run files once every shard is written.
+Memory per worker is bounded by RUN_ROWS and by a shard's rows (about SHARD_ROWS), never by the input; the only
+data gathered in one place is the RunFiles, one per RUN_ROWS rows (or per bundle), each with count / INDEX_EVERY
+index entries.
+"""
+
+import bisect
+import dataclasses
+import math
+import struct
+import uuid
+from collections.abc import Iterator
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+
+from pipeline.outputs import shard_name
+
+# Rows one worker sorts in memory before writing them out as one run file (about 30 MB for 100,000 rows).
+RUN_ROWS: int = 100_000
+# Up to this many rows the output is one file; above it, ceil(rows / SHARD_ROWS) shards of about this size.
+SHARD_ROWS: int = 250_000
+# Every INDEX_EVERY-th row of a run is indexed (path, byte offset): the sample for boundaries and the seek points.
+INDEX_EVERY: int = 1_000
+# Run file record: two big-endian unsigned 32-bit lengths, then the path and the line in UTF-8.
+RECORD_HEADER = struct.Struct(">II")
+RUN_SUFFIX: str = ".run"
+# Rows are written to the output file in chunks of this many lines.
+WRITE_CHUNK_LINES: int = 10_000
+ENCODING: str = "utf-8"
+LINE_END: bytes = b"\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFile:
+    """One sorted run file: its name, row count, first and last path, and [(path, byte offset)] every
+    INDEX_EVERY rows (the first row included), all paths UTF-8 bytes."""
+
+    name: str
+    count: int
+    first: bytes
+    last: bytes
+    index: tuple[tuple[bytes, int], ...]
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardTask:
+    """Write shard `number` of `shards`: the rows with lower <= path < upper (None: unbounded) from the byte
+    ranges (run file name, start, end) of the runs."""
+
+    number: int
+    shards: int
+    lower: bytes | None
+    upper: bytes | None
+    ranges: tuple[tuple[str, int, int], ...]
+
+
+def write_run(name: str, pairs: list[tuple[bytes, bytes]]) -> RunFile:
+    """Sort (path, line) UTF-8 pairs and write them to `name` as one run file; returns its RunFile."""
+    pairs.sort()
+    index, offset, chunks = [], 0, []
+    for number, (path, line) in enumerate(pairs):
+        if number % INDEX_EVERY == 0:
+            index.append((path, offset))
+        record = RECORD_HEADER.pack(len(path), len(line)) + path + line
+        chunks.append(record)
+        offset += len(record)
+    with FileSystems.create(name, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.write(b"".join(chunks))
+    return RunFile(name, len(pairs), pairs[0][0], pairs[-1][0], tuple(index), offset)
+
+
+def read_records(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The (path, line) pairs of a run file's bytes (or of a slice that starts and ends on record bounds)."""
+    position, header = 0, RECORD_HEADER.size
+    while position < len(data):
+        path_length, line_length = RECORD_HEADER.unpack_from(data, position)
+        start = position + header
+        yield data[start:start + path_length], data[start + path_length:start + path_length + line_length]
+        position = start + path_length + line_length
+
+
+def read_range(name: str, start: int, end: int) -> bytes:
+    """Bytes start..end of a file on any Beam file system."""
+    with FileSystems.open(name, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.seek(start)
+        return handle.read(end - start)
+
+
+class SpillRuns(beam.DoFn):
+    """(path, line) -> RunFile: sorted run files of at most RUN_ROWS rows each, written into temp_dir."""
+
+    def __init__(self, temp_dir: str, run_rows: int = RUN_ROWS):
+        self._temp_dir = temp_dir
+        self._run_rows = run_rows
+
+    def start_bundle(self) -> None:
+        self._pairs: list[tuple[bytes, bytes]] = []
+
+    def process(self, pair: tuple[str, str]):
+        path, line = pair
+        self._pairs.append((path.encode(ENCODING), line.encode(ENCODING)))
+        if len(self._pairs) >= self._run_rows:
+            yield self._spill()
+
+    def finish_bundle(self):
+        if self._pairs:
+            yield WindowedValue(self._spill(), MIN_TIMESTAMP, [GlobalWindow()])
+
+    def _spill(self) -> RunFile:
+        pairs, self._pairs = self._pairs, []
+        return write_run(FileSystems.join(self._temp_dir, uuid.uuid4().hex + RUN_SUFFIX), pairs)
+
+
+def shard_count(rows: int, shard_rows: int = SHARD_ROWS) -> int:
+    """1 up to shard_rows rows (one file), else ceil(rows / shard_rows)."""
+    return max(1, math.ceil(rows / shard_rows))
+
+
+def boundaries(runs: list[RunFile], shards: int) -> list[bytes]:
+    """shards - 1 paths splitting the rows into shards of about equal size, at quantiles of the runs' index
+    entries (each stands for the INDEX_EVERY rows after it, or the rest of its run). Not strictly increasing
+    when one path holds many rows: a shard between two equal boundaries is empty."""
+    weighted = sorted((path, min(INDEX_EVERY, run.count - number * INDEX_EVERY))
+                      for run in runs for number, (path, _) in enumerate(run.index))
+    total = sum(weight for _, weight in weighted)
+    cuts, seen, position = [], 0, 0
+    for shard in range(1, shards):
+        target = total * shard / shards
+        while position < len(weighted) - 1 and seen + weighted[position][1] <= target:
+            seen += weighted[position][1]
+            position += 1
+        cuts.append(weighted[position][0])
+    return cuts
+
+
+def run_range(run: RunFile, lower: bytes | None, upper: bytes | None) -> tuple[int, int] | None:
+    """The byte range of `run` that holds every row with lower <= path < upper (maybe a few more), or None."""
+    if (upper is not None and run.first >= upper) or (lower is not None and run.last < lower):
+        return None
+    paths = [path for path, _ in run.index]
+    start = 0
+    if lower is not None:  # the last indexed row below lower: every row before it is below lower too
+        below = bisect.bisect_left(paths, lower) - 1
+        start = run.index[below][1] if below >= 0 else 0
+    end = run.size
+    if upper is not None:  # the first indexed row at or above upper: every row from it on is too
+        above = bisect.bisect_left(paths, upper)
+        end = run.index[above][1] if above < len(paths) else run.size
+    return start, end
+
+
+def plan_shards(_, runs: list[RunFile], shard_rows: int = SHARD_ROWS) -> Iterator[ShardTask]:
+    """One ShardTask per shard (at least one, so an empty input still gets its header-only file)."""
+    runs = sorted(runs, key=lambda run: run.name)
+    shards = shard_count(sum(run.count for run in runs), shard_rows)
+    cuts = boundaries(runs, shards) if shards > 1 else []
+    edges = [None, *cuts, None]
+    for number in range(shards):
+        lower, upper = edges[number], edges[number + 1]
+        ranges = []
+        for run in runs:
+            found = run_range(run, lower, upper)
+            if found and found[1] > found[0]:
+                ranges.append((run.name, *found))
+        yield ShardTask(number, shards, lower, upper, tuple(ranges))
+
+
+def shard_lines(task: ShardTask) -> list[bytes]:
+    """The task's rows, read from its ranges, filtered to its paths and sorted by (path, line): the lines."""
+    pairs = []
+    for name, start, end in task.ranges:
+        pairs.extend(pair for pair in read_records(read_range(name, start, end))
+                     if (task.lower is None or pair[0] >= task.lower) and (task.upper is None or pair[0] < task.upper))
+    pairs.sort()
+    return [line for _, line in pairs]
+
+
+def write_lines(name: str, header: str, lines: list[bytes]) -> None:
+    """Write header and lines, each ended by "\\n", to `name` (as Beam's WriteToText does)."""
+    with FileSystems.create(name, mime_type="text/csv",
+                            compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.write(header.encode(ENCODING) + LINE_END)
+        for start in range(0, len(lines), WRITE_CHUNK_LINES):
+            chunk = lines[start:start + WRITE_CHUNK_LINES]
+            handle.write(LINE_END.join(chunk) + LINE_END)
+
+
+def delete_runs(_, runs: list[RunFile], written: list[str]) -> list[str]:
+    """Delete the run files (after every shard in `written` is done); returns the names deleted."""
+    names = [run.name for run in runs]
+    if names:
+        FileSystems.delete(names)
+    return names
+
+
+class WriteSortedCsv(beam.PTransform):
+    """(path, line) pairs -> `single_name` (one file, up to shard_rows rows) or its sorted shard set, in output_dir.
+
+    `header` is the CSV header line without its line end; every file written starts with it. Returns the
+    PCollection of the names of the files written.
+    """
+
+    def __init__(self, output_dir: str, single_name: str, header: str, temp_dir: str,
+                 run_rows: int = RUN_ROWS, shard_rows: int = SHARD_ROWS):
+        super().__init__()
+        self._output_dir, self._single_name, self._header = output_dir, single_name, header
+        self._temp_dir, self._run_rows, self._shard_rows = temp_dir, run_rows, shard_rows
+
+    def _write(self, task: ShardTask) -> str:
+        name = self._single_name if task.shards == 1 else shard_name(self._single_name, task.number, task.shards)
+        target = FileSystems.join(self._output_dir, name)
+        write_lines(target, self._header, shard_lines(task))
+        return target
+
+    def expand(self, pairs):
+        runs = pairs | "SpillRuns" >> beam.ParDo(SpillRuns(self._temp_dir, self._run_rows))
+        start = pairs.pipeline | "Start" >> beam.Create([None])
+        written = (start
+                   | "PlanShards" >> beam.FlatMap(plan_shards, beam.pvalue.AsList(runs), self._shard_rows)
+                   | "SpreadShards" >> beam.Reshuffle()
+                   | "WriteShard" >> beam.Map(self._write))
+        _ = (start | "DeleteRuns" >> beam.Map(delete_runs, beam.pvalue.AsList(runs), beam.pvalue.AsList(written)))
+        return written
+

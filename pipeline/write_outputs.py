@@ -1,0 +1,105 @@
+"""WriteOutputs: the run's rows -> labels.csv, errors.csv (each one file or sorted shards) and summary.json.
+
+    labels:  LabelRow -> (path, CSV line) -> WriteSortedCsv -> labels.csv | labels-SSSSS-of-NNNNN.csv
+    errors:  ErrorRow -> (path, CSV line) -> WriteSortedCsv -> errors.csv | errors-SSSSS-of-NNNNN.csv
+    summary: exact counts (Beam's Count, combined per bundle then merged: a few integers per worker)
+
+Rows are treated generically: `pipeline.rows` formats them, the sort key is (row.path, formatted line), and
+labels are counted by `row.label`. Nothing gathers all rows on one worker (see `pipeline.sorted_files`).
+"""
+
+import datetime
+import json
+import time
+import uuid
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.outputs import ERRORS_FILE, LABELS_FILE, SUMMARY_FILE
+from pipeline.rows import ERRORS_HEADER, ErrorRow, csv_line, format_error_row, format_label_row, labels_header
+from pipeline.sorted_files import RUN_ROWS, SHARD_ROWS, WriteSortedCsv
+
+# Sort run files are written into this hidden folder inside the output (staging) folder, then deleted.
+SORT_TEMP_PREFIX: str = ".facelabel-sort-"
+
+
+def summary_json(_, matched: int, labelled: int, failed: int, carried: int, per_label: dict[str, int],
+                 errors_by_reason: dict[str, int], info: dict) -> str:
+    """The run's summary.json content; wall time runs from launch to the moment the counts are complete."""
+    finished = datetime.datetime.now(datetime.timezone.utc)
+    return json.dumps({
+        **info,
+        "images_matched": matched,
+        "images_labelled": labelled,
+        "images_failed": failed,
+        "images_carried_over": carried,
+        "labels": {name: per_label.get(name, 0) for name in info["class_names"]},
+        "errors_by_reason": dict(sorted(errors_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "finished_at": finished.isoformat(timespec="seconds"),
+        "wall_seconds": round(time.time() - info["started_unix"], 3),
+    }, indent=2, sort_keys=False)
+
+
+def reason_kind(row: ErrorRow) -> str:
+    """The reason without its file-specific tail, so errors group by kind in the summary."""
+    return row.error.split(":", 1)[0]
+
+
+def keyed_line(formatter):
+    """row -> (row.path, formatter(row)): the sort key's first part and the CSV line."""
+    def key_and_line(row) -> tuple[str, str]:
+        return row.path, formatter(row)
+    return key_and_line
+
+
+class WriteOutputs(beam.PTransform):
+    """Write labels.csv, errors.csv and summary.json into output_dir from {"matched", "labels", "errors",
+    "carried"}; "labels" includes the carried rows, which "carried" holds again only to be counted.
+
+    labels.csv and errors.csv are each one file up to shard_rows rows, else sorted shards (see
+    `pipeline.outputs`). run_rows and shard_rows are for tests; the defaults suit any size.
+    """
+
+    def __init__(self, output_dir: str, class_names: tuple[str, ...], info: dict,
+                 run_rows: int = RUN_ROWS, shard_rows: int = SHARD_ROWS):
+        super().__init__()
+        self._output_dir = output_dir
+        self._class_names = class_names
+        self._info = {**info, "class_names": list(class_names)}
+        self._sizes = {"run_rows": run_rows, "shard_rows": shard_rows}
+        self._temp_dir = FileSystems.join(output_dir, SORT_TEMP_PREFIX + uuid.uuid4().hex)
+
+    def expand(self, outputs):
+        labels, errors = outputs["labels"], outputs["errors"]
+        (labels
+         | "FormatLabels" >> beam.Map(keyed_line(format_label_row))
+         | "WriteLabels" >> WriteSortedCsv(self._output_dir, LABELS_FILE, csv_line(labels_header(self._class_names)),
+                                           FileSystems.join(self._temp_dir, "labels"), **self._sizes))
+        (errors
+         | "FormatErrors" >> beam.Map(keyed_line(format_error_row))
+         | "WriteErrors" >> WriteSortedCsv(self._output_dir, ERRORS_FILE, csv_line(ERRORS_HEADER),
+                                           FileSystems.join(self._temp_dir, "errors"), **self._sizes))
+        count = beam.combiners.Count
+        summary = (
+            outputs["matched"].pipeline
+            | "SummaryTrigger" >> beam.Create([None])
+            | "MakeSummary" >> beam.Map(
+                summary_json,
+                matched=beam.pvalue.AsSingleton(outputs["matched"] | "CountMatched" >> count.Globally()),
+                labelled=beam.pvalue.AsSingleton(labels | "CountLabelled" >> count.Globally()),
+                carried=beam.pvalue.AsSingleton(outputs["carried"] | "CountCarried" >> count.Globally()),
+                failed=beam.pvalue.AsSingleton(errors | "CountFailed" >> count.Globally()),
+                per_label=beam.pvalue.AsDict(
+                    labels | "LabelOf" >> beam.Map(lambda row: row.label) | "CountPerLabel" >> count.PerElement()),
+                errors_by_reason=beam.pvalue.AsDict(
+                    errors | "ReasonOf" >> beam.Map(reason_kind) | "CountPerReason" >> count.PerElement()),
+                info=self._info))
+        return summary | "WriteSummary" >> write_single_file_transform(self._output_dir, SUMMARY_FILE, None)
+
+
+def write_single_file_transform(output_dir: str, filename: str, header: str | None) -> beam.PTransform:
+    """Write one un-sharded text file named exactly `filename` in output_dir."""
+    stem, dot, suffix = filename.rpartition(".")
+    return beam.io.WriteToText(FileSystems.join(output_dir, stem), file_name_suffix=dot + suffix,
+                               num_shards=1, shard_name_template="", header=header)
