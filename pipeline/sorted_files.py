@@ -39,8 +39,10 @@ from pipeline.outputs import shard_name
 RUN_ROWS: int = 100_000
 # Up to this many rows the output is one file; above it, ceil(rows / SHARD_ROWS) shards of about this size.
 SHARD_ROWS: int = 250_000
-# Every INDEX_EVERY-th row of a run is indexed (path, byte offset): the sample for boundaries and the seek points.
+# Every INDEX_EVERY-th row of a run is indexed (path, byte offset): the sample for boundaries and the seek points;
+# at least SAMPLES_PER_SHARD per shard's worth of rows, so small shard sizes (tests) stay balanced too.
 INDEX_EVERY: int = 1_000
+SAMPLES_PER_SHARD: int = 100
 # Run file record: two big-endian unsigned 32-bit lengths, then the path and the line in UTF-8.
 RECORD_HEADER = struct.Struct(">II")
 RUN_SUFFIX: str = ".run"
@@ -52,8 +54,8 @@ LINE_END: bytes = b"\n"
 
 @dataclasses.dataclass(frozen=True)
 class RunFile:
-    """One sorted run file: its name, row count, first and last path, and [(path, byte offset)] every
-    INDEX_EVERY rows (the first row included), all paths UTF-8 bytes."""
+    """One sorted run file: its name, row count, first and last path, [(path, byte offset)] every
+    `index_every` rows (the first row included), all paths UTF-8 bytes, and its size in bytes."""
 
     name: str
     count: int
@@ -61,6 +63,7 @@ class RunFile:
     last: bytes
     index: tuple[tuple[bytes, int], ...]
     size: int
+    index_every: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,19 +78,25 @@ class ShardTask:
     ranges: tuple[tuple[str, int, int], ...]
 
 
-def write_run(name: str, pairs: list[tuple[bytes, bytes]]) -> RunFile:
-    """Sort (path, line) UTF-8 pairs and write them to `name` as one run file; returns its RunFile."""
+def index_spacing(shard_rows: int) -> int:
+    """Rows between index entries: INDEX_EVERY, or less for shards under SAMPLES_PER_SHARD x INDEX_EVERY rows."""
+    return max(1, min(INDEX_EVERY, shard_rows // SAMPLES_PER_SHARD))
+
+
+def write_run(name: str, pairs: list[tuple[bytes, bytes]], index_every: int = INDEX_EVERY) -> RunFile:
+    """Sort (path, line) UTF-8 pairs and write them to `name` as one run file, indexing every index_every-th
+    row; returns its RunFile."""
     pairs.sort()
     index, offset, chunks = [], 0, []
     for number, (path, line) in enumerate(pairs):
-        if number % INDEX_EVERY == 0:
+        if number % index_every == 0:
             index.append((path, offset))
         record = RECORD_HEADER.pack(len(path), len(line)) + path + line
         chunks.append(record)
         offset += len(record)
     with FileSystems.create(name, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         handle.write(b"".join(chunks))
-    return RunFile(name, len(pairs), pairs[0][0], pairs[-1][0], tuple(index), offset)
+    return RunFile(name, len(pairs), pairs[0][0], pairs[-1][0], tuple(index), offset, index_every)
 
 
 def read_records(data: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -108,11 +117,12 @@ def read_range(name: str, start: int, end: int) -> bytes:
 
 
 class SpillRuns(beam.DoFn):
-    """(path, line) -> RunFile: sorted run files of at most RUN_ROWS rows each, written into temp_dir."""
+    """(path, line) -> RunFile: sorted run files of at most run_rows rows each, written into temp_dir."""
 
-    def __init__(self, temp_dir: str, run_rows: int = RUN_ROWS):
+    def __init__(self, temp_dir: str, run_rows: int, index_every: int):
         self._temp_dir = temp_dir
         self._run_rows = run_rows
+        self._index_every = index_every
 
     def start_bundle(self) -> None:
         self._pairs: list[tuple[bytes, bytes]] = []
@@ -129,19 +139,19 @@ class SpillRuns(beam.DoFn):
 
     def _spill(self) -> RunFile:
         pairs, self._pairs = self._pairs, []
-        return write_run(FileSystems.join(self._temp_dir, uuid.uuid4().hex + RUN_SUFFIX), pairs)
+        return write_run(FileSystems.join(self._temp_dir, uuid.uuid4().hex + RUN_SUFFIX), pairs, self._index_every)
 
 
-def shard_count(rows: int, shard_rows: int = SHARD_ROWS) -> int:
+def shard_count(rows: int, shard_rows: int) -> int:
     """1 up to shard_rows rows (one file), else ceil(rows / shard_rows)."""
     return max(1, math.ceil(rows / shard_rows))
 
 
 def boundaries(runs: list[RunFile], shards: int) -> list[bytes]:
     """shards - 1 paths splitting the rows into shards of about equal size, at quantiles of the runs' index
-    entries (each stands for the INDEX_EVERY rows after it, or the rest of its run). Not strictly increasing
+    entries (each stands for the index_every rows from it on, or the rest of its run). Not strictly increasing
     when one path holds many rows: a shard between two equal boundaries is empty."""
-    weighted = sorted((path, min(INDEX_EVERY, run.count - number * INDEX_EVERY))
+    weighted = sorted((path, min(run.index_every, run.count - number * run.index_every))
                       for run in runs for number, (path, _) in enumerate(run.index))
     total = sum(weight for _, weight in weighted)
     cuts, seen, position = [], 0, 0
@@ -170,7 +180,7 @@ def run_range(run: RunFile, lower: bytes | None, upper: bytes | None) -> tuple[i
     return start, end
 
 
-def plan_shards(_, runs: list[RunFile], shard_rows: int = SHARD_ROWS) -> Iterator[ShardTask]:
+def plan_shards(_, runs: list[RunFile], shard_rows: int) -> Iterator[ShardTask]:
     """One ShardTask per shard (at least one, so an empty input still gets its header-only file)."""
     runs = sorted(runs, key=lambda run: run.name)
     shards = shard_count(sum(run.count for run in runs), shard_rows)
@@ -206,26 +216,30 @@ def write_lines(name: str, header: str, lines: list[bytes]) -> None:
             handle.write(LINE_END.join(chunk) + LINE_END)
 
 
-def delete_runs(_, runs: list[RunFile], written: list[str]) -> list[str]:
-    """Delete the run files (after every shard in `written` is done); returns the names deleted."""
+def delete_runs(_, runs: list[RunFile], written: list[str], temp_dir: str) -> list[str]:
+    """Delete the run files and their folder (after every shard in `written` is done); returns the names deleted."""
     names = [run.name for run in runs]
     if names:
         FileSystems.delete(names)
+    if FileSystems.exists(temp_dir):  # a local folder, now empty (object stores have no folders)
+        FileSystems.delete([temp_dir])
     return names
 
 
 class WriteSortedCsv(beam.PTransform):
     """(path, line) pairs -> `single_name` (one file, up to shard_rows rows) or its sorted shard set, in output_dir.
 
-    `header` is the CSV header line without its line end; every file written starts with it. Returns the
-    PCollection of the names of the files written.
+    `header` is the CSV header line without its line end; every file written starts with it. run_rows and
+    shard_rows default to RUN_ROWS and SHARD_ROWS (read when the transform is made, so tests can lower them).
+    Returns the PCollection of the names of the files written.
     """
 
     def __init__(self, output_dir: str, single_name: str, header: str, temp_dir: str,
-                 run_rows: int = RUN_ROWS, shard_rows: int = SHARD_ROWS):
+                 run_rows: int | None = None, shard_rows: int | None = None):
         super().__init__()
         self._output_dir, self._single_name, self._header = output_dir, single_name, header
-        self._temp_dir, self._run_rows, self._shard_rows = temp_dir, run_rows, shard_rows
+        self._temp_dir = temp_dir
+        self._run_rows, self._shard_rows = run_rows or RUN_ROWS, shard_rows or SHARD_ROWS
 
     def _write(self, task: ShardTask) -> str:
         name = self._single_name if task.shards == 1 else shard_name(self._single_name, task.number, task.shards)
@@ -234,12 +248,13 @@ class WriteSortedCsv(beam.PTransform):
         return target
 
     def expand(self, pairs):
-        runs = pairs | "SpillRuns" >> beam.ParDo(SpillRuns(self._temp_dir, self._run_rows))
+        runs = pairs | "SpillRuns" >> beam.ParDo(SpillRuns(self._temp_dir, self._run_rows, index_spacing(self._shard_rows)))
         start = pairs.pipeline | "Start" >> beam.Create([None])
         written = (start
                    | "PlanShards" >> beam.FlatMap(plan_shards, beam.pvalue.AsList(runs), self._shard_rows)
                    | "SpreadShards" >> beam.Reshuffle()
                    | "WriteShard" >> beam.Map(self._write))
-        _ = (start | "DeleteRuns" >> beam.Map(delete_runs, beam.pvalue.AsList(runs), beam.pvalue.AsList(written)))
+        _ = (start | "DeleteRuns" >> beam.Map(delete_runs, beam.pvalue.AsList(runs), beam.pvalue.AsList(written),
+                                              self._temp_dir))
         return written
 

@@ -18,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.outputs import ERRORS_FILE, LABELS_FILE, SUMMARY_FILE
 from pipeline.rows import ERRORS_HEADER, ErrorRow, csv_line, format_error_row, format_label_row, labels_header
-from pipeline.sorted_files import RUN_ROWS, SHARD_ROWS, WriteSortedCsv
+from pipeline.sorted_files import WriteSortedCsv
 
 # Sort run files are written into this hidden folder inside the output (staging) folder, then deleted.
 SORT_TEMP_PREFIX: str = ".facelabel-sort-"
@@ -58,28 +58,29 @@ class WriteOutputs(beam.PTransform):
     "carried"}; "labels" includes the carried rows, which "carried" holds again only to be counted.
 
     labels.csv and errors.csv are each one file up to shard_rows rows, else sorted shards (see
-    `pipeline.outputs`). run_rows and shard_rows are for tests; the defaults suit any size.
+    `pipeline.outputs`). run_rows and shard_rows are for tests (default: `pipeline.sorted_files`'s constants).
     """
 
     def __init__(self, output_dir: str, class_names: tuple[str, ...], info: dict,
-                 run_rows: int = RUN_ROWS, shard_rows: int = SHARD_ROWS):
+                 run_rows: int | None = None, shard_rows: int | None = None):
         super().__init__()
         self._output_dir = output_dir
         self._class_names = class_names
         self._info = {**info, "class_names": list(class_names)}
         self._sizes = {"run_rows": run_rows, "shard_rows": shard_rows}
-        self._temp_dir = FileSystems.join(output_dir, SORT_TEMP_PREFIX + uuid.uuid4().hex)
+        # One hidden folder per output for the sort's run files, deleted once that output is written.
+        self._temp_dir = FileSystems.join(output_dir, f"{SORT_TEMP_PREFIX}{uuid.uuid4().hex}-")
 
     def expand(self, outputs):
         labels, errors = outputs["labels"], outputs["errors"]
         (labels
          | "FormatLabels" >> beam.Map(keyed_line(format_label_row))
          | "WriteLabels" >> WriteSortedCsv(self._output_dir, LABELS_FILE, csv_line(labels_header(self._class_names)),
-                                           FileSystems.join(self._temp_dir, "labels"), **self._sizes))
+                                           self._temp_dir + "labels", **self._sizes))
         (errors
          | "FormatErrors" >> beam.Map(keyed_line(format_error_row))
          | "WriteErrors" >> WriteSortedCsv(self._output_dir, ERRORS_FILE, csv_line(ERRORS_HEADER),
-                                           FileSystems.join(self._temp_dir, "errors"), **self._sizes))
+                                           self._temp_dir + "errors", **self._sizes))
         count = beam.combiners.Count
         summary = (
             outputs["matched"].pipeline
