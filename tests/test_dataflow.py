@@ -16,7 +16,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from apache_beam.internal import pickler
 from apache_beam.portability.api import beam_runner_api_pb2
+from apache_beam.transforms.combiners import CountCombineFn
 from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
 from packaging.requirements import Requirement
 
@@ -31,7 +33,8 @@ PACKAGES = ("pipeline", "model", "trainer")
 PACKAGING_FILES = ("setup.py", "MANIFEST.in", "README.md", "requirements.txt", "requirements-test.txt")
 DEFAULT_MODEL = Path("model") / "default"
 MODEL_FILES = ("saved_model.pb", "facelabel.json", "variables/variables.index")
-JOB_STEPS = ("ReadImages/MatchFiles", "LabelImages/Preprocess", "LabelImages/RunInference", "WriteOutputs/WriteLabels")
+JOB_STEPS = ("ReadImages/MatchFiles", "LabelImages/Preprocess", "LabelImages/RunInference", "WriteOutputs/WriteLabels",
+             "WriteOutputs/WriteErrors", "WriteOutputs/WriteSummary")
 
 
 def pinned(requirements: list[str]) -> set[str]:
@@ -140,6 +143,29 @@ def test_dataflow_job_is_built_with_the_makefile_flags(gcs, tiny_model_dir, proj
     for flag in (f for f in dataflow_flags if "=" in f):
         name, value = flag.removeprefix("--").split("=", 1)
         assert value in str(options[name]), (flag, options[name])
+    assert_no_combine_gathers_rows(built.proto_pipeline)
+
+
+# The only combine the job may have: counting (a number per bundle, merged). A list, sample or sort combine
+# (ToList, Sample, a gather to sort) would bring all its input onto one worker.
+ALLOWED_COMBINE_FNS = (CountCombineFn,)
+COMBINE_URNS = {"beam:transform:combine_globally:v1", "beam:transform:combine_per_key:v1",
+                "beam:transform:combine_grouped_values:v1"}
+
+
+def assert_no_combine_gathers_rows(proto) -> None:
+    """Every combine in the job graph is a count, and the rows reach the output files without a combine:
+    labels and errors are written by the distributed sort (pipeline.sorted_files)."""
+    components = proto.components
+    combines = {t.unique_name: t for t in components.transforms.values() if t.spec.urn in COMBINE_URNS}
+    assert combines, "expected the summary's counts as combines"
+    for name, transform in combines.items():
+        payload = beam_runner_api_pb2.CombinePayload.FromString(transform.spec.payload)
+        combine_fn = pickler.loads(payload.combine_fn.payload)
+        assert isinstance(combine_fn, ALLOWED_COMBINE_FNS), f"{name} combines with {type(combine_fn).__name__}"
+    names = {t.unique_name for t in components.transforms.values()}
+    for output in ("WriteLabels", "WriteErrors"):
+        assert {f"WriteOutputs/{output}/{step}" for step in ("SpillRuns", "PlanShards", "WriteShard")} <= names
 
 
 def test_local_paths_are_refused_for_dataflow(tiny_model_dir, tmp_path, capsys):
