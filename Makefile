@@ -22,6 +22,8 @@ LABEL_FLAGS ?=
 PYTEST_FLAGS ?=
 # Extra flags for `make bench`, e.g. BENCH_FLAGS="--images 400 --large-photos 4 --memory-points 200,400".
 BENCH_FLAGS ?=
+# Extra flags for `make bench-scale`, e.g. SCALE_FLAGS="--real 1000 --synthetic 20000,100000" for a quick run.
+SCALE_FLAGS ?=
 # `make report`: the output folder of a labelling run, local or gs://.
 RUN        ?=
 # `make serve`: the port of the try-a-face page (it listens on 127.0.0.1 only).
@@ -42,7 +44,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONDONTWRITEBYTECODE = 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install label report serve dataflow print-dataflow-flags train evaluate test bench clean
+.PHONY: help install label report serve dataflow print-dataflow-flags train evaluate test bench bench-scale clean
 
 help: ## List the targets
 	@echo "facelabel: label face images as happy or sad"
@@ -100,6 +102,9 @@ test: $(STAMP) ## Run the test suite
 
 bench: $(STAMP) ## Benchmark pipeline.run against a plain loop on 30,000 faces; writes bench-results.json
 	$(PYTHON) -m bench.bench --json bench-results.json $(BENCH_FLAGS)
+
+bench-scale: $(STAMP) ## Peak memory and time per million images (to 2,000,000 rows); writes scale-results.json
+	$(PYTHON) -m bench.scale --json scale-results.json $(SCALE_FLAGS)
 
 clean: ## Remove the virtualenv and caches (keeps the shipped model)
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info
