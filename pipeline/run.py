@@ -411,5 +411,17 @@ def format_summary(summary: dict, outputs: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
+def exit_now(status: int) -> None:
+    """End the process with `status` once its output is flushed, skipping the interpreter's teardown.
+
+    The outputs are complete and closed when main() returns; what is left is freeing TensorFlow's and Beam's
+    objects one by one, which takes about a second and a half for nothing.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -65,3 +65,29 @@ def test_wrong_input_shape_is_refused(tmp_path):
     ModelMetadata(model_version="wrong").write(tmp_path)
     with pytest.raises(ModelLoadError, match="takes input"):
         load_classifier(tmp_path)
+
+
+def test_the_cheap_check_refuses_what_loading_refuses_without_loading(tmp_path, tiny_model_dir, monkeypatch):
+    import tensorflow as tf
+
+    from model.saved import check_classifier
+
+    class WrongShape(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32, name="images")])
+        def serve(self, images):
+            return {"probabilities": tf.zeros([tf.shape(images)[0], 2])}
+
+    module = WrongShape()
+    tf.saved_model.save(module, str(tmp_path / "wrong"), signatures={"serving_default": module.serve})
+    ModelMetadata(model_version="wrong").write(tmp_path / "wrong")
+    monkeypatch.setattr(tf.saved_model, "load", lambda *a, **k: pytest.fail("check_classifier loaded the model"))
+    with pytest.raises(ModelLoadError, match=r"takes input \(-1, 32, 32, 3\)"):
+        check_classifier(tmp_path / "wrong")
+    with pytest.raises(ModelLoadError, match="not a SavedModel"):
+        check_classifier(tmp_path)
+    assert check_classifier(tiny_model_dir).model_version == "tiny-test-model"
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "saved_model.pb").write_bytes(b"\xff\xff\xff not a protobuf")
+    with pytest.raises(ModelLoadError, match="cannot load SavedModel"):
+        check_classifier(broken)

@@ -133,3 +133,37 @@ def test_inference_threads_share_the_cores_between_worker_processes(flags, expec
 
     args, pipeline_args = job.parse_args(["--input", "x", "--output", "y", *flags])
     assert job.inference_threads(args, PipelineOptions(pipeline_args)) == expected
+
+
+def test_a_run_loads_the_model_once(tiny_model_dir, tmp_path, monkeypatch):
+    """The up-front check reads the model's signature without loading it; the worker loads it once."""
+    import tensorflow as tf
+
+    loads, load = [], tf.saved_model.load
+    monkeypatch.setattr(tf.saved_model, "load", lambda *args, **kwargs: loads.append(args) or load(*args, **kwargs))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        synthetic_face(i % 2 == 0, seed=i).save(folder / f"face_{i}.png")
+    summary = job.run(["--input", str(folder), "--output", str(tmp_path / "out"), "--model", str(tiny_model_dir)])
+    assert summary["images_labelled"] == 3
+    assert len(loads) == 1
+
+
+def test_the_command_exits_with_main_status_after_writing_everything(tiny_model_dir, tmp_path):
+    """`python -m pipeline.run` ends without the interpreter's teardown: the status and outputs must survive."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        synthetic_face(i % 2 == 0, seed=i).save(folder / f"face_{i}.png")
+    (folder / "broken.png").write_bytes(b"broken")
+    done = subprocess.run([sys.executable, "-m", "pipeline.run", "--input", str(folder), "--output",
+                           str(tmp_path / "out"), "--model", str(tiny_model_dir), "--max-error-rate", "0.2"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "4 images matched, 3 labelled, 1 failed" in done.stdout
+    assert done.stderr.rstrip().endswith("more than --max-error-rate allows")
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["images_labelled"] == 3
