@@ -39,12 +39,20 @@ JOB_NAME   ?= facelabel-$(shell date -u +%Y%m%d-%H%M%S)
 # - at most 10 workers; Dataflow autoscales between 1 and that by throughput.
 # Runner v2 is the only runner for Python in Beam 2.77, so no --experiments=use_runner_v2 is needed.
 DATAFLOW_FLAGS ?= --setup_file=./setup.py --machine_type=e2-standard-4 --max_num_workers=10
+# The Flex Template (pipeline/flex_template): its image in Artifact Registry and its spec file in Cloud Storage,
+# e.g. IMAGE=europe-west1-docker.pkg.dev/my-project/facelabel/launcher:latest TEMPLATE=gs://my-bucket/templates/facelabel.json
+IMAGE      ?=
+TEMPLATE   ?=
+# `make flex-launch`'s worker settings: the same machine type and bound as DATAFLOW_FLAGS (the setup file is
+# set inside the image).
+FLEX_FLAGS ?= --worker-machine-type=e2-standard-4 --max-workers=10
+comma      := ,
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONDONTWRITEBYTECODE = 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install label report serve dataflow print-dataflow-flags train evaluate test bench bench-scale clean
+.PHONY: help install label report serve dataflow print-dataflow-flags train evaluate test bench bench-scale flex-metadata flex-template flex-launch clean
 
 help: ## List the targets
 	@echo "facelabel: label face images as happy or sad"
@@ -55,6 +63,7 @@ help: ## List the targets
 	@echo "           TRAIN_MINUTES (default $(TRAIN_MINUTES)), TRAIN_FLAGS, LABEL_FLAGS, PYTEST_FLAGS, BENCH_FLAGS;"
 	@echo "           for dataflow: PROJECT, REGION, TEMP, JOB_NAME,"
 	@echo "           DATAFLOW_FLAGS (default $(DATAFLOW_FLAGS))"
+	@echo "           for the Flex Template: IMAGE, TEMPLATE, FLEX_FLAGS (default $(FLEX_FLAGS))"
 	@echo "           RUN (for report), PORT (for serve, default $(PORT))"
 
 $(STAMP): requirements.txt requirements-test.txt setup.py
@@ -87,6 +96,25 @@ dataflow: $(STAMP) ## Label on Dataflow: make dataflow INPUT=gs://.. OUTPUT=gs:/
 
 print-dataflow-flags:
 	@echo $(DATAFLOW_FLAGS)
+
+flex-metadata: $(STAMP) ## Regenerate pipeline/flex_template/metadata.json from pipeline.run's flags
+	$(PYTHON) -m pipeline.flex_template.metadata > pipeline/flex_template/metadata.json
+
+flex-template: ## Build and push the Flex Template image, write its spec: make flex-template IMAGE=.. TEMPLATE=gs://..
+	@test -n "$(IMAGE)" -a -n "$(TEMPLATE)" || { echo "usage: make flex-template IMAGE=<registry>/<image>:<tag>" \
+		"TEMPLATE=gs://<bucket>/templates/facelabel.json" >&2; exit 2; }
+	docker build -f pipeline/flex_template/Dockerfile -t "$(IMAGE)" .
+	docker push "$(IMAGE)"
+	gcloud dataflow flex-template build "$(TEMPLATE)" --image="$(IMAGE)" --sdk-language=PYTHON \
+		--metadata-file=pipeline/flex_template/metadata.json
+
+flex-launch: ## Launch the Flex Template once: make flex-launch TEMPLATE=gs://.. INPUT=gs://.. OUTPUT=gs://.. PROJECT= REGION= TEMP=gs://..
+	@test -n "$(TEMPLATE)" -a -n "$(INPUT)" -a -n "$(OUTPUT)" -a -n "$(PROJECT)" -a -n "$(REGION)" -a -n "$(TEMP)" || { \
+		echo "usage: make flex-launch TEMPLATE=gs://<spec> INPUT=gs://<folder or glob> OUTPUT=gs://<folder>" \
+		"PROJECT=<project> REGION=<region> TEMP=gs://<temp folder> [MODEL=gs://<model>]" >&2; exit 2; }
+	gcloud dataflow flex-template run "$(JOB_NAME)" --template-file-gcs-location="$(TEMPLATE)" \
+		--project="$(PROJECT)" --region="$(REGION)" --temp-location="$(TEMP)" $(FLEX_FLAGS) \
+		--parameters="input=$(INPUT)$(comma)output=$(OUTPUT)$(if $(filter gs://%,$(MODEL)),$(comma)model=$(MODEL))"
 
 train: $(STAMP) ## Train and export the default model into model/default (about 45 min on 2 cores)
 	rm -rf $(MODEL).new

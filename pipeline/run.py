@@ -63,9 +63,10 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"error: {message} (see --help)\n")
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+def build_parser() -> OneLineParser:
+    """The job's own flags (the Flex Template's parameters are derived from these: pipeline/flex_template)."""
     parser = OneLineParser(prog="python -m pipeline.run", description=__doc__.split("\n")[0],
-                                     epilog="Any other --flag is passed to Beam's PipelineOptions.")
+                           epilog="Any other --flag is passed to Beam's PipelineOptions.")
     parser.add_argument("--input", required=True,
                         help="folder of images (walked recursively) or a glob, local or gs://")
     parser.add_argument("--output", required=True, help="output folder, local or gs://")
@@ -87,6 +88,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--report", action="store_true",
                         help="after a run that waits for its end, also write report.html (counts, histogram, "
                              "errors, faces) into --output; see python -m pipeline.report")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """(the job's own arguments, the rest for Beam); a flag neither knows is a one-line usage error."""
+    parser = build_parser()
     known, pipeline_args = parser.parse_known_args(argv)
     own_flags = [flag for action in parser._actions for flag in action.option_strings]
     unknown = unknown_pipeline_args(pipeline_args, own_flags)
