@@ -3,15 +3,19 @@
 `labels.csv` and `errors.csv` are each written as one file up to a size (see `pipeline.sorted_files.SHARD_ROWS`),
 or above it as a set of sorted shards named `labels-00000-of-00008.csv` ...: each shard starts with the header,
 and the shards' rows in name order are sorted as a whole. Readers go through `output_files` / `output_lines` /
-`read_label_rows`, which take the single file's path and find whichever form is there.
+`read_label_rows`, which take the single file's path and find whichever form is there; `promote_outputs` moves
+a run's staged outputs into place, replacing the previous run's in whichever form they were.
 """
 
 import io
+import logging
 import re
 from collections.abc import Iterator
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+
+from pipeline.model_files import root_cause
 
 LABELS_FILE: str = "labels.csv"
 ERRORS_FILE: str = "errors.csv"
@@ -25,6 +29,8 @@ SHARDED_OUTPUTS: tuple[str, ...] = (LABELS_FILE, ERRORS_FILE)
 SHARD_DIGITS: int = 5
 SHARD_TEMPLATE: str = "{stem}-{number:0" + str(SHARD_DIGITS) + "d}-of-{shards:0" + str(SHARD_DIGITS) + "d}{suffix}"
 ENCODING: str = "utf-8"
+
+log = logging.getLogger("facelabel")
 
 
 class IncompleteOutputError(ValueError):
@@ -97,3 +103,44 @@ def read_label_rows(labels_path: str, class_names: tuple[str, ...]) -> Iterator:
     or written for other classes (see `pipeline.rows.parse_label_rows`)."""
     from pipeline.rows import parse_label_rows
     return parse_label_rows(output_lines(labels_path), class_names)
+
+
+def promote_outputs(staging: str, output_dir: str) -> None:
+    """Replace the output folder's results with the staged ones, so a failed run never leaves a mix.
+
+    The previous run's files stay untouched until this run has written all of its own.
+    """
+    staged = [path for name in RUN_FILES for path in output_files(FileSystems.join(staging, name))]
+    final = [FileSystems.join(output_dir, path.rsplit("/", 1)[-1]) for path in staged]
+    # A report of the previous run would describe results that are gone: --report writes a new one.
+    previous = [path for name in (*RUN_FILES, REPORT_FILE)
+                for path in existing_outputs(FileSystems.join(output_dir, name))]
+    if previous:
+        FileSystems.delete(previous)
+    FileSystems.rename(staged, final)
+
+
+def existing_outputs(single_path: str) -> list[str]:
+    """Every file of one output of an earlier run: the single file and any shards (a set of any size)."""
+    found = [single_path] if FileSystems.exists(single_path) else []
+    if single_path.rsplit("/", 1)[-1] in SHARDED_OUTPUTS:
+        found += shard_files(single_path)
+    return found
+
+
+def remove_quietly(folder: str) -> None:
+    """Delete a staging folder if it is still there (after a failure, or once emptied by the move)."""
+    try:
+        if FileSystems.exists(folder) or FileSystems.match([FileSystems.join(folder, "**")])[0].metadata_list:
+            FileSystems.delete([folder])
+    except Exception as err:  # leftovers are harmless: hidden, and never read back
+        log.warning("could not remove staging folder %s (%s)", folder, root_cause(err))
+
+
+def output_names(output_dir: str) -> list[str]:
+    """The outputs' names for the summary: 'labels.csv', or 'labels-*-of-00008.csv' for a shard set."""
+    names = []
+    for name in RUN_FILES:
+        files = output_files(FileSystems.join(output_dir, name))
+        names.append(name if len(files) <= 1 else shard_name(name, 0, len(files)).replace("00000", "*", 1))
+    return names

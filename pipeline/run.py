@@ -33,10 +33,13 @@ from apache_beam.runners.runner import PipelineResult
 
 from model.contract import DEFAULT_MODEL_DIR, is_image_path
 from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
-from pipeline.outputs import (ERRORS_FILE, LABELS_FILE, REPORT_FILE, RUN_FILES, SHARDED_OUTPUTS, SUMMARY_FILE,
-                              output_files, shard_files, shard_name)
+from pipeline.outputs import (ERRORS_FILE, LABELS_FILE, RUN_FILES, SUMMARY_FILE, output_names, promote_outputs,
+                              remove_quietly)
 
 GLOB_CHARACTERS: str = "*?["
+# In --output, replaced by the launch date: a scheduler's fixed request still writes each night to its own folder.
+DATE_PLACEHOLDER: str = "{date}"
+DATE_FORMAT: str = "%Y-%m-%d"
 # The input check lists at most this many entries before launching; the pipeline itself matches them all.
 PREFLIGHT_MATCH_LIMIT: int = 10_000
 WRITE_CHECK_FILE: str = ".facelabel-write-check"
@@ -69,7 +72,9 @@ def build_parser() -> OneLineParser:
                            epilog="Any other --flag is passed to Beam's PipelineOptions.")
     parser.add_argument("--input", required=True,
                         help="folder of images (walked recursively) or a glob, local or gs://")
-    parser.add_argument("--output", required=True, help="output folder, local or gs://")
+    parser.add_argument("--output", required=True,
+                        help=f"output folder, local or gs://; {DATE_PLACEHOLDER} in it becomes the launch date "
+                             "(UTC, YYYY-MM-DD), for a scheduled nightly run")
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR),
                         help="SavedModel folder, local or gs:// (default: the shipped model)")
     parser.add_argument("--min-batch-size", type=int, default=None, help="RunInference's smallest batch")
@@ -100,6 +105,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     if unknown:
         parser.error(unknown)
     return known, pipeline_args
+
+
+def dated(output: str, now: datetime.datetime | None = None) -> str:
+    """output with DATE_PLACEHOLDER replaced by the UTC date of `now` (default: the launch), as YYYY-MM-DD."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return output.replace(DATE_PLACEHOLDER, now.strftime(DATE_FORMAT))
 
 
 def error_rate(text: str) -> float:
@@ -268,6 +279,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     does not exist yet.
     """
     args, pipeline_args = parse_args(argv)
+    args.output = dated(args.output)
     options = PipelineOptions(pipeline_args)
     options.view_as(SetupOptions).save_main_session = save_main_session
     try:
@@ -313,38 +325,6 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     return read_summary(args.output)
 
 
-def promote_outputs(staging: str, output_dir: str) -> None:
-    """Replace the output folder's results with the staged ones, so a failed run never leaves a mix.
-
-    The previous run's files stay untouched until this run has written all of its own.
-    """
-    staged = [path for name in RUN_FILES for path in output_files(FileSystems.join(staging, name))]
-    final = [FileSystems.join(output_dir, path.rsplit("/", 1)[-1]) for path in staged]
-    # A report of the previous run would describe results that are gone: --report writes a new one.
-    previous = [path for name in (*RUN_FILES, REPORT_FILE)
-                for path in existing_outputs(FileSystems.join(output_dir, name))]
-    if previous:
-        FileSystems.delete(previous)
-    FileSystems.rename(staged, final)
-
-
-def existing_outputs(single_path: str) -> list[str]:
-    """Every file of one output of an earlier run: the single file and any shards (a set of any size)."""
-    found = [single_path] if FileSystems.exists(single_path) else []
-    if single_path.rsplit("/", 1)[-1] in SHARDED_OUTPUTS:
-        found += shard_files(single_path)
-    return found
-
-
-def remove_quietly(folder: str) -> None:
-    """Delete a staging folder if it is still there (after a failure, or once emptied by the move)."""
-    try:
-        if FileSystems.exists(folder) or FileSystems.match([FileSystems.join(folder, "**")])[0].metadata_list:
-            FileSystems.delete([folder])
-    except Exception as err:  # leftovers are harmless: hidden, and never read back
-        log.warning("could not remove staging folder %s (%s)", folder, root_cause(err))
-
-
 def launch_details(result: PipelineResult, dry_run: bool, info: dict) -> dict:
     """What was launched: the Dataflow job's name (dry run) or id, and the transform names of a built job."""
     built = getattr(result, "job", None)  # a Dataflow dry run's apiclient.Job
@@ -383,15 +363,6 @@ def too_many_errors(summary: dict) -> bool:
     """True when the run's failed fraction exceeds the --max-error-rate recorded in its summary."""
     matched, limit = summary["images_matched"], summary.get("max_error_rate")
     return limit is not None and matched > 0 and summary["images_failed"] / matched > limit
-
-
-def output_names(output_dir: str) -> list[str]:
-    """The outputs' names for the summary: 'labels.csv', or 'labels-*-of-00008.csv' for a shard set."""
-    names = []
-    for name in RUN_FILES:
-        files = output_files(FileSystems.join(output_dir, name))
-        names.append(name if len(files) <= 1 else shard_name(name, 0, len(files)).replace("00000", "*", 1))
-    return names
 
 
 def format_summary(summary: dict, outputs: list[str] | None = None) -> str:

@@ -2,6 +2,7 @@
 entry point running the job (DirectRunner to the end; DataflowRunner up to the submission, as in test_dataflow).
 Docker and Google Cloud cannot be reached here, so the image itself is not built."""
 
+import datetime
 import json
 import re
 import subprocess
@@ -64,8 +65,9 @@ def test_entry_point_runs_the_job_without_waiting(tiny_model_dir, tmp_path):
     folder.mkdir()
     for i in range(4):
         synthetic_face(i % 2 == 0, seed=i).save(folder / f"face_{i}.png")
-    out = tmp_path / "out"
-    assert entry.launch([f"--input={folder}", f"--output={out}", f"--model={tiny_model_dir}"]) == 0
+    # As a Cloud Scheduler request launches it: a fixed output with the date placeholder, a dated folder results.
+    assert entry.launch([f"--input={folder}", f"--output={tmp_path}/labels-{{date}}", f"--model={tiny_model_dir}"]) == 0
+    out = tmp_path / f"labels-{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}"
     assert json.loads((out / "summary.json").read_text())["images_labelled"] == 4  # written straight into --output
     assert len((out / "labels.csv").read_text().splitlines()) == 5
     assert sorted(p.name for p in out.iterdir()) == ["errors.csv", "labels.csv", "summary.json"]  # no sort leftovers

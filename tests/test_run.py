@@ -167,3 +167,11 @@ def test_the_command_exits_with_main_status_after_writing_everything(tiny_model_
     assert "4 images matched, 3 labelled, 1 failed" in done.stdout
     assert done.stderr.rstrip().endswith("more than --max-error-rate allows")
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["images_labelled"] == 3
+
+
+def test_the_date_placeholder_in_output_becomes_the_launch_date():
+    import datetime
+
+    late = datetime.datetime(2026, 11, 30, 23, 59, tzinfo=datetime.timezone.utc)
+    assert job.dated("gs://bucket/labels/{date}/", late) == "gs://bucket/labels/2026-11-30/"
+    assert job.dated("out/plain", late) == "out/plain"
