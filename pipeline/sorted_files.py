@@ -21,6 +21,7 @@ index entries.
 
 import bisect
 import dataclasses
+import logging
 import math
 import struct
 import uuid
@@ -50,6 +51,8 @@ RUN_SUFFIX: str = ".run"
 WRITE_CHUNK_LINES: int = 10_000
 ENCODING: str = "utf-8"
 LINE_END: bytes = b"\n"
+
+log = logging.getLogger("facelabel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,8 +220,16 @@ def write_lines(name: str, header: str, lines: list[bytes]) -> None:
 
 
 def delete_runs(_, runs: list[RunFile], written: list[str], temp_dir: str) -> list[str]:
-    """Delete the run files and their folder (after every shard in `written` is done); returns the names deleted."""
+    """Delete the run files and their folder once every shard in `written` is done; returns what was deleted.
+
+    Files of bundles that failed and were retried are in the folder but in no RunFile: they go too.
+    """
     names = [run.name for run in runs]
+    try:
+        leftovers = [m.path for m in FileSystems.match([FileSystems.join(temp_dir, "*")])[0].metadata_list]
+        names = sorted(set(names) | set(leftovers))
+    except Exception as err:  # nothing there
+        log.debug("no leftovers in %s (%s)", temp_dir, err)
     if names:
         FileSystems.delete(names)
     if FileSystems.exists(temp_dir):  # a local folder, now empty (object stores have no folders)

@@ -135,3 +135,13 @@ def test_runs_promote_report_and_carry_over_shard_sets(tiny_model_dir, tmp_path,
     monkeypatch.setattr(sorted_files, "SHARD_ROWS", 100)  # a smaller night: back to one file, old shards gone
     job.run(["--input", str(folder), "--output", str(out), *model])
     assert sorted(p.name for p in out.iterdir()) == ["errors.csv", "labels.csv", "summary.json"]
+
+
+def test_run_files_of_retried_bundles_are_deleted_too(tmp_path):
+    from pipeline.sorted_files import delete_runs, write_run
+
+    temp = tmp_path / "sort-temp"
+    kept = write_run(str(temp / "a.run"), [(b"gs://b/1", b"line 1")])
+    orphan = write_run(str(temp / "orphan.run"), [(b"gs://b/2", b"line 2")])  # a failed bundle's attempt
+    assert sorted(delete_runs(None, [kept], [], str(temp))) == sorted([kept.name, orphan.name])
+    assert not temp.exists()
