@@ -9,7 +9,6 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from model.contract import SERVING_INPUT, SERVING_OUTPUT, SERVING_SIGNATURE
 from model.metadata import METADATA_FILENAME, ModelMetadata
@@ -31,6 +30,8 @@ class Classifier:
     saved_model: object
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
+        import tensorflow as tf  # imported where a model runs: checks and launchers do without it
+
         outputs = self.signature(**{SERVING_INPUT: tf.convert_to_tensor(images, dtype=tf.float32)})
         return outputs[SERVING_OUTPUT].numpy()
 
@@ -52,6 +53,8 @@ def check_model_dir(model_dir: str | Path) -> ModelMetadata:
 
 def load_classifier(model_dir: str | Path) -> Classifier:
     """Load the SavedModel in a local folder and check its signature against its metadata."""
+    import tensorflow as tf
+
     metadata = check_model_dir(model_dir)
     try:
         saved_model = tf.saved_model.load(str(model_dir))

@@ -11,7 +11,6 @@ from typing import Any, NamedTuple
 import logging
 
 import numpy as np
-import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model.contract import DEFAULT_MODEL_DIR
@@ -53,6 +52,8 @@ def limit_tensorflow_threads(threads: int) -> None:
     """
     if threads <= 0:
         return
+    import tensorflow as tf  # in the worker that runs the model, not where the job is built
+
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)

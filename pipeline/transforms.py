@@ -1,7 +1,8 @@
 """The labelling job's transforms, in the order data flows through them.
 
     ReadImages:  MatchFiles -> [SkipUnchanged] -> ReadFiles   (FileKey, bytes); unreadable files -> errors
-    LabelImages: Preprocess -> RunInference -> ToRows         LabelRow; undecodable images -> errors
+    LabelImages: Decode -> FindFaces (RunInference, face detector) -> AlignFaces -> Classify (RunInference,
+                 the SavedModel) -> ToRows                     LabelRow; undecodable images -> errors
     WriteOutputs (in pipeline.write_outputs): labels, errors and summary.json, sorted and sharded at scale
 
 Every matched file ends up exactly once in `labels.csv` or `errors.csv`: each step that can fail on one file
@@ -9,6 +10,7 @@ sends that file to a dead-letter output (Beam's `with_exception_handling`) with 
 failing the run.
 """
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -17,13 +19,17 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
+from model.align import face_inputs
 from model.contract import is_image_path
-from model.preprocess import ImageDecodeError, preprocess_image
+from model.faces import decode_for_faces
+from model.preprocess import DecodedImage, ImageDecodeError, preprocess_image
+from pipeline.face_handler import FaceFinderHandler
 from pipeline.model_handler import SavedModelHandler
-from pipeline.outputs import read_label_rows
-from pipeline.rows import ErrorRow, FileKey, LabelRow, to_label_row
+from pipeline.outputs import SUMMARY_FILE, read_label_rows
+from pipeline.rows import ErrorRow, FaceInfo, FaceKey, FileKey, LabelRow, no_face_row, to_label_row
 from pipeline.write_outputs import WriteOutputs  # noqa: F401  (re-exported: moved to pipeline.write_outputs)
 
 # Files larger than this are not read into memory: no face image is anywhere near it.
@@ -119,8 +125,10 @@ class ReadImages(beam.PTransform):
     """
 
     def __init__(self, patterns: str | list[str], images_only: bool = True, previous: str | None = None,
-                 model_version: str = "", class_names: tuple[str, ...] = (), broken_links: tuple[str, ...] = ()):
+                 model_version: str = "", class_names: tuple[str, ...] = (), broken_links: tuple[str, ...] = (),
+                 faces_mode: str | None = None):
         super().__init__()
+        self._faces_mode = faces_mode
         self._patterns = [patterns] if isinstance(patterns, str) else list(patterns)
         self._broken_links = list(broken_links)
         self._images_only = images_only
@@ -137,7 +145,7 @@ class ReadImages(beam.PTransform):
         to_read, carried = matched, pbegin | "NothingCarried" >> beam.Create([])
         if self._previous:
             to_read, carried = matched | "SkipUnchanged" >> SkipUnchanged(
-                self._previous, self._model_version, self._class_names)
+                self._previous, self._model_version, self._class_names, self._faces_mode)
         broken = pbegin | "BrokenLinks" >> beam.Create(self._broken_links)
         read = to_read | "ReadFiles" >> ReadFiles()
         return {"matched": (matched | "MatchedPaths" >> beam.Map(lambda m: m.path), broken)
@@ -148,9 +156,24 @@ class ReadImages(beam.PTransform):
                 | "AllReadErrors" >> beam.Flatten()}
 
 
-def read_previous_rows(path: str, class_names: tuple[str, ...]) -> Iterable[tuple[str, LabelRow]]:
-    """(path, row) for each row of an earlier labels.csv (or its shard set), streamed; nothing if it is missing
-    or of another layout."""
+def previous_faces_mode(labels_path: str) -> str | None:
+    """The --faces mode of the run that wrote labels_path, from the summary.json beside it (runs from before the
+    option had none: their mode was FACES_NONE); None without a readable summary."""
+    summary_path = FileSystems.join(labels_path.rsplit("/", 1)[0], SUMMARY_FILE)
+    try:
+        with FileSystems.open(summary_path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            return json.loads(handle.read().decode("utf-8")).get("faces", FACES_NONE)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def read_previous_rows(path: str, class_names: tuple[str, ...],
+                       faces_mode: str | None = None) -> Iterable[tuple[str, LabelRow]]:
+    """(path, row) for each row of an earlier labels.csv (or its shard set), streamed; nothing if it is missing,
+    of another layout, or (with faces_mode) written with another --faces mode: then every image is labelled
+    again."""
+    if faces_mode is not None and previous_faces_mode(path) != faces_mode:
+        return
     for row in read_label_rows(path, class_names):
         yield row.path, row
 
@@ -169,28 +192,29 @@ class SplitUnchanged(beam.DoFn):
         if not files:
             return  # labelled last time, gone now
         key = file_key(files[0])
-        if previous:
-            row = previous[0]
-            if (row.file_size, row.file_modified, row.model_version) == \
-                    (key.size, key.modified_text, self._model_version):
+        unchanged = (key.size, key.modified_text, self._model_version)
+        if previous and all((row.file_size, row.file_modified, row.model_version) == unchanged for row in previous):
+            for row in previous:  # one row per face with --faces all
                 yield beam.pvalue.TaggedOutput(self.CARRIED, row)
-                return
+            return
         yield files[0]
 
 
 class SkipUnchanged(beam.PTransform):
     """FileMetadata -> (metadata to read and label, LabelRow carried over from the earlier labels.csv)."""
 
-    def __init__(self, previous_labels: str, model_version: str, class_names: tuple[str, ...]):
+    def __init__(self, previous_labels: str, model_version: str, class_names: tuple[str, ...],
+                 faces_mode: str | None = None):
         super().__init__()
         self._previous_labels = previous_labels
         self._model_version = model_version
         self._class_names = class_names
+        self._faces_mode = faces_mode
 
     def expand(self, matched):
         previous = (matched.pipeline
                     | "PreviousLabelsFile" >> beam.Create([self._previous_labels])
-                    | "ReadPreviousLabels" >> beam.FlatMap(read_previous_rows, self._class_names))
+                    | "ReadPreviousLabels" >> beam.FlatMap(read_previous_rows, self._class_names, self._faces_mode))
         split = (
             {"file": matched | "KeyByPath" >> beam.Map(lambda m: (m.path, m)), "previous": previous}
             | "JoinWithPrevious" >> beam.CoGroupByKey()
@@ -213,24 +237,85 @@ class ReadFiles(beam.PTransform):
         return {"images": images, "errors": failed | "ReadErrors" >> beam.Map(dead_letter_to_error(readable_path))}
 
 
+# --faces: which faces of an image get a row.
+FACES_LARGEST: str = "largest"  # one row per image, for its largest face (the default)
+FACES_ALL: str = "all"  # one row per face found
+FACES_NONE: str = "none"  # no face finding: the whole image is the face (folders of ready face crops)
+FACE_MODES: tuple[str, ...] = (FACES_LARGEST, FACES_ALL, FACES_NONE)
+
+
+def decode_keyed(item: tuple[FileKey, bytes]) -> tuple[FileKey, DecodedImage]:
+    key, data = item
+    return key, decode_for_faces(data)
+
+
+class AlignFaces(beam.DoFn):
+    """(FileKey, PredictionResult of the face finder) -> (FaceKey, network input) per face to label, or a
+    no_face LabelRow (tag NO_FACE) for an image without one; see `model.align.face_inputs` for the rule."""
+
+    NO_FACE = "no_face"
+
+    def __init__(self, all_faces: bool, model_version: str, class_count: int):
+        self._all_faces = all_faces
+        self._model_version = model_version
+        self._class_count = class_count
+
+    def process(self, item: tuple[FileKey, PredictionResult]):
+        key, result = item
+        decoded, faces = result.example, result.inference
+        inputs = face_inputs(decoded.image, faces, self._all_faces)
+        if not inputs:
+            yield beam.pvalue.TaggedOutput(self.NO_FACE, no_face_row(key, self._model_version, self._class_count))
+            return
+        scale = decoded.scale
+        for face_input in inputs:
+            face = face_input.face
+            if face is None:  # a face thumbnail taken whole
+                info = FaceInfo(face_input.rank, 0, (0.0, 0.0, *map(float, decoded.original_size)), None)
+            else:
+                info = FaceInfo(face_input.rank, len(faces), tuple(v * scale for v in face.box), face.score)
+            yield FaceKey(key, info), face_input.pixels
+
+
 class LabelImages(beam.PTransform):
     """(FileKey, image bytes) -> {"labels": LabelRow, "errors": ErrorRow} with the model at model_uri.
 
-    model_uri None: the shipped default model (see SavedModelHandler).
+    Two models in a row (Beam's cascade pattern), each with its own RunInference and model handler:
+        Decode -> FindFaces (face detector) -> AlignFaces -> Classify (the SavedModel) -> ToRows
+    With faces=FACES_NONE there is no detector: Preprocess (the whole image) -> Classify -> ToRows.
+    model_uri None: the shipped default model (see SavedModelHandler). model_version and class_count (of the
+    model) fill the rows of images without a face.
     """
 
     def __init__(self, model_uri: str | None, min_batch_size: int | None = None, max_batch_size: int | None = None,
-                 inference_threads: int = 0):
+                 inference_threads: int = 0, faces: str = FACES_LARGEST, model_version: str = "",
+                 class_count: int = 2):
         super().__init__()
-        self._model_uri = model_uri
+        if faces not in FACE_MODES:
+            raise ValueError(f"faces must be one of {FACE_MODES}, got {faces!r}")
+        self._faces = faces
+        self._model_version = model_version
+        self._class_count = class_count
+        self._inference_threads = inference_threads
         self._handler = KeyedModelHandler(
             SavedModelHandler(model_uri, min_batch_size, max_batch_size, inference_threads))
 
     def expand(self, images):
-        faces, failed = images | "Preprocess" >> beam.Map(preprocess_keyed).with_exception_handling()
-        labels = (faces
-                  | "RunInference" >> RunInference(self._handler)
-                  | "ToRows" >> beam.Map(to_label_row))
+        if self._faces == FACES_NONE:
+            faces, failed = images | "Preprocess" >> beam.Map(preprocess_keyed).with_exception_handling()
+            no_face = images.pipeline | "NoFaceSearch" >> beam.Create([])
+        else:
+            decoded, failed = images | "Decode" >> beam.Map(decode_keyed).with_exception_handling()
+            aligned = (decoded
+                       | "FindFaces" >> RunInference(KeyedModelHandler(FaceFinderHandler(self._inference_threads)))
+                       | "AlignFaces" >> beam.ParDo(AlignFaces(self._faces == FACES_ALL, self._model_version,
+                                                               self._class_count)).with_outputs(
+                           AlignFaces.NO_FACE, main="faces"))
+            faces, no_face = aligned.faces, aligned[AlignFaces.NO_FACE]
+        classified = (faces
+                      | "Classify" >> RunInference(self._handler)
+                      | "ToRows" >> beam.Map(to_label_row))
+        labels = (classified, no_face) | "WithNoFace" >> beam.Flatten()
         _ = labels | "ReportProgress" >> beam.ParDo(ReportProgress())
         return {"labels": labels,
                 "errors": failed | "PreprocessErrors" >> beam.Map(dead_letter_to_error(keyed_path))}

@@ -5,7 +5,7 @@
     summary: exact counts (Beam's Count, combined per bundle then merged: a few integers per worker)
 
 Rows are treated generically: `pipeline.rows` formats them, the sort key is (row.path, formatted line), and
-labels are counted by `row.label`. Nothing gathers all rows on one worker (see `pipeline.sorted_files`).
+labels are counted by `row.label`; images by their first row (`row.face`: one row per face with --faces all). Nothing gathers all rows on one worker (see `pipeline.sorted_files`).
 """
 
 import datetime
@@ -17,28 +17,60 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.outputs import ERRORS_FILE, LABELS_FILE, SUMMARY_FILE
-from pipeline.rows import ERRORS_HEADER, ErrorRow, csv_line, format_error_row, format_label_row, labels_header
+from pipeline.rows import (ERRORS_HEADER, NO_FACE, ErrorRow, LabelRow, csv_line, format_error_row, format_label_row,
+                           labels_header)
 from pipeline.sorted_files import WriteSortedCsv
 
 # Sort run files are written into this hidden folder inside the output (staging) folder, then deleted.
 SORT_TEMP_PREFIX: str = ".facelabel-sort-"
 
 
-def summary_json(_, matched: int, labelled: int, failed: int, carried: int, per_label: dict[str, int],
-                 errors_by_reason: dict[str, int], info: dict) -> str:
+def summary_json(_, matched: int, labelled: int, no_face: int, failed: int, carried: int, faces: int,
+                 per_label: dict[str, int], errors_by_reason: dict[str, int], info: dict) -> str:
     """The run's summary.json content; wall time runs from launch to the moment the counts are complete."""
     finished = datetime.datetime.now(datetime.timezone.utc)
     return json.dumps({
         **info,
         "images_matched": matched,
         "images_labelled": labelled,
+        "images_no_face": no_face,
         "images_failed": failed,
         "images_carried_over": carried,
-        "labels": {name: per_label.get(name, 0) for name in info["class_names"]},
+        "faces_labelled": faces,
+        "labels": {name: per_label.get(name, 0) for name in [*info["class_names"], NO_FACE]},
         "errors_by_reason": dict(sorted(errors_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
         "finished_at": finished.isoformat(timespec="seconds"),
         "wall_seconds": round(time.time() - info["started_unix"], 3),
     }, indent=2, sort_keys=False)
+
+
+def has_face(row: LabelRow) -> bool:
+    return row.label != NO_FACE
+
+
+def first_row_of_image(row: LabelRow) -> bool:
+    """True for exactly one row per image: its largest face's (rank 1), its no_face row (rank 0), or its only
+    row (--faces none: the whole image, rank 1). With --faces all an image has a row per face (ranks 1, 2, ...)."""
+    return row.face.face <= 1
+
+
+class CountImages(beam.PTransform):
+    """LabelRows -> the number of images among them: with a face (with_face True), without (False), or all (None).
+
+    Counts each image's first row (see first_row_of_image) rather than distinct paths, so nothing is grouped
+    by path: a count per bundle, then a sum, at any size.
+    """
+
+    def __init__(self, with_face: bool | None):
+        super().__init__()
+        self._with_face = with_face
+
+    def expand(self, rows):
+        want = self._with_face
+        return (rows
+                | "FirstRowOfImage" >> beam.Filter(
+                    lambda row: first_row_of_image(row) and (want is None or has_face(row) == want))
+                | "Count" >> beam.combiners.Count.Globally())
 
 
 def reason_kind(row: ErrorRow) -> str:
@@ -88,8 +120,11 @@ class WriteOutputs(beam.PTransform):
             | "MakeSummary" >> beam.Map(
                 summary_json,
                 matched=beam.pvalue.AsSingleton(outputs["matched"] | "CountMatched" >> count.Globally()),
-                labelled=beam.pvalue.AsSingleton(labels | "CountLabelled" >> count.Globally()),
-                carried=beam.pvalue.AsSingleton(outputs["carried"] | "CountCarried" >> count.Globally()),
+                labelled=beam.pvalue.AsSingleton(labels | "CountLabelled" >> CountImages(with_face=True)),
+                no_face=beam.pvalue.AsSingleton(labels | "CountNoFace" >> CountImages(with_face=False)),
+                faces=beam.pvalue.AsSingleton(
+                    labels | "FacesOnly" >> beam.Filter(has_face) | "CountFaces" >> count.Globally()),
+                carried=beam.pvalue.AsSingleton(outputs["carried"] | "CountCarried" >> CountImages(None)),
                 failed=beam.pvalue.AsSingleton(errors | "CountFailed" >> count.Globally()),
                 per_label=beam.pvalue.AsDict(
                     labels | "LabelOf" >> beam.Map(lambda row: row.label) | "CountPerLabel" >> count.PerElement()),

@@ -8,6 +8,7 @@ fails `tests/test_flex_template.py`. `make flex-metadata` rewrites pipeline/flex
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -17,8 +18,9 @@ METADATA_FILE: Path = Path(__file__).resolve().parent / "metadata.json"
 TEMPLATE_NAME: str = "facelabel"
 TEMPLATE_DESCRIPTION: str = ("Label face images as happy or sad: labels.csv, errors.csv and summary.json in the "
                              "output folder (labels and errors as sorted shards above 250,000 rows)")
-# Job flags the template takes, in this order; each must be a gs:// path (Dataflow workers cannot see a disk).
-TEMPLATE_PARAMETERS: tuple[str, ...] = ("input", "output", "model")
+# Job flags the template takes, in this order. Paths must be gs:// (Dataflow workers cannot see a disk); a flag
+# with choices accepts exactly those.
+TEMPLATE_PARAMETERS: tuple[str, ...] = ("input", "output", "model", "faces")
 GCS_PATH_REGEX: str = "^gs://.+"
 # Job flags the template does not take, and why.
 LEFT_OUT: dict[str, str] = {
@@ -34,9 +36,10 @@ LEFT_OUT: dict[str, str] = {
 
 def parameter(action) -> dict:
     """One Flex Template parameter (Dataflow's ParameterMetadata) from an argparse action."""
+    regex = GCS_PATH_REGEX if not action.choices else "^(" + "|".join(map(re.escape, action.choices)) + ")$"
     return {"name": action.dest, "label": action.dest.replace("_", " ").capitalize(),
             "helpText": action.help.replace("local or gs://", "gs://"), "isOptional": not action.required,
-            "regexes": [GCS_PATH_REGEX]}
+            "regexes": [regex]}
 
 
 def template_metadata() -> dict:
