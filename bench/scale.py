@@ -4,8 +4,8 @@ Workflow (every point is a fresh subprocess, run one after another; peak RSS of 
 /proc, as in `bench.bench`):
 1. start-up: `python -m pipeline.run` on a folder of one face: the fixed cost of a run (imports, model check and
    load, runner start, promotion), whole process, and its own split from the log-free timers.
-2. real points (--real): `python -m pipeline.run` end to end on folders of the shared faces, hard-linked under
-   distinct names (cheap at any count).
+2. real points (--real): `python -m pipeline.run --faces none` end to end on folders of the shared faces (face
+   crops), hard-linked under distinct names (cheap at any count).
 3. synthetic points (--synthetic): rows of the real format (gs:// paths, about 121 bytes a line, 1% errors, in
    shuffled order) generated inside the job and sent through `WriteOutputs` alone, on the DirectRunner
    in-process: the output step at sizes whose labelling would take hours here.
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.bench import IN_PROCESS_FLAGS, RESULT_PREFIX, face_sources, link, run_measured
+from bench.bench import IN_PROCESS_FLAGS, PIPELINE_FLAGS, RESULT_PREFIX, face_sources, link, run_measured
 
 DEFAULT_SYNTHETIC: tuple[int, ...] = (100_000, 500_000, 1_000_000, 2_000_000)
 DEFAULT_REAL: tuple[int, ...] = (10_000,)
@@ -108,7 +108,7 @@ def build_faces(folder: Path, count: int) -> Path:
 def run_job(name: str, input_dir: Path, output: Path, logs: Path) -> dict:
     """`python -m pipeline.run` in-process on input_dir: process wall time, peak RSS, and summary figures."""
     measured = run_measured(name, [sys.executable, "-m", "pipeline.run", "--input", str(input_dir), "--output",
-                                   str(output), *IN_PROCESS_FLAGS], logs)
+                                   str(output), *PIPELINE_FLAGS, *IN_PROCESS_FLAGS], logs)
     summary = json.loads((output / "summary.json").read_text())
     return {**measured, "rows": summary["images_matched"], "job_seconds": summary["wall_seconds"],
             "startup_seconds": measured["process_seconds"] - summary["wall_seconds"]}

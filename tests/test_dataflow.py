@@ -33,7 +33,7 @@ PACKAGES = ("pipeline", "model", "trainer")
 PACKAGING_FILES = ("setup.py", "MANIFEST.in", "README.md", "requirements.txt", "requirements-test.txt")
 DEFAULT_MODEL = Path("model") / "default"
 MODEL_FILES = ("saved_model.pb", "facelabel.json", "variables/variables.index")
-JOB_STEPS = ("ReadImages/MatchFiles", "LabelImages/Preprocess", "LabelImages/RunInference", "WriteOutputs/WriteLabels",
+JOB_STEPS = ("ReadImages/MatchFiles", "LabelImages/FindFaces", "LabelImages/Classify", "WriteOutputs/WriteLabels",
              "WriteOutputs/WriteErrors", "WriteOutputs/WriteSummary")
 
 
