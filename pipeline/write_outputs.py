@@ -45,6 +45,7 @@ def summary_json(_, matched: int, labelled: int, no_face: int, failed: int, carr
 
 
 def has_face(row: LabelRow) -> bool:
+    """True for a row of a face (any label but no_face)."""
     return row.label != NO_FACE
 
 
