@@ -59,6 +59,8 @@ _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
 )
 _FTYP_OFFSET, _FTYP = 4, b"ftyp"
 _HEIF_BRANDS: dict[bytes, str] = {b"avif": "AVIF", b"avis": "AVIF"}
+ISOBMFF_BOX_HEADER: int = 8
+TIFF_BITS_PER_SAMPLE: int = 258
 _BMP_HEADER_SIZES: frozenset[int] = frozenset({12, 40, 52, 56, 64, 108, 124})
 # Words in Pillow's and the codecs' messages that mean "cannot decode this kind", not "this data is damaged".
 UNSUPPORTED_HINTS = re.compile(r"unsupported|not supported|unknown|not available|cannot handle|no decoder|"
@@ -114,6 +116,30 @@ def check_decode_memory(image: Image.Image, full_size: tuple[int, int], colour: 
             f"{needed // BYTES_PER_MEGABYTE:,} MB, over the limit of {MAX_DECODE_BYTES // BYTES_PER_MEGABYTE:,} MB")
 
 
+def declared_sample_bits(image: Image.Image) -> int | None:
+    """Bits per sample a TIFF declares (its tag 258), e.g. 12 for a 12-bit scan that Pillow reads as 16-bit."""
+    declared = getattr(image, "tag_v2", {}).get(TIFF_BITS_PER_SAMPLE)
+    if isinstance(declared, tuple):
+        declared = max(declared, default=None)
+    return int(declared) if declared else None
+
+
+def isobmff_truncation(data: bytes) -> str | None:
+    """For HEIF/AVIF (ISO base media boxes): which top-level box the data ends inside, else None."""
+    offset = 0
+    while offset + ISOBMFF_BOX_HEADER <= len(data):
+        size = int.from_bytes(data[offset:offset + 4], "big")
+        kind = data[offset + 4:offset + ISOBMFF_BOX_HEADER].decode("latin-1")
+        if size == 1 and offset + 16 <= len(data):  # 64-bit size follows the type
+            size = int.from_bytes(data[offset + ISOBMFF_BOX_HEADER:offset + 16], "big")
+        if size == 0:  # the box runs to the end of the file
+            return None
+        if size < ISOBMFF_BOX_HEADER or offset + size > len(data):
+            return f"file ends inside its '{kind}' box"
+        offset += size
+    return None
+
+
 def signature_format(data: bytes) -> str | None:
     """The image kind the first bytes announce (e.g. "PNG", "HEIF", "JPEG XL"), or None."""
     for offset, magic, name in _SIGNATURES:
@@ -137,11 +163,22 @@ def classify_failure(detail: str, kind: str | None = None) -> str:
     return f"corrupt or truncated image: {prefix}{detail}".strip()
 
 
+def load_failure_reason(data: bytes, error: Exception) -> str:
+    """The reason for a file Pillow opened but could not decode (see classify_failure); a HEIF/AVIF file that
+    ends inside one of its boxes is truncated, whatever its decoder says."""
+    kind = signature_format(data)
+    if kind in ("HEIF", "AVIF") and isobmff_truncation(data):
+        return f"corrupt or truncated image: {kind} {isobmff_truncation(data)}"
+    return classify_failure(str(error) or type(error).__name__)
+
+
 def unidentified_reason(data: bytes) -> str:
     """Why Pillow could not open these bytes at all: not an image, an unsupported kind or variant, or damage."""
     kind = signature_format(data)
     if kind is None:
         return "not a recognised image format"
+    if kind in ("HEIF", "AVIF") and isobmff_truncation(data):
+        return f"corrupt or truncated image: {kind} {isobmff_truncation(data)}"
     plugin = {"BigTIFF": "TIFF", "HEIF": "HEIF", "AVIF": "AVIF"}.get(kind, kind)
     factory = Image.OPEN.get(plugin, (None, None))[0]
     if factory is None:

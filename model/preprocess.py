@@ -34,7 +34,7 @@ from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from model.contract import CHANNELS, IMAGE_SIZE
 from model.image_formats import (MAX_DECODE_BYTES, ImageDecodeError, check_decode_memory, classify_failure,
-                                 unidentified_reason)
+                                 declared_sample_bits, load_failure_reason, unidentified_reason)
 
 __all__ = ["MAX_DECODE_BYTES", "DecodedImage", "ImageDecodeError", "decode_image", "preprocess_image"]
 
@@ -104,11 +104,12 @@ def decode_image(data: bytes, min_side: int = IMAGE_SIZE, colour: bool = False) 
             # Ask the JPEG decoder for the smallest DCT scale that still covers the requested size.
             image.draft("RGB" if colour else "L", (min_side, min_side))
         check_decode_memory(image, full_size, colour)
+        bits = declared_sample_bits(image)
         orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
         image = ImageOps.exif_transpose(image)
         if orientation in EXIF_TRANSPOSED_ORIENTATIONS:
             full_size = full_size[::-1]
-        converted = _to_rgb(image) if colour else _to_greyscale(image)
+        converted = _to_rgb(image, bits) if colour else _to_greyscale(image, bits)
         converted.load()
     except ImageDecodeError:
         raise
@@ -119,7 +120,7 @@ def decode_image(data: bytes, min_side: int = IMAGE_SIZE, colour: bool = False) 
     except LOAD_ERRORS as err:
         # Pillow reports damaged data as OSError/SyntaxError/ValueError/EOFError, and kinds it cannot decode
         # in words ("unsupported", "not available") that classify_failure looks for.
-        raise ImageDecodeError(classify_failure(str(err) or type(err).__name__)) from None
+        raise ImageDecodeError(load_failure_reason(data, err)) from None
     return DecodedImage(converted, full_size)
 
 
@@ -134,10 +135,11 @@ def preprocess_image(data: bytes) -> np.ndarray:
     return np.asarray(face, dtype=np.float32).reshape(IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def _to_rgb(image: Image.Image, sample_bits: int | None = None) -> Image.Image:
     """Convert any Pillow mode to 8-bit "RGB": greyscale modes by the greyscale rule, repeated in three channels;
-    colour spaces by Pillow; transparency flattened onto the same white background."""
-    image = _eight_bit(image)
+    colour spaces by Pillow; transparency flattened onto the same white background. sample_bits: the file's
+    declared bits per sample when fewer than its mode holds (12-bit TIFF read as 16-bit), else None."""
+    image = _eight_bit(image, sample_bits)
     if image.mode in ("L", "LA"):
         return _to_greyscale(image).convert("RGB")
     if image.mode == "RGBA":
@@ -145,9 +147,10 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _to_greyscale(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit greyscale ("L") by the rule in the module docstring."""
-    image = _eight_bit(image)
+def _to_greyscale(image: Image.Image, sample_bits: int | None = None) -> Image.Image:
+    """Convert any Pillow mode to 8-bit greyscale ("L") by the rule in the module docstring (sample_bits as for
+    _to_rgb)."""
+    image = _eight_bit(image, sample_bits)
     if image.mode in ("LA", "RGBA"):
         return _flatten(image.convert("L"), image.getchannel("A"))
     return image if image.mode == "L" else image.convert("L")
@@ -159,7 +162,7 @@ def _flatten(image: Image.Image, alpha: Image.Image) -> Image.Image:
     return Image.composite(image, background, alpha)
 
 
-def _eight_bit(image: Image.Image) -> Image.Image:
+def _eight_bit(image: Image.Image, sample_bits: int | None = None) -> Image.Image:
     """Any Pillow mode as one of "L", "LA", "RGB", "RGBA" with 8-bit samples, read by its value range.
 
     Raises ImageDecodeError("unsupported: ...") for samples whose range is not known (negative, not finite) and
@@ -177,20 +180,22 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     if mode in COLOUR_SPACE_MODES:
         return image.convert("RGB")
     if mode == "F" or mode.startswith("I"):
-        return _scaled_to_eight_bit(image)
+        return _scaled_to_eight_bit(image, sample_bits)
     raise ImageDecodeError(f"unsupported: pixel mode {mode}")
 
 
-def _scaled_to_eight_bit(image: Image.Image) -> Image.Image:
-    """A 16-bit, 32-bit integer or float greyscale image as 8-bit "L", scaled by the range its values use."""
-    low, high = image.getextrema()
+def _scaled_to_eight_bit(image: Image.Image, sample_bits: int | None) -> Image.Image:
+    """A 16-bit, 32-bit integer or float greyscale image as 8-bit "L", scaled by the range its values use
+    (16-bit modes: by the declared sample_bits, e.g. 12, when the file states fewer than 16)."""
+    as_float = image if image.mode == "F" else image.convert("F")
+    low, high = as_float.getextrema()
     if not (np.isfinite(low) and np.isfinite(high)):
         raise ImageDecodeError(f"unsupported: {image.mode} samples that are not finite numbers")
     if low < 0:
         raise ImageDecodeError(f"unsupported: {image.mode} samples from {low:g} to {high:g} (negative values have "
                                f"no known brightness)")
     if image.mode.startswith("I;16"):
-        full_scale = SIXTEEN_BIT_MAX
+        full_scale = float(2 ** sample_bits - 1) if sample_bits and sample_bits < 16 else SIXTEEN_BIT_MAX
     elif image.mode == "F":
         full_scale = FLOAT_UNIT_MAX if high <= FLOAT_UNIT_MAX else EIGHT_BIT_MAX if high <= EIGHT_BIT_MAX else None
     else:  # 32-bit integers: the smallest of the usual sample ranges that holds every value
@@ -198,5 +203,4 @@ def _scaled_to_eight_bit(image: Image.Image) -> Image.Image:
     if full_scale is None:
         raise ImageDecodeError(f"unsupported: float samples up to {high:g} (known ranges: 0-1 and 0-255)")
     scale = EIGHT_BIT_MAX / full_scale
-    as_float = image if image.mode == "F" else image.convert("F")
     return as_float.point(lambda value: value * scale + ROUND_HALF).convert("L")
