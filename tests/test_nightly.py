@@ -4,6 +4,7 @@ files that vanish between matching and reading, and a large mixed folder where e
 import csv
 import io
 import shutil
+import zlib
 
 import apache_beam as beam
 import pytest
@@ -105,7 +106,11 @@ def every_kind_of_bad_file(folder):
     """Files a nightly folder really gets; returns {file name: expected start of its error reason}."""
     jpeg = encode(Image.new("RGB", (300, 300), (120, 80, 60)), "JPEG")
     png = encode(Image.new("L", (300, 300), 90), "PNG")
-    bomb = encode(Image.new("1", (9000, 9000), 0), "PNG")  # 81 MP of 1-bit pixels: a small file
+    # A decompression bomb: a small PNG whose header claims 60000x60000 pixels (CRC fixed, so it is well formed).
+    bomb = bytearray(encode(Image.new("1", (8, 8), 0), "PNG"))
+    bomb[16:24] = (60_000).to_bytes(4, "big") * 2
+    bomb[29:33] = zlib.crc32(bytes(bomb[12:29])).to_bytes(4, "big")
+    bomb = bytes(bomb)
     bad = {
         "zero.jpg": (b"", "empty file"),
         "truncated.jpg": (jpeg[: len(jpeg) // 2], "corrupt or truncated image"),
