@@ -25,6 +25,9 @@ import os
 import sys
 import time
 
+# First: TensorFlow starts here with its C++ start-up noise filtered (see pipeline/console.py).
+from pipeline import console  # isort: skip
+
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, SetupOptions, StandardOptions,
@@ -307,7 +310,7 @@ def read_summary(output_dir: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    console.configure_logging()
     try:
         summary = run(argv)
     except UserError as err:
