@@ -32,12 +32,17 @@ _WIDE_PIXEL_BYTES: int = 4
 # libjpeg keeps the whole image's DCT coefficients for a progressive file: 64 per 8x8 block, 2 bytes each.
 JPEG_BLOCK_SIDE: int = 8
 JPEG_COEFFICIENT_BYTES: int = 2 * JPEG_BLOCK_SIDE * JPEG_BLOCK_SIDE
-# Decoders that hand Pillow a finished full frame keep their own copy of it: bytes per pixel (measured for
-# 8-bit RGB(A); 16-bit HEIF/AVIF frames are twice as wide).
-FRAME_DECODER_BYTES: dict[str, int] = {"HEIF": 8, "AVIF": 8, "WEBP": 4}
-# Conversion to the 8-bit target: one full-size intermediate (4 bytes: RGB(A) or 32-bit value-scaled copy), the
-# result (1 byte greyscale, 4 bytes RGB), and for transparency the alpha channel and a background (1 + 1 or 4).
-CONVERSION_INTERMEDIATE_BYTES: int = 4
+# Decoders that hand Pillow a finished full frame keep their own buffers: bytes per pixel, measured with
+# bench/decode_memory.py for 8-bit frames (16-bit frames are twice as wide).
+FRAME_DECODER_BYTES: dict[str, int] = {"HEIF": 4, "AVIF": 4, "WEBP": 8}
+# Buffers of the codecs that do not grow with the image (rows, strips, tables), from the same measurements.
+DECODER_FIXED_BYTES: int = 8 * 1024 * 1024
+# Conversion to the 8-bit target: full-size intermediates by source mode (a 32-bit float copy and its scaled
+# copy for integer modes, one scaled copy for floats, an RGB(A) copy for palette and colour-space modes), then
+# the result (1 byte greyscale, 4 bytes RGB; none if already in the target mode) and, with transparency, the
+# alpha channel and a background (1 + 1, or 1 + 4 for RGB).
+_INTERMEDIATE_BYTES: dict[str, int] = {"F": 4, "I": 8, "P": 4, "PA": 4, "CMYK": 4, "LAB": 4, "YCbCr": 4,
+                                       "HSV": 4, "RGBX": 4, "RGBa": 4, "La": 4}
 
 # Signatures of the image kinds people have, so that a file Pillow cannot open is told apart as an image of an
 # unsupported kind or variant rather than "not an image".
@@ -98,12 +103,14 @@ def decode_memory_bytes(image: Image.Image, full_size: tuple[int, int], colour: 
     greyscale, or RGB with colour; full_size is its size before any reduced-scale draft."""
     pixels = image.size[0] * image.size[1]
     stored = stored_bytes_per_pixel(image.mode)
-    decoder = FRAME_DECODER_BYTES.get(image.format or "", 0) * max(1, stored // 2)
-    result = _WIDE_PIXEL_BYTES if colour else 1
+    decoder = FRAME_DECODER_BYTES.get(image.format or "", 0) * (2 if stored == 2 else 1)
+    target_bytes = _WIDE_PIXEL_BYTES if colour else 1
+    result = 0 if image.mode == ("RGB" if colour else "L") else target_bytes
     has_alpha = "A" in image.mode or "a" in image.mode or "transparency" in image.info
-    alpha = (1 + result) if has_alpha else 0
-    per_pixel = stored + decoder + CONVERSION_INTERMEDIATE_BYTES + result + alpha
-    return pixels * per_pixel + jpeg_coefficient_bytes(image, full_size)
+    alpha = (1 + target_bytes) if has_alpha else 0
+    intermediate = _INTERMEDIATE_BYTES.get("I" if image.mode.startswith("I") else image.mode, 0)
+    per_pixel = stored + decoder + intermediate + result + alpha
+    return pixels * per_pixel + jpeg_coefficient_bytes(image, full_size) + DECODER_FIXED_BYTES
 
 
 def check_decode_memory(image: Image.Image, full_size: tuple[int, int], colour: bool) -> None:
