@@ -5,7 +5,8 @@ Each case is written to a temporary file, then decoded in a fresh Python process
 memory (Linux: /proc/self/clear_refs) and reports the peak during decoding less the resident size before it:
 what the image cost. Prints one table.
 
-    .venv/bin/python -m bench.decode_memory [--megapixels 12] [--cases jpeg,progressive,...]
+    .venv/bin/python -m bench.decode_memory [--megapixels 12] [--cases jpeg,progressive,...] [--colour]
+    .venv/bin/python -m bench.decode_memory --near-limit   # each kind at the largest size the guard accepts
 """
 
 import argparse
@@ -24,6 +25,12 @@ from model.image_formats import MAX_DECODE_BYTES, decode_memory_bytes
 MEGABYTE = 1024 * 1024
 MEGAPIXEL = 1_000_000
 ASPECT = (4, 3)
+# --near-limit: sizes just under the guard's limit (this share of it), at most this many megapixels (baseline
+# JPEGs decode at 1/8 scale, so any size fits; 100 MP shows it without a huge test file).
+NEAR_LIMIT_SHARE = 0.97
+MAX_NEAR_LIMIT_MEGAPIXELS = 100.0
+NEAR_LIMIT_CASES = ("jpeg:rgb", "progressive444", "progressive", "png-rgba:rgb", "png-rgb", "tiff-float:rgb",
+                    "webp", "avif")
 
 CHILD = """
 import json, sys
@@ -76,17 +83,35 @@ CASES = {
 }
 
 
+def estimate_for(path: Path, colour: bool) -> int:
+    """The guard's estimate for the file at path, as decode_image computes it."""
+    opened = Image.open(path)
+    full_size = opened.size
+    if opened.format in ("JPEG", "MPO"):
+        opened.draft("RGB" if colour else "L", (48, 48))
+    return decode_memory_bytes(opened, full_size, colour)
+
+
+def largest_accepted(case: str, colour: bool, folder: Path) -> float:
+    """Megapixels of the largest image of this kind the guard accepts (its estimate is linear in pixels), at
+    most MAX_NEAR_LIMIT_MEGAPIXELS."""
+    estimates = []
+    for megapixels in (1.0, 2.0):
+        image, fmt, save_args = CASES[case](megapixels)
+        image.save(folder / "probe.img", fmt, **save_args)
+        estimates.append(estimate_for(folder / "probe.img", colour))
+    per_megapixel = max(estimates[1] - estimates[0], 1)
+    fits = (MAX_DECODE_BYTES - (estimates[0] - per_megapixel)) / per_megapixel
+    return min(fits * NEAR_LIMIT_SHARE, MAX_NEAR_LIMIT_MEGAPIXELS)
+
+
 def measure(case: str, megapixels: float, colour: bool, folder: Path) -> dict:
     image, fmt, save_args = CASES[case](megapixels)
     path = folder / f"{case}.img"
     image.save(path, fmt, **save_args)
     size = image.size
     del image
-    opened = Image.open(path)
-    full_size = opened.size
-    if fmt in ("JPEG", "MPO"):
-        opened.draft("RGB" if colour else "L", (48, 48))
-    estimate = decode_memory_bytes(opened, full_size, colour)
+    estimate = estimate_for(path, colour)
     child = subprocess.run([sys.executable, "-c", CHILD, str(path), "rgb" if colour else "grey"],
                            capture_output=True, text=True, check=True)
     result = json.loads(child.stdout)
@@ -100,12 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--megapixels", type=float, default=12.0)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--colour", action="store_true", help="decode to RGB (as the face detector does)")
+    parser.add_argument("--near-limit", action="store_true",
+                        help="each kind at the largest size the guard accepts (grey, or RGB where marked :rgb)")
     args = parser.parse_args(argv)
     print(f"limit (MAX_DECODE_BYTES): {MAX_DECODE_BYTES / MEGABYTE:.0f} MB")
     print(f"{'case':16} {'size':>11} {'to':>3} {'measured MB':>12} {'estimate MB':>12}  outcome")
     with tempfile.TemporaryDirectory() as folder:
-        for case in args.cases.split(","):
-            row = measure(case, args.megapixels, args.colour, Path(folder))
+        for spec in (NEAR_LIMIT_CASES if args.near_limit else args.cases.split(",")):
+            case, _, target = spec.partition(":")
+            colour = args.colour or target == "rgb"
+            megapixels = largest_accepted(case, colour, Path(folder)) if args.near_limit else args.megapixels
+            row = measure(case, megapixels, colour, Path(folder))
             print(f"{row['case']:16} {row['size']:>11} {row['target']:>3} {row['measured_mb']:12.1f} "
                   f"{row['estimate_mb']:12.1f}  {row['outcome']}", flush=True)
     return 0

@@ -18,6 +18,9 @@ import pillow_heif
 from PIL import Image, JpegImagePlugin
 
 pillow_heif.register_heif_opener()  # .heic/.heif (iPhones' default); Pillow reads AVIF itself
+# The memory estimate (`MAX_DECODE_BYTES`) is the guard against decompression bombs; Pillow's own guard counts
+# pixels before the JPEG reduction and would refuse a large photo that decodes cheaply.
+Image.MAX_IMAGE_PIXELS = None
 
 # The most memory one image may cost while it is decoded and converted (estimate checked before decoding; the
 # measured peaks are in the README). Four images in flight on a worker stay within 2 GiB.
@@ -32,11 +35,11 @@ _WIDE_PIXEL_BYTES: int = 4
 # libjpeg keeps the whole image's DCT coefficients for a progressive file: 64 per 8x8 block, 2 bytes each.
 JPEG_BLOCK_SIDE: int = 8
 JPEG_COEFFICIENT_BYTES: int = 2 * JPEG_BLOCK_SIDE * JPEG_BLOCK_SIDE
-# Decoders that hand Pillow a finished full frame keep their own buffers: bytes per pixel, measured with
-# bench/decode_memory.py for 8-bit frames (16-bit frames are twice as wide).
-FRAME_DECODER_BYTES: dict[str, int] = {"HEIF": 4, "AVIF": 4, "WEBP": 8}
-# Buffers of the codecs that do not grow with the image (rows, strips, tables), from the same measurements.
-DECODER_FIXED_BYTES: int = 8 * 1024 * 1024
+# Decoders that keep buffers of their own as large as the frame: bytes per pixel, measured with
+# bench/decode_memory.py for 8-bit frames, rounded up (16-bit frames are twice as wide).
+FRAME_DECODER_BYTES: dict[str, int] = {"HEIF": 4, "AVIF": 6, "WEBP": 12, "PNG": 4, "JPEG2000": 12}
+# Buffers of the codecs that do not grow with the image (rows, strips, tables), with a margin.
+DECODER_FIXED_BYTES: int = 16 * 1024 * 1024
 # Conversion to the 8-bit target: full-size intermediates by source mode (a 32-bit float copy and its scaled
 # copy for integer modes, one scaled copy for floats, an RGB(A) copy for palette and colour-space modes), then
 # the result (1 byte greyscale, 4 bytes RGB; none if already in the target mode) and, with transparency, the

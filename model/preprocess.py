@@ -38,9 +38,6 @@ from model.image_formats import (MAX_DECODE_BYTES, ImageDecodeError, check_decod
 
 __all__ = ["MAX_DECODE_BYTES", "DecodedImage", "ImageDecodeError", "decode_image", "preprocess_image"]
 
-# The memory estimate (`MAX_DECODE_BYTES`) is the guard against decompression bombs; Pillow's own guard counts
-# pixels before the JPEG reduction and would refuse a large photo that decodes cheaply.
-Image.MAX_IMAGE_PIXELS = None
 # Largest 8-bit value, and the full scale of 16-bit and signed 32-bit integer samples.
 EIGHT_BIT_MAX: float = 255.0
 SIXTEEN_BIT_MAX: float = 65535.0
