@@ -10,7 +10,6 @@ what the image cost. Prints one table.
 """
 
 import argparse
-import io
 import json
 import subprocess
 import sys
