@@ -32,6 +32,7 @@ from pipeline.model_handler import SavedModelHandler
 from pipeline.outputs import ERRORS_FILE, LABELS_FILE, SUMMARY_FILE
 from pipeline.rows import (ERRORS_HEADER, ErrorRow, FaceInfo, FaceKey, FileKey, LabelRow, csv_line,
                            format_error_row, format_label_row, labels_header, NO_FACE, no_face_row, parse_label_rows,
+                           sort_key,
                            to_label_row)
 
 # Files larger than this are not read into memory: no face image is anywhere near it.
@@ -328,7 +329,7 @@ class LabelImages(beam.PTransform):
 
 def sorted_lines(rows: list, formatter: Callable) -> list[str]:
     """Rows sorted by path (then the rest), formatted: two nights' outputs can be diffed line by line."""
-    return [formatter(row) for row in sorted(rows)]
+    return [formatter(row) for row in sorted(rows, key=sort_key)]
 
 
 def summary_json(_, matched: int, labelled: int, no_face: int, failed: int, carried: int, faces: int,
