@@ -2,7 +2,11 @@
 
 `labels.csv`: path, label, one p_<class> column per model class (in the model's class order), model_version,
 file_size and file_modified (bytes and modification time in Unix seconds when labelled: an incremental run
-relabels a file only when these changed, or when the model did).
+relabels a file only when these changed, or when the model did), then the face columns: face (1 for the largest
+face found, 2 for the next, ...; empty for an image without a face), faces_found (how many faces the image has;
+empty with --faces none, where nothing is searched), face_box ("x y width height" in the upright image's pixels)
+and face_score (the face detector's confidence, 0..1). An image without a face has the label `no_face` and empty
+probabilities. The face columns come last so that readers of the earlier layout keep working.
 `errors.csv`: path, error.
 Lines are produced with the `csv` module, so paths with commas, quotes or newlines round-trip through
 `csv.reader` exactly.
@@ -10,6 +14,7 @@ Lines are produced with the `csv` module, so paths with commas, quotes or newlin
 
 import csv
 import io
+import math
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -34,6 +39,37 @@ class FileKey(NamedTuple):
         return f"{self.modified:.{MODIFIED_DECIMALS}f}"
 
 
+# The label of an image in which no face was found; its probabilities are empty.
+NO_FACE: str = "no_face"
+BOX_DECIMALS: int = 0
+SCORE_DECIMALS: int = 4
+
+
+class FaceInfo(NamedTuple):
+    """Where a labelled face is: its rank (1 = largest, 0 = none), faces in the image (-1: not searched),
+    its box (x, y, width, height in the upright image's pixels; None: the whole image) and detector score."""
+
+    face: int = 1
+    faces_found: int = -1
+    box: tuple[float, float, float, float] | None = None
+    score: float | None = None
+
+    def fields(self) -> list[str]:
+        return [str(self.face) if self.face > 0 else "",
+                str(self.faces_found) if self.faces_found >= 0 else "",
+                " ".join(f"{v:.{BOX_DECIMALS}f}" for v in self.box) if self.box is not None else "",
+                f"{self.score:.{SCORE_DECIMALS}f}" if self.score is not None else ""]
+
+    @classmethod
+    def parse(cls, fields: list[str]) -> "FaceInfo":
+        face, found, box, score = fields
+        return cls(int(face) if face else 0, int(found) if found else -1,
+                   tuple(float(v) for v in box.split()) if box else None, float(score) if score else None)
+
+
+WHOLE_IMAGE = FaceInfo()
+
+
 class LabelRow(NamedTuple):
     path: str
     label: str
@@ -41,6 +77,7 @@ class LabelRow(NamedTuple):
     model_version: str
     file_size: int
     file_modified: str
+    face: FaceInfo = WHOLE_IMAGE
 
 
 class ErrorRow(NamedTuple):
@@ -49,17 +86,35 @@ class ErrorRow(NamedTuple):
 
 
 def labels_header(class_names: tuple[str, ...]) -> list[str]:
-    return ["path", "label", *(f"p_{name}" for name in class_names), "model_version", "file_size", "file_modified"]
+    return ["path", "label", *(f"p_{name}" for name in class_names), "model_version", "file_size", "file_modified",
+            *FACE_COLUMNS]
+
+
+FACE_COLUMNS: tuple[str, ...] = ("face", "faces_found", "face_box", "face_score")
 
 
 ERRORS_HEADER: list[str] = ["path", "error"]
 
 
-def to_label_row(keyed: tuple[FileKey, PredictionResult]) -> LabelRow:
-    """(FileKey, PredictionResult from SavedModelHandler) -> LabelRow."""
+class FaceKey(NamedTuple):
+    """What identifies one face through the classifier: its file and where in the file it is."""
+
+    file: FileKey
+    face: FaceInfo
+
+
+def to_label_row(keyed: tuple[FileKey | FaceKey, PredictionResult]) -> LabelRow:
+    """(FileKey or FaceKey, PredictionResult from SavedModelHandler) -> LabelRow."""
     key, result = keyed
-    return LabelRow(key.path, result.inference.label, result.inference.probabilities, result.model_id,
-                    key.size, key.modified_text)
+    file, face = (key.file, key.face) if isinstance(key, FaceKey) else (key, WHOLE_IMAGE)
+    return LabelRow(file.path, result.inference.label, result.inference.probabilities, result.model_id,
+                    file.size, file.modified_text, face)
+
+
+def no_face_row(key: FileKey, model_version: str, class_count: int) -> LabelRow:
+    """The row of an image in which no face was found: label no_face, probabilities NaN (written empty)."""
+    return LabelRow(key.path, NO_FACE, (math.nan,) * class_count, model_version, key.size, key.modified_text,
+                    FaceInfo(0, 0))
 
 
 def parse_label_rows(text: str, class_names: tuple[str, ...]) -> Iterator[LabelRow]:
@@ -70,8 +125,16 @@ def parse_label_rows(text: str, class_names: tuple[str, ...]) -> Iterator[LabelR
     count = len(class_names)
     for fields in reader:
         path, label, *rest = fields
-        yield LabelRow(path, label, tuple(float(p) for p in rest[:count]), rest[count], int(rest[count + 1]),
-                       rest[count + 2])
+        probabilities = tuple(float(p) if p else math.nan for p in rest[:count])
+        yield LabelRow(path, label, probabilities, rest[count], int(rest[count + 1]), rest[count + 2],
+                       FaceInfo.parse(rest[count + 3:]))
+
+
+def sort_key(row: LabelRow | ErrorRow) -> tuple:
+    """The order of rows in the outputs: by path, then a file's faces by rank (largest first)."""
+    if isinstance(row, LabelRow):
+        return row.path, row.face.face, row.label
+    return tuple(row)
 
 
 def csv_line(fields: list[str]) -> str:
@@ -83,8 +146,9 @@ def csv_line(fields: list[str]) -> str:
 
 
 def format_label_row(row: LabelRow) -> str:
-    probabilities = [f"{p:.{PROBABILITY_DECIMALS}f}" for p in row.probabilities]
-    return csv_line([row.path, row.label, *probabilities, row.model_version, str(row.file_size), row.file_modified])
+    probabilities = ["" if math.isnan(p) else f"{p:.{PROBABILITY_DECIMALS}f}" for p in row.probabilities]
+    return csv_line([row.path, row.label, *probabilities, row.model_version, str(row.file_size), row.file_modified,
+                     *row.face.fields()])
 
 
 def format_error_row(row: ErrorRow) -> str:

@@ -40,7 +40,9 @@ from pipeline.inputs import InputError, InputSpec, Survey, check_input, input_wa
 from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
 from pipeline.report import report_after_run
 from pipeline.outputs import ERRORS_FILE, LABELS_FILE, REPORT_FILE, RUN_FILES, SUMMARY_FILE
-from pipeline.transforms import LabelImages, ReadImages, WriteOutputs
+from pipeline.rows import NO_FACE
+from pipeline.transforms import (FACE_MODES, FACES_ALL, FACES_LARGEST, FACES_NONE, LabelImages, ReadImages,
+                                 WriteOutputs)
 
 WRITE_CHECK_FILE: str = ".facelabel-write-check"
 EXIT_USER_ERROR: int = 2
@@ -90,6 +92,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--max-error-rate", type=error_rate, default=None, metavar="R",
                         help=f"exit with status {EXIT_TOO_MANY_ERRORS} (after writing all outputs) when more than "
                              "this fraction of the matched images failed, e.g. 0.01; default: off")
+    parser.add_argument("--faces", choices=FACE_MODES, default=FACES_LARGEST,
+                        help="which faces get a row: 'largest' (default): one row per image, for its largest face; "
+                             "'all': one row per face found; 'none': no face finding, the whole image is the face "
+                             "(fast, for folders of ready face crops). An image without a face gets the label "
+                             f"{NO_FACE}")
     parser.add_argument("--report", action="store_true",
                         help="after a run that waits for its end, also write report.html (counts, histogram, "
                              "errors, faces) into --output; see python -m pipeline.report")
@@ -208,11 +215,12 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir:
     """files -> ReadImages -> LabelImages -> WriteOutputs."""
     previous = FileSystems.join(args.output, LABELS_FILE) if args.incremental else None
     read = pipeline | "ReadImages" >> ReadImages(InputSpec(args.input, info["input_kind"]), previous,
-                                                 info["model_version"], class_names)
+                                                 info["model_version"], class_names, args.faces)
     # Workers load the shipped default model from their own installed package (None), other models by path.
     worker_model = None if is_default_model(args.model) else args.model
-    labelled = read["images"] | "LabelImages" >> LabelImages(worker_model, args.min_batch_size, args.max_batch_size,
-                                                             inference_threads(args, pipeline.options))
+    labelled = read["images"] | "LabelImages" >> LabelImages(
+        worker_model, args.min_batch_size, args.max_batch_size, inference_threads(args, pipeline.options),
+        args.faces, info["model_version"], len(class_names))
     labels = (labelled["labels"], read["carried"]) | "AllLabels" >> beam.Flatten()
     errors = (read["errors"], labelled["errors"]) | "AllErrors" >> beam.Flatten()
     _ = {"matched": read["matched"], "labels": labels, "errors": errors, "carried": read["carried"]} | \
@@ -249,6 +257,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         "model_version": metadata.model_version,
         "max_error_rate": args.max_error_rate,
         "incremental": args.incremental,
+        "faces": args.faces,
         "started_at": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
         "started_unix": started,
     }
@@ -342,10 +351,15 @@ def format_summary(summary: dict) -> str:
     share = lambda n, total: f"{100.0 * n / total:.1f}%" if total else "-"  # noqa: E731
     carried = summary.get("images_carried_over", 0)
     carried_note = f" ({carried:,} carried over unchanged)" if carried else ""
-    lines = [f"facelabel: {matched:,} images matched, {labelled:,} labelled{carried_note}, {failed:,} failed "
-             f"({share(failed, matched)})",
-             "  labels:  " + "   ".join(f"{name} {count:,} ({share(count, labelled)})"
-                                        for name, count in summary["labels"].items())]
+    no_face = summary.get("images_no_face", 0)
+    lines = [f"facelabel: {matched:,} images matched, {labelled:,} labelled{carried_note}, {no_face:,} without a "
+             f"face, {failed:,} failed ({share(failed, matched)})"]
+    counts = {name: count for name, count in summary["labels"].items() if name != NO_FACE}
+    faces = sum(counts.values())
+    per = "faces" if summary.get("faces") == FACES_ALL else "images"
+    lines.append(f"  labels:  " + "   ".join(f"{name} {count:,} ({share(count, faces)})"
+                                           for name, count in counts.items())
+                 + f"   ({per}; {summary.get('faces', FACES_NONE)} faces mode)")
     skipped = summary.get("files_skipped") or {}
     if skipped:
         lines.append("  skipped: " + ", ".join(f"{count:,} {kind}" for kind, count in skipped.items())

@@ -1,7 +1,8 @@
 """The labelling job's transforms, in the order data flows through them.
 
     ReadImages:  MatchFiles -> [SkipUnchanged] -> ReadFiles   (FileKey, bytes); unreadable files and folders -> errors
-    LabelImages: Preprocess -> RunInference -> ToRows         LabelRow; undecodable images -> errors
+    LabelImages: Decode -> FindFaces (RunInference, face detector) -> AlignFaces -> Classify (RunInference,
+                 the SavedModel) -> ToRows                     LabelRow; undecodable images -> errors
     WriteOutputs: WriteLabels, WriteErrors, WriteSummary      labels.csv, errors.csv, summary.json
 
 Every matched file ends up exactly once in `labels.csv` or `errors.csv`: each step that can fail on one file
@@ -20,14 +21,19 @@ import numpy as np
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
-from model.preprocess import ImageDecodeError, preprocess_image
+from model.align import face_inputs
+from model.faces import decode_for_faces
+from model.preprocess import DecodedImage, ImageDecodeError, preprocess_image
+from pipeline.face_handler import FaceFinderHandler
 from pipeline.inputs import InputSpec, ListInput, display_path
 from pipeline.model_handler import SavedModelHandler
 from pipeline.outputs import ERRORS_FILE, LABELS_FILE, SUMMARY_FILE
-from pipeline.rows import (ERRORS_HEADER, ErrorRow, FileKey, LabelRow, csv_line, format_error_row,
-                           format_label_row, labels_header, parse_label_rows, to_label_row)
+from pipeline.rows import (ERRORS_HEADER, ErrorRow, FaceInfo, FaceKey, FileKey, LabelRow, csv_line,
+                           format_error_row, format_label_row, labels_header, NO_FACE, no_face_row, parse_label_rows,
+                           sort_key,
+                           to_label_row)
 
 # Files larger than this are not read into memory: no face image is anywhere near it.
 MAX_FILE_BYTES: int = 256 * 1024 * 1024
@@ -119,9 +125,10 @@ class ReadImages(beam.PTransform):
     """
 
     def __init__(self, source: InputSpec, previous: str | None = None, model_version: str = "",
-                 class_names: tuple[str, ...] = ()):
+                 class_names: tuple[str, ...] = (), faces_mode: str | None = None):
         super().__init__()
         self._source = source
+        self._faces_mode = faces_mode
         self._previous = previous
         self._model_version = model_version
         self._class_names = class_names
@@ -135,7 +142,7 @@ class ReadImages(beam.PTransform):
         to_read, carried = matched, pbegin | "NothingCarried" >> beam.Create([])
         if self._previous:
             to_read, carried = matched | "SkipUnchanged" >> SkipUnchanged(
-                self._previous, self._model_version, self._class_names)
+                self._previous, self._model_version, self._class_names, self._faces_mode)
         listing_errors = listed[ListInput.ERRORS]
         read = to_read | "ReadFiles" >> ReadFiles()
         return {"matched": (matched | "MatchedPaths" >> beam.Map(lambda m: display_path(m.path)),
@@ -146,9 +153,24 @@ class ReadImages(beam.PTransform):
                 "errors": (read["errors"], listing_errors) | "AllReadErrors" >> beam.Flatten()}
 
 
-def read_previous_rows(path: str, class_names: tuple[str, ...]) -> Iterable[tuple[str, LabelRow]]:
-    """(path, row) for each row of an earlier labels.csv; nothing if it is missing or of another layout."""
+def previous_faces_mode(labels_path: str) -> str | None:
+    """The --faces mode of the run that wrote labels_path, from the summary.json beside it (runs from before the
+    option had none: their mode was FACES_NONE); None without a readable summary."""
+    summary_path = FileSystems.join(labels_path.rsplit("/", 1)[0], SUMMARY_FILE)
+    try:
+        with FileSystems.open(summary_path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            return json.loads(handle.read().decode("utf-8")).get("faces", FACES_NONE)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def read_previous_rows(path: str, class_names: tuple[str, ...],
+                       faces_mode: str | None = None) -> Iterable[tuple[str, LabelRow]]:
+    """(path, row) for each row of an earlier labels.csv; nothing if it is missing, of another layout, or (with
+    faces_mode) written with another --faces mode: then every image is labelled again."""
     if not FileSystems.exists(path):
+        return
+    if faces_mode is not None and previous_faces_mode(path) != faces_mode:
         return
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         text = handle.read().decode("utf-8")
@@ -170,28 +192,29 @@ class SplitUnchanged(beam.DoFn):
         if not files:
             return  # labelled last time, gone now
         key = file_key(files[0])
-        if previous:
-            row = previous[0]
-            if (row.file_size, row.file_modified, row.model_version) == \
-                    (key.size, key.modified_text, self._model_version):
+        unchanged = (key.size, key.modified_text, self._model_version)
+        if previous and all((row.file_size, row.file_modified, row.model_version) == unchanged for row in previous):
+            for row in previous:  # one row per face with --faces all
                 yield beam.pvalue.TaggedOutput(self.CARRIED, row)
-                return
+            return
         yield files[0]
 
 
 class SkipUnchanged(beam.PTransform):
     """FileMetadata -> (metadata to read and label, LabelRow carried over from the earlier labels.csv)."""
 
-    def __init__(self, previous_labels: str, model_version: str, class_names: tuple[str, ...]):
+    def __init__(self, previous_labels: str, model_version: str, class_names: tuple[str, ...],
+                 faces_mode: str | None = None):
         super().__init__()
         self._previous_labels = previous_labels
         self._model_version = model_version
         self._class_names = class_names
+        self._faces_mode = faces_mode
 
     def expand(self, matched):
         previous = (matched.pipeline
                     | "PreviousLabelsFile" >> beam.Create([self._previous_labels])
-                    | "ReadPreviousLabels" >> beam.FlatMap(read_previous_rows, self._class_names))
+                    | "ReadPreviousLabels" >> beam.FlatMap(read_previous_rows, self._class_names, self._faces_mode))
         split = (
             {"file": matched | "KeyByPath" >> beam.Map(lambda m: (display_path(m.path), m)), "previous": previous}
             | "JoinWithPrevious" >> beam.CoGroupByKey()
@@ -214,24 +237,85 @@ class ReadFiles(beam.PTransform):
         return {"images": images, "errors": failed | "ReadErrors" >> beam.Map(dead_letter_to_error(readable_path))}
 
 
+# --faces: which faces of an image get a row.
+FACES_LARGEST: str = "largest"  # one row per image, for its largest face (the default)
+FACES_ALL: str = "all"  # one row per face found
+FACES_NONE: str = "none"  # no face finding: the whole image is the face (folders of ready face crops)
+FACE_MODES: tuple[str, ...] = (FACES_LARGEST, FACES_ALL, FACES_NONE)
+
+
+def decode_keyed(item: tuple[FileKey, bytes]) -> tuple[FileKey, DecodedImage]:
+    key, data = item
+    return key, decode_for_faces(data)
+
+
+class AlignFaces(beam.DoFn):
+    """(FileKey, PredictionResult of the face finder) -> (FaceKey, network input) per face to label, or a
+    no_face LabelRow (tag NO_FACE) for an image without one; see `model.align.face_inputs` for the rule."""
+
+    NO_FACE = "no_face"
+
+    def __init__(self, all_faces: bool, model_version: str, class_count: int):
+        self._all_faces = all_faces
+        self._model_version = model_version
+        self._class_count = class_count
+
+    def process(self, item: tuple[FileKey, PredictionResult]):
+        key, result = item
+        decoded, faces = result.example, result.inference
+        inputs = face_inputs(decoded.image, faces, self._all_faces)
+        if not inputs:
+            yield beam.pvalue.TaggedOutput(self.NO_FACE, no_face_row(key, self._model_version, self._class_count))
+            return
+        scale = decoded.scale
+        for face_input in inputs:
+            face = face_input.face
+            if face is None:  # a face thumbnail taken whole
+                info = FaceInfo(face_input.rank, 0, (0.0, 0.0, *map(float, decoded.original_size)), None)
+            else:
+                info = FaceInfo(face_input.rank, len(faces), tuple(v * scale for v in face.box), face.score)
+            yield FaceKey(key, info), face_input.pixels
+
+
 class LabelImages(beam.PTransform):
     """(FileKey, image bytes) -> {"labels": LabelRow, "errors": ErrorRow} with the model at model_uri.
 
-    model_uri None: the shipped default model (see SavedModelHandler).
+    Two models in a row (Beam's cascade pattern), each with its own RunInference and model handler:
+        Decode -> FindFaces (face detector) -> AlignFaces -> Classify (the SavedModel) -> ToRows
+    With faces=FACES_NONE there is no detector: Preprocess (the whole image) -> Classify -> ToRows.
+    model_uri None: the shipped default model (see SavedModelHandler). model_version and class_count (of the
+    model) fill the rows of images without a face.
     """
 
     def __init__(self, model_uri: str | None, min_batch_size: int | None = None, max_batch_size: int | None = None,
-                 inference_threads: int = 0):
+                 inference_threads: int = 0, faces: str = FACES_LARGEST, model_version: str = "",
+                 class_count: int = 2):
         super().__init__()
-        self._model_uri = model_uri
+        if faces not in FACE_MODES:
+            raise ValueError(f"faces must be one of {FACE_MODES}, got {faces!r}")
+        self._faces = faces
+        self._model_version = model_version
+        self._class_count = class_count
+        self._inference_threads = inference_threads
         self._handler = KeyedModelHandler(
             SavedModelHandler(model_uri, min_batch_size, max_batch_size, inference_threads))
 
     def expand(self, images):
-        faces, failed = images | "Preprocess" >> beam.Map(preprocess_keyed).with_exception_handling()
-        labels = (faces
-                  | "RunInference" >> RunInference(self._handler)
-                  | "ToRows" >> beam.Map(to_label_row))
+        if self._faces == FACES_NONE:
+            faces, failed = images | "Preprocess" >> beam.Map(preprocess_keyed).with_exception_handling()
+            no_face = images.pipeline | "NoFaceSearch" >> beam.Create([])
+        else:
+            decoded, failed = images | "Decode" >> beam.Map(decode_keyed).with_exception_handling()
+            aligned = (decoded
+                       | "FindFaces" >> RunInference(KeyedModelHandler(FaceFinderHandler(self._inference_threads)))
+                       | "AlignFaces" >> beam.ParDo(AlignFaces(self._faces == FACES_ALL, self._model_version,
+                                                               self._class_count)).with_outputs(
+                           AlignFaces.NO_FACE, main="faces"))
+            faces, no_face = aligned.faces, aligned[AlignFaces.NO_FACE]
+        classified = (faces
+                      | "Classify" >> RunInference(self._handler)
+                      | "ToRows" >> beam.Map(to_label_row))
+        labels = (classified, no_face) | "WithNoFace" >> beam.Flatten()
         _ = labels | "ReportProgress" >> beam.ParDo(ReportProgress())
         return {"labels": labels,
                 "errors": failed | "PreprocessErrors" >> beam.Map(dead_letter_to_error(keyed_path))}
@@ -239,24 +323,47 @@ class LabelImages(beam.PTransform):
 
 def sorted_lines(rows: list, formatter: Callable) -> list[str]:
     """Rows sorted by path (then the rest), formatted: two nights' outputs can be diffed line by line."""
-    return [formatter(row) for row in sorted(rows)]
+    return [formatter(row) for row in sorted(rows, key=sort_key)]
 
 
-def summary_json(_, matched: int, labelled: int, failed: int, carried: int, per_label: dict[str, int],
-                 errors_by_reason: dict[str, int], info: dict) -> str:
+def summary_json(_, matched: int, labelled: int, no_face: int, failed: int, carried: int, faces: int,
+                 per_label: dict[str, int], errors_by_reason: dict[str, int], info: dict) -> str:
     """The run's summary.json content; wall time runs from launch to the moment the counts are complete."""
     finished = datetime.datetime.now(datetime.timezone.utc)
     return json.dumps({
         **info,
         "images_matched": matched,
         "images_labelled": labelled,
+        "images_no_face": no_face,
         "images_failed": failed,
         "images_carried_over": carried,
-        "labels": {name: per_label.get(name, 0) for name in info["class_names"]},
+        "faces_labelled": faces,
+        "labels": {name: per_label.get(name, 0) for name in [*info["class_names"], NO_FACE]},
         "errors_by_reason": dict(sorted(errors_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
         "finished_at": finished.isoformat(timespec="seconds"),
         "wall_seconds": round(time.time() - info["started_unix"], 3),
     }, indent=2, sort_keys=False)
+
+
+def has_face(row: LabelRow) -> bool:
+    return row.label != NO_FACE
+
+
+class CountImages(beam.PTransform):
+    """LabelRows -> the number of distinct images among them: with a face (with_face True), without (False), or
+    all (None). With --faces all an image has a row per face, so rows are not images."""
+
+    def __init__(self, with_face: bool | None):
+        super().__init__()
+        self._with_face = with_face
+
+    def expand(self, rows):
+        if self._with_face is not None:
+            rows = rows | "Select" >> beam.Filter(lambda row, want: has_face(row) == want, self._with_face)
+        return (rows
+                | "Path" >> beam.Map(lambda row: row.path)
+                | "Distinct" >> beam.Distinct()
+                | "Count" >> beam.combiners.Count.Globally())
 
 
 def reason_kind(row: ErrorRow) -> str:
@@ -292,8 +399,11 @@ class WriteOutputs(beam.PTransform):
             | "MakeSummary" >> beam.Map(
                 summary_json,
                 matched=beam.pvalue.AsSingleton(outputs["matched"] | "CountMatched" >> count.Globally()),
-                labelled=beam.pvalue.AsSingleton(labels | "CountLabelled" >> count.Globally()),
-                carried=beam.pvalue.AsSingleton(outputs["carried"] | "CountCarried" >> count.Globally()),
+                labelled=beam.pvalue.AsSingleton(labels | "CountLabelled" >> CountImages(with_face=True)),
+                no_face=beam.pvalue.AsSingleton(labels | "CountNoFace" >> CountImages(with_face=False)),
+                faces=beam.pvalue.AsSingleton(
+                    labels | "FacesOnly" >> beam.Filter(has_face) | "CountFaces" >> count.Globally()),
+                carried=beam.pvalue.AsSingleton(outputs["carried"] | "CountCarried" >> CountImages(None)),
                 failed=beam.pvalue.AsSingleton(errors | "CountFailed" >> count.Globally()),
                 per_label=beam.pvalue.AsDict(
                     labels | "LabelOf" >> beam.Map(lambda row: row.label) | "CountPerLabel" >> count.PerElement()),

@@ -79,7 +79,7 @@ def test_max_error_rate_sets_exit_status_after_writing_outputs(tiny_model_dir, t
                      "--max-error-rate", limit]) == status
     assert len(read_rows(out / "errors.csv")) == 1 and len(read_rows(out / "labels.csv")) == 3
     captured = capsys.readouterr()
-    assert "4 images matched, 3 labelled, 1 failed (25.0%)" in captured.out
+    assert "4 images matched, 3 labelled, 0 without a face, 1 failed (25.0%)" in captured.out
     assert ("more than --max-error-rate" in captured.err) == (status != 0)
 
 
@@ -168,8 +168,12 @@ def test_real_faces_mixed_with_bad_files_are_each_accounted_for_once(shared_face
     for name, reason in bad.items():
         assert failed[str(folder / name)].startswith(reason), (name, failed[str(folder / name)])
     assert summary["images_matched"] == REAL_FACES + len(odd) + 1 + len(bad)
-    assert summary["images_matched"] == summary["images_labelled"] + summary["images_failed"]
+    assert summary["images_matched"] == summary["images_labelled"] + summary["images_no_face"] + \
+        summary["images_failed"]
     assert summary["images_failed"] == len(bad)
+    # The odd files are read correctly but are flat frames: none is given a happy or sad label.
+    labels = {row[0]: row[1] for row in read_rows(out / "labels.csv")}
+    assert {labels[str(folder / name)] for name in odd} == {"no_face"}
 
 
 def test_incremental_run_labels_only_new_and_changed_files(tiny_model_dir, tmp_path):

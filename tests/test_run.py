@@ -10,7 +10,8 @@ import pytest
 from conftest import encode, synthetic_face
 from pipeline import run as job
 
-LABELS_HEADER = ["path", "label", "p_happy", "p_sad", "model_version", "file_size", "file_modified"]
+LABELS_HEADER = ["path", "label", "p_happy", "p_sad", "model_version", "file_size", "file_modified",
+                 "face", "faces_found", "face_box", "face_score"]
 WEIRD_NAMES = ["with space.png", "comma,name.png", 'quote"name.png', "new\nline.png", "ünïcødé 笑.png"]
 
 
@@ -69,7 +70,7 @@ def test_every_image_is_labelled_or_reported_exactly_once(tiny_model_dir, mixed_
     assert summary["images_matched"] == len(expected) + len(bad) == summary["images_labelled"] + summary["images_failed"]
     assert summary["images_failed"] == len(bad)
     assert summary["labels"] == {"happy": sum(v == "happy" for v in expected.values()),
-                                 "sad": sum(v == "sad" for v in expected.values())}
+                                 "sad": sum(v == "sad" for v in expected.values()), "no_face": 0}
     assert summary["model_version"] == "tiny-test-model" and summary["wall_seconds"] > 0
 
 
@@ -91,7 +92,7 @@ def test_empty_folder_writes_header_only_outputs(tiny_model_dir, tmp_path):
     summary = job.run(["--input", str(tmp_path / "empty"), "--output", str(out), "--model", str(tiny_model_dir)])
     assert read_csv(out / "labels.csv") == [LABELS_HEADER]
     assert read_csv(out / "errors.csv") == [["path", "error"]]
-    assert summary["images_matched"] == 0 and summary["labels"] == {"happy": 0, "sad": 0}
+    assert summary["images_matched"] == 0 and summary["labels"] == {"happy": 0, "sad": 0, "no_face": 0}
 
 
 @pytest.mark.parametrize("make_args,message", [
