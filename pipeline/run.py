@@ -363,7 +363,7 @@ def format_summary(summary: dict) -> str:
     skipped = summary.get("files_skipped") or {}
     if skipped:
         lines.append("  skipped: " + ", ".join(f"{count:,} {kind}" for kind, count in skipped.items())
-                     + " (not images by name, or system files: not labelled)")
+                     + " (not labelled)")
     reasons = list(summary["errors_by_reason"].items())
     for reason, count in reasons[:SUMMARY_ERROR_KINDS]:
         lines.append(f"  failed:  {count:,} x {reason}")
