@@ -22,6 +22,8 @@ LABEL_FLAGS ?=
 PYTEST_FLAGS ?=
 # Extra flags for `make bench`, e.g. BENCH_FLAGS="--images 400 --large-photos 4 --memory-points 200,400".
 BENCH_FLAGS ?=
+# Extra flags for `make bench`'s photo part, e.g. PHOTO_BENCH_FLAGS="--photos 5 --crops 200".
+PHOTO_BENCH_FLAGS ?=
 # `make report`: the output folder of a labelling run, local or gs://.
 RUN        ?=
 # `make serve`: the port of the try-a-face page (it listens on 127.0.0.1 only).
@@ -50,7 +52,8 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo
 	@echo "Variables: INPUT, OUTPUT, MODEL (default $(MODEL)), DATA_DIR (default $(DATA_DIR)),"
-	@echo "           TRAIN_MINUTES (default $(TRAIN_MINUTES)), TRAIN_FLAGS, LABEL_FLAGS, PYTEST_FLAGS, BENCH_FLAGS;"
+	@echo "           TRAIN_MINUTES (default $(TRAIN_MINUTES)), TRAIN_FLAGS, LABEL_FLAGS, PYTEST_FLAGS, BENCH_FLAGS,"
+	@echo "           PHOTO_BENCH_FLAGS;"
 	@echo "           for dataflow: PROJECT, REGION, TEMP, JOB_NAME,"
 	@echo "           DATAFLOW_FLAGS (default $(DATAFLOW_FLAGS))"
 	@echo "           RUN (for report), PORT (for serve, default $(PORT))"
@@ -98,8 +101,9 @@ evaluate: $(STAMP) ## Evaluate MODEL on the validation split: MODEL/evaluation.j
 test: $(STAMP) ## Run the test suite
 	$(PYTHON) -m pytest $(PYTEST_FLAGS) tests
 
-bench: $(STAMP) ## Benchmark pipeline.run against a plain loop on 30,000 faces; writes bench-results.json
+bench: $(STAMP) ## Benchmark pipeline.run against a plain loop on 30,000 faces, then photos and crops per --faces mode
 	$(PYTHON) -m bench.bench --json bench-results.json $(BENCH_FLAGS)
+	$(PYTHON) -m bench.photos --json bench-photos.json $(PHOTO_BENCH_FLAGS)
 
 clean: ## Remove the virtualenv and caches (keeps the shipped model)
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

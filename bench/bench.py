@@ -7,7 +7,8 @@ Workflow (one run; every measurement is a fresh subprocess, run one after anothe
 2. micro: decode+preprocess alone (faces, large photos), model inference alone on a preloaded array, the served
    function's FLOPs per image, and achieved GFLOP/s against the CPU's theoretical peak.
 3. Per count: the limit loop (read -> preprocess_image -> load_classifier'd SavedModel in batches), then
-   `python -m pipeline.run` in-process and with multi_processing x2. Inside throughput comes from the worker's
+   `python -m pipeline.run --faces none` (the same work: no face finding) in-process and with multi_processing
+   x2; `bench.photos` measures the face-finding modes. Inside throughput comes from the worker's
    own timing (limit) or summary.json's images_labelled / wall_seconds (pipeline); process wall time includes
    interpreter start. Peak RSS of the process tree is polled from /proc every 0.1 s; wait4's ru_maxrss (the
    largest single reaped process) is the cross-check.
@@ -308,7 +309,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             output = work / f"out-{label.split()[1]}-{count}"
             result = run_measured(f"{label.split()[1]}-{count}", [
                 python, "-m", "pipeline.run", "--input", str(sets[count]), "--output", str(output),
-                "--model", model, *flags], logs)
+                "--model", model, "--faces", "none", *flags], logs)
             summary = json.loads((output / "summary.json").read_text())
             inside = summary["wall_seconds"]
             runs.append({"run": label, "files": files, **result, "images_labelled": summary["images_labelled"],

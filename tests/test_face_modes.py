@@ -122,7 +122,9 @@ def test_report_shows_aligned_faces_and_images_without_a_face(photo_folder, tmp_
     assert no_face.count('<figure class="tile"') == 3 and "No face found" in no_face
     assert no_face.count('<img src="data:image/png;base64,') == 3  # whole-image thumbnails, even of 1x1
     counts = page[page.index('id="counts"'):]
-    assert "no_face" in counts[:counts.index("</section>")]
+    counts = counts[:counts.index("</section>")]
+    assert 'data-label="no_face" data-count="3"' in counts and ">faces</th>" in counts
+    assert 'data-label="(matched)" data-count="6"' in counts  # images, not rows (the group photo has 3 rows)
     happy = page[page.index('id="grid-happy"'):]
     happy = happy[:happy.index("</section>")]
     sad = page[page.index('id="grid-sad"'):]
