@@ -24,6 +24,8 @@ PYTEST_FLAGS ?=
 BENCH_FLAGS ?=
 # Extra flags for `make bench-scale`, e.g. SCALE_FLAGS="--real 1000 --synthetic 20000,100000" for a quick run.
 SCALE_FLAGS ?=
+# Extra flags for `make bench`'s photo part, e.g. PHOTO_BENCH_FLAGS="--photos 5 --crops 200".
+PHOTO_BENCH_FLAGS ?=
 # `make report`: the output folder of a labelling run, local or gs://.
 RUN        ?=
 # `make serve`: the port of the try-a-face page (it listens on 127.0.0.1 only).
@@ -60,7 +62,8 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo
 	@echo "Variables: INPUT, OUTPUT, MODEL (default $(MODEL)), DATA_DIR (default $(DATA_DIR)),"
-	@echo "           TRAIN_MINUTES (default $(TRAIN_MINUTES)), TRAIN_FLAGS, LABEL_FLAGS, PYTEST_FLAGS, BENCH_FLAGS;"
+	@echo "           TRAIN_MINUTES (default $(TRAIN_MINUTES)), TRAIN_FLAGS, LABEL_FLAGS, PYTEST_FLAGS, BENCH_FLAGS,"
+	@echo "           PHOTO_BENCH_FLAGS;"
 	@echo "           for dataflow: PROJECT, REGION, TEMP, JOB_NAME,"
 	@echo "           DATAFLOW_FLAGS (default $(DATAFLOW_FLAGS))"
 	@echo "           for the Flex Template: IMAGE, TEMPLATE, FLEX_FLAGS (default $(FLEX_FLAGS))"
@@ -128,8 +131,9 @@ evaluate: $(STAMP) ## Evaluate MODEL on the validation split: MODEL/evaluation.j
 test: $(STAMP) ## Run the test suite
 	$(PYTHON) -m pytest $(PYTEST_FLAGS) tests
 
-bench: $(STAMP) ## Benchmark pipeline.run against a plain loop on 30,000 faces; writes bench-results.json
+bench: $(STAMP) ## Benchmark pipeline.run against a plain loop on 30,000 faces, then photos and crops per --faces mode
 	$(PYTHON) -m bench.bench --json bench-results.json $(BENCH_FLAGS)
+	$(PYTHON) -m bench.photos --json bench-photos.json $(PHOTO_BENCH_FLAGS)
 
 bench-scale: $(STAMP) ## Peak memory and time per million images (to 2,000,000 rows); writes scale-results.json
 	$(PYTHON) -m bench.scale --json scale-results.json $(SCALE_FLAGS)

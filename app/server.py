@@ -1,15 +1,17 @@
 """A local web page to try the model on one face image: `python -m app.server [--model DIR] [--port N]`.
 
-Choose or drop an image; the page shows the face as the model sees it (48x48 greyscale, enlarged pixel for
-pixel), the label and every class probability. The page posts to the JSON endpoint `/api/label` with fetch;
+Choose or drop a photo; the page shows it with a box around every face found and, for each face, the face as the
+model sees it (found, aligned, 48x48 greyscale, enlarged pixel for pixel), the label and every class probability,
+exactly as a labelling run with `--faces all` computes them; a photo without a face says so. The page posts to the JSON endpoint `/api/label` with fetch;
 without JavaScript the same form posts to `/` and the answer comes back as the page itself.
 
 Uploads are limited to MAX_UPLOAD_BYTES (a clean 413 message beyond that), decoded by the shared
-`preprocess_image` (anything that is not a usable image gets its one-line reason, status 400) and kept in memory
-only: nothing is written to disk. It binds 127.0.0.1 unless told otherwise: this is a local tool, not a service.
+`model.faces.decode_for_faces` (anything that is not a usable image gets its one-line reason, status 400) and kept
+in memory only: nothing is written to disk. It binds 127.0.0.1 unless told otherwise: this is a local tool, not a service.
 """
 
 import argparse
+import base64
 import dataclasses
 import io
 import sys
@@ -20,12 +22,17 @@ from flask import Flask, Request, Response, jsonify, render_template, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.serving import make_server
 
+from PIL import Image
+
+from model.align import face_inputs
 from model.contract import DEFAULT_MODEL_DIR
+from model.faces import FaceFinder, decode_for_faces
 from model.metadata import RULE_THRESHOLD, ModelMetadata
-from model.preprocess import ImageDecodeError, preprocess_image
+from model.preprocess import ImageDecodeError
 from model.saved import Classifier, ModelLoadError, load_classifier
 from pipeline.face_images import face_png, png_data_uri
 from pipeline.model_files import localize_model
+from pipeline.rows import NO_FACE
 
 DEFAULT_HOST: str = "127.0.0.1"
 DEFAULT_PORT: int = 8000
@@ -38,8 +45,12 @@ API_PREFIX: str = "/api/"
 STATUS_BAD_REQUEST: int = 400
 STATUS_TOO_LARGE: int = 413
 EXIT_USER_ERROR: int = 2
-# Where the loaded model lives on the Flask app (app.extensions), for tests and tools.
+# Where the loaded model and face finder live on the Flask app (app.extensions), for tests and tools.
 CLASSIFIER_KEY: str = "facelabel.classifier"
+FINDER_KEY: str = "facelabel.face_finder"
+# The photo shown with its face boxes: at most this many pixels per side, JPEG at this quality.
+PREVIEW_MAX_SIDE: int = 720
+PREVIEW_QUALITY: int = 85
 TOO_LARGE_MESSAGE: str = f"file too large: uploads are limited to {MAX_UPLOAD_MB} MB"
 NO_FILE_MESSAGE: str = "choose an image file to upload"
 
@@ -60,28 +71,74 @@ class UploadError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class FaceVerdict:
+    """One face found in the upload: where it is, the face the network saw, and the model's answer for it."""
+
+    rank: int  # 1 = the largest face
+    box: list[float]  # x, y, width, height as fractions of the photo's width and height (0..1), for drawing
+    pixel_box: list[int]  # x, y, width, height in the upright photo's pixels, as in labels.csv's face_box
+    score: float | None  # the face detector's confidence; None when a face-sized image was taken whole
+    label: str
+    probabilities: dict[str, float]
+    face_uri: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Verdict:
-    """The model's answer for one upload, with the face it actually looked at."""
+    """The model's answer for one upload: every face found, and the photo they were found in.
+
+    label, probabilities and face_uri are those of the largest face, as a labelling run's default row; for a
+    photo without a face the label is NO_FACE, with no probabilities and no face.
+    """
 
     filename: str
     label: str
     probabilities: dict[str, float]
     face_uri: str
     model_version: str
+    photo_uri: str
+    faces: list[FaceVerdict]
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def label_image(classifier: Classifier, data: bytes, filename: str = "") -> Verdict:
-    """Label encoded image bytes exactly as a labelling run would; raises ImageDecodeError for a non-image."""
-    face = preprocess_image(data)
-    probabilities = classifier(face[np.newaxis])[0]
+def photo_preview_uri(image: Image.Image) -> str:
+    """The upright photo, at most PREVIEW_MAX_SIDE pixels per side, as a JPEG data: URI for the page."""
+    preview = image.copy()
+    preview.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
+    buffer = io.BytesIO()
+    preview.convert("RGB").save(buffer, format="JPEG", quality=PREVIEW_QUALITY)
+    return f"data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+
+
+def label_image(classifier: Classifier, finder: FaceFinder, data: bytes, filename: str = "") -> Verdict:
+    """Find, align and label every face in encoded image bytes exactly as a labelling run with --faces all does.
+
+    Raises ImageDecodeError for a file that is not a usable image.
+    """
+    decoded = decode_for_faces(data)
+    image = decoded.image
+    [found] = finder.find([image])
+    inputs = face_inputs(image, found, all_faces=True)
     metadata = classifier.metadata
-    chosen = int(metadata.decide(probabilities[np.newaxis])[0])
-    return Verdict(filename=filename, label=metadata.class_names[chosen],
-                   probabilities={name: float(p) for name, p in zip(metadata.class_names, probabilities)},
-                   face_uri=png_data_uri(face_png(face)), model_version=metadata.model_version)
+    probabilities = classifier(np.stack([f.pixels for f in inputs])) if inputs else np.zeros((0, 2))
+    chosen = metadata.decide(probabilities) if inputs else []
+    width, height = image.size
+    faces = []
+    for face_input, p, c in zip(inputs, probabilities, chosen):
+        x, y, w, h = face_input.face.box if face_input.face is not None else (0.0, 0.0, width, height)
+        faces.append(FaceVerdict(
+            rank=face_input.rank, box=[x / width, y / height, w / width, h / height],
+            pixel_box=[round(v * decoded.scale) for v in (x, y, w, h)],
+            score=None if face_input.face is None else round(face_input.face.score, 4),
+            label=metadata.class_names[int(c)],
+            probabilities={name: float(v) for name, v in zip(metadata.class_names, p)},
+            face_uri=png_data_uri(face_png(face_input.pixels))))
+    first = faces[0] if faces else None
+    return Verdict(filename=filename, label=first.label if first else NO_FACE,
+                   probabilities=first.probabilities if first else {}, face_uri=first.face_uri if first else "",
+                   model_version=metadata.model_version, photo_uri=photo_preview_uri(image), faces=faces)
 
 
 def decision_text(metadata: ModelMetadata) -> str:
@@ -109,10 +166,12 @@ def rejection(err: Exception) -> str:
 def create_app(model_dir: str) -> Flask:
     """The Flask app serving one model (a local or gs:// folder), loaded once, here, so a bad path fails now."""
     classifier = load_classifier(localize_model(str(model_dir)))
+    finder = FaceFinder()
     app = Flask(__name__)
     app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES
     app.extensions[CLASSIFIER_KEY] = classifier
+    app.extensions[FINDER_KEY] = finder
 
     def page(verdict: Verdict | None = None, error: str | None = None) -> str:
         return render_template("index.html", verdict=verdict, error=error, metadata=classifier.metadata,
@@ -127,15 +186,16 @@ def create_app(model_dir: str) -> Flask:
     def label_form() -> str | tuple[str, int]:
         """The no-JavaScript path: a plain form post answered with the whole page."""
         try:
-            return page(verdict=label_image(classifier, *uploaded_file()))
+            return page(verdict=label_image(classifier, finder, *uploaded_file()))
         except (UploadError, ImageDecodeError) as err:
             return page(error=rejection(err)), STATUS_BAD_REQUEST
 
     @app.post("/api/label")
     def label_api() -> Response | tuple[Response, int]:
-        """JSON: {filename, label, probabilities: {class: p}, face_uri, model_version}, or {error} with 400."""
+        """JSON: {filename, label, probabilities: {class: p}, face_uri, model_version, photo_uri,
+        faces: [{rank, box, pixel_box, score, label, probabilities, face_uri}]}, or {error} with 400."""
         try:
-            return jsonify(label_image(classifier, *uploaded_file()).to_json())
+            return jsonify(label_image(classifier, finder, *uploaded_file()).to_json())
         except (UploadError, ImageDecodeError) as err:
             return jsonify(error=rejection(err)), STATUS_BAD_REQUEST
 

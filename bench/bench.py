@@ -7,7 +7,8 @@ Workflow (one run; every measurement is a fresh subprocess, run one after anothe
 2. micro: decode+preprocess alone (faces, large photos), model inference alone on a preloaded array, the served
    function's FLOPs per image, and achieved GFLOP/s against the CPU's theoretical peak.
 3. Per count: the limit loop (read -> preprocess_image -> load_classifier'd SavedModel in batches), then
-   `python -m pipeline.run` in-process and with multi_processing x2. Inside throughput comes from the worker's
+   `python -m pipeline.run --faces none` (the same work: no face finding) in-process and with multi_processing
+   x2; `bench.photos` measures the face-finding modes. Inside throughput comes from the worker's
    own timing (limit) or summary.json's images_labelled / wall_seconds (pipeline); process wall time includes
    interpreter start. Peak RSS of the process tree is polled from /proc every 0.1 s; wait4's ru_maxrss (the
    largest single reaped process) is the cross-check.
@@ -55,8 +56,6 @@ RESULT_PREFIX: str = "BENCH_RESULT "
 T0_ENV: str = "FACELABEL_BENCH_T0"  # the parent's time.time() just before spawning the worker
 MULTI_PROCESS_FLAGS: tuple[str, ...] = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
 IN_PROCESS_FLAGS: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
-# The limit loop classifies whole images, so the pipeline runs do too (no face finding): like against like.
-PIPELINE_FLAGS: tuple[str, ...] = ("--faces=none",)
 EXIT_USER_ERROR: int = 2
 
 
@@ -310,7 +309,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             output = work / f"out-{label.split()[1]}-{count}"
             result = run_measured(f"{label.split()[1]}-{count}", [
                 python, "-m", "pipeline.run", "--input", str(sets[count]), "--output", str(output),
-                "--model", model, *PIPELINE_FLAGS, *flags], logs)
+                "--model", model, "--faces", "none", *flags], logs)
             summary = json.loads((output / "summary.json").read_text())
             inside = summary["wall_seconds"]
             runs.append({"run": label, "files": files, **result, "images_labelled": summary["images_labelled"],

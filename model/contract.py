@@ -14,10 +14,17 @@ IMAGE_SIZE: int = 48
 CHANNELS: int = 1
 INPUT_SHAPE: tuple[int, int, int] = (IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
 
-# File name endings (lower case) that the labelling job treats as images; matched case-insensitively.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-)
+# File name endings (lower case) that the labelling job treats as images; matched case-insensitively. Every
+# still-image kind a camera, phone, scanner, browser or image editor saves and `model.preprocess` reads:
+# JPEG (also .jfif/.jif/.jfi, and MPO saved as .jpg/.mpo), PNG, BMP, GIF, WebP, TIFF, HEIC/HEIF, AVIF,
+# JPEG 2000, PNM (scanners), TGA.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".jfi", ".mpo",
+    ".png", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff",
+    ".heic", ".heics", ".heif", ".hif", ".avif",
+    ".jp2", ".j2k", ".jpf", ".jpx",
+    ".pnm", ".pbm", ".pgm", ".ppm", ".tga",
+})
 
 # Name of the serving signature every exported facelabel SavedModel has.
 SERVING_SIGNATURE: str = "serving_default"

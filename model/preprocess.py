@@ -4,17 +4,24 @@ Training (`trainer/`) and labelling (`pipeline/`) both call `preprocess_image`, 
 learned is exactly what it sees when it labels: there is no second implementation that could drift.
 
 The rule, in order:
-1. Decode with Pillow (JPEG incl. CMYK and progressive, PNG incl. 16-bit/alpha/palette, BMP, GIF, WebP, TIFF).
-   Multi-frame files (animated GIF, multi-page TIFF) use their first frame.
-2. JPEGs are decoded at a reduced scale (Pillow's `draft`, DCT scaling) when they are much larger than needed,
-   so a 6000x4000 photo costs about as much as a 750x500 one.
-3. Images still over `MAX_DECODED_PIXELS` after that are refused (decompression-bomb guard).
+1. Decode with Pillow: JPEG (also CMYK, progressive, and MPO: the multi-picture JPEG phones and cameras write,
+   read as its first picture), PNG, BMP, GIF, WebP, TIFF, HEIC/HEIF (`pillow-heif`), AVIF, JPEG 2000, PNM,
+   TGA. Multi-frame files (animated GIF, multi-page TIFF) use their first frame.
+2. JPEGs (MPO included) are decoded at a reduced scale (Pillow's `draft`, DCT scaling) when they are much larger
+   than needed, so a 48-megapixel photo costs about as much as a 0.75-megapixel one.
+3. Before any pixel is decoded, the memory decoding and converting would take is estimated
+   (`model.image_formats.decode_memory_bytes`); over `MAX_DECODE_BYTES` the file is refused as "image too
+   large", whatever its pixel count.
 4. The EXIF orientation tag is applied, so a phone photo is upright.
-5. Converted to 8-bit greyscale: colour with ITU-R 601-2 luma (Pillow's "L"), 16-bit samples scaled by 1/257,
-   transparency flattened onto a white background.
+5. Converted to 8-bit by value range: 16-bit samples scaled by 255/65535; 32-bit integer and float samples by
+   the range they use (floats 0-1 or 0-255, integers 0-255, 0-65535 or 0-2^31-1; negative or non-finite values
+   are refused as "unsupported"); colour spaces (CMYK, Lab, YCbCr, HSV) to RGB; then greyscale with ITU-R
+   601-2 luma (Pillow's "L"), transparency flattened onto a white background.
 6. Centre-cropped to a square (the shorter side) and resized to 48x48 with a Lanczos filter. A 48x48 input,
    such as a FER2013 face, passes through unchanged.
 
+A file that cannot be read gets a reason: "not a recognised image format", "unsupported: ..." (a real image of
+a kind, variant or value range that is not read) or "corrupt or truncated image: ...".
 The result is float32 with pixel values 0..255; scaling to the network's range happens inside the network.
 Faces are not detected: the input should already be a face crop, as FER2013's are.
 """
@@ -23,27 +30,33 @@ import dataclasses
 import io
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from model.contract import CHANNELS, IMAGE_SIZE
+from model.image_formats import (MAX_DECODE_BYTES, ImageDecodeError, check_decode_memory, classify_failure,
+                                 declared_sample_bits, load_failure_reason, unidentified_reason)
 
-# Largest image (width x height, after JPEG draft reduction) that is decoded; bigger ones are refused
-# so a crafted or huge file cannot exhaust a worker's memory. 40 MP of RGBA is 160 MB.
-MAX_DECODED_PIXELS: int = 40_000_000
-# Pillow refuses files whose header claims more than twice this many pixels before reading any pixel data.
-Image.MAX_IMAGE_PIXELS = MAX_DECODED_PIXELS
-# Scale factor from 16-bit samples (0..65535) to 8-bit (0..255).
-SIXTEEN_TO_EIGHT_BIT: float = 65535.0 / 255.0
+__all__ = ["MAX_DECODE_BYTES", "DecodedImage", "ImageDecodeError", "decode_image", "preprocess_image"]
+
+# Largest 8-bit value, and the full scale of 16-bit and signed 32-bit integer samples.
+EIGHT_BIT_MAX: float = 255.0
+SIXTEEN_BIT_MAX: float = 65535.0
+THIRTY_TWO_BIT_MAX: float = 2.0 ** 31 - 1
+# Float samples up to this are read as 0-1 (the common convention of scientific and ML tools), else 0-255.
+FLOAT_UNIT_MAX: float = 1.0
+# Added before Pillow's truncating float -> 8-bit conversion, so it rounds to nearest.
+ROUND_HALF: float = 0.5
 # Background that transparent pixels are flattened onto.
 BACKGROUND_GREY: int = 255
 RESIZE_FILTER = Image.Resampling.LANCZOS
 # EXIF tag 0x0112 (Orientation), and its values 5-8 that swap width and height (EXIF 2.32, section 4.6.4).
 EXIF_ORIENTATION_TAG: int = 0x0112
 EXIF_TRANSPOSED_ORIENTATIONS: frozenset[int] = frozenset({5, 6, 7, 8})
-
-
-class ImageDecodeError(ValueError):
-    """The bytes are not an image this function can turn into a face input; the message says why."""
+# Modes converted straight to RGB by Pillow (colour spaces), and modes that carry an alpha channel.
+COLOUR_SPACE_MODES: frozenset[str] = frozenset({"CMYK", "LAB", "YCbCr", "HSV", "RGBX"})
+ALPHA_MODES: dict[str, str] = {"RGBA": "RGBA", "RGBa": "RGBA", "LA": "LA", "La": "LA", "PA": "RGBA"}
+# Pillow's messages for damaged data at load time (the rest say what cannot be decoded).
+LOAD_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,38 +80,44 @@ class DecodedImage:
 def decode_image(data: bytes, min_side: int = IMAGE_SIZE, colour: bool = False) -> DecodedImage:
     """Decode encoded image bytes upright, as 8-bit greyscale ("L"), or "RGB" when colour is True.
 
-    JPEGs are decoded at the smallest DCT scale whose shorter side is still at least min_side pixels (or at full
-    size if smaller), so a large photo costs little. Raises ImageDecodeError with a short human-readable reason
-    for anything that is not a usable image.
+    JPEGs (MPO included) are decoded at the smallest DCT scale whose shorter side is still at least min_side
+    pixels (or at full size if smaller), so a large photo costs little. Raises ImageDecodeError with a short
+    reason for anything that is not a usable image: "empty file (0 bytes)", "not a recognised image format",
+    "unsupported: ...", "image too large: ..." (over MAX_DECODE_BYTES) or "corrupt or truncated image: ...".
     """
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageDecodeError(unidentified_reason(data)) from None
+    except Image.DecompressionBombError as err:  # a plugin's own limit (e.g. libheif's)
+        raise ImageDecodeError(f"image too large: {err}") from None
+    except LOAD_ERRORS as err:
+        raise ImageDecodeError(classify_failure(str(err) or type(err).__name__)) from None
+    try:
         full_size = image.size
-        if image.format == "JPEG":
+        if isinstance(image, JpegImagePlugin.JpegImageFile):  # JPEG and MPO
             # Ask the JPEG decoder for the smallest DCT scale that still covers the requested size.
             image.draft("RGB" if colour else "L", (min_side, min_side))
-        width, height = image.size
-        if width * height > MAX_DECODED_PIXELS:
-            raise ImageDecodeError(
-                f"image too large: {width}x{height} pixels exceeds the limit of {MAX_DECODED_PIXELS:,}"
-            )
+        check_decode_memory(image, full_size, colour)
+        bits = declared_sample_bits(image)
         orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
         image = ImageOps.exif_transpose(image)
         if orientation in EXIF_TRANSPOSED_ORIENTATIONS:
             full_size = full_size[::-1]
-        converted = _to_rgb(image) if colour else _to_greyscale(image)
+        converted = _to_rgb(image, bits) if colour else _to_greyscale(image, bits)
         converted.load()
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as err:
-        raise ImageDecodeError(f"image too large (decompression bomb guard): {err}") from None
-    except UnidentifiedImageError:
-        raise ImageDecodeError("not a recognised image format") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        # Pillow reports truncated and corrupt data as OSError/SyntaxError/ValueError/EOFError.
-        raise ImageDecodeError(f"corrupt or truncated image: {err}") from None
+        raise ImageDecodeError(f"image too large: {err}") from None
+    except MemoryError:
+        raise ImageDecodeError("image too large: out of memory while decoding") from None
+    except LOAD_ERRORS as err:
+        # Pillow reports damaged data as OSError/SyntaxError/ValueError/EOFError, and kinds it cannot decode
+        # in words ("unsupported", "not available") that classify_failure looks for.
+        raise ImageDecodeError(load_failure_reason(data, err)) from None
     return DecodedImage(converted, full_size)
 
 
@@ -113,32 +132,72 @@ def preprocess_image(data: bytes) -> np.ndarray:
     return np.asarray(face, dtype=np.float32).reshape(IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit "RGB": greyscale by the greyscale rule, then repeated in three channels;
-    colour with transparency flattened onto the same background."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("L", "1", "I", "F") or image.mode.startswith("I;") or image.mode in ("LA", "La"):
+def _to_rgb(image: Image.Image, sample_bits: int | None = None) -> Image.Image:
+    """Convert any Pillow mode to 8-bit "RGB": greyscale modes by the greyscale rule, repeated in three channels;
+    colour spaces by Pillow; transparency flattened onto the same white background. sample_bits: the file's
+    declared bits per sample when fewer than its mode holds (12-bit TIFF read as 16-bit), else None."""
+    image = _eight_bit(image, sample_bits)
+    if image.mode in ("L", "LA"):
         return _to_greyscale(image).convert("RGB")
-    has_alpha = image.mode in ("RGBA", "PA", "RGBa") or "transparency" in image.info
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (BACKGROUND_GREY,) * 3 + (255,))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    if image.mode == "RGBA":
+        return _flatten(image.convert("RGB"), image.getchannel("A"))
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _to_greyscale(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit greyscale ("L") by the rule in the module docstring."""
-    if image.mode == "L":
+def _to_greyscale(image: Image.Image, sample_bits: int | None = None) -> Image.Image:
+    """Convert any Pillow mode to 8-bit greyscale ("L") by the rule in the module docstring (sample_bits as for
+    _to_rgb)."""
+    image = _eight_bit(image, sample_bits)
+    if image.mode in ("LA", "RGBA"):
+        return _flatten(image.convert("L"), image.getchannel("A"))
+    return image if image.mode == "L" else image.convert("L")
+
+
+def _flatten(image: Image.Image, alpha: Image.Image) -> Image.Image:
+    """image ("L" or "RGB") composited over the white background with the given alpha channel."""
+    background = Image.new(image.mode, image.size, (BACKGROUND_GREY,) * len(image.getbands()))
+    return Image.composite(image, background, alpha)
+
+
+def _eight_bit(image: Image.Image, sample_bits: int | None = None) -> Image.Image:
+    """Any Pillow mode as one of "L", "LA", "RGB", "RGBA" with 8-bit samples, read by its value range.
+
+    Raises ImageDecodeError("unsupported: ...") for samples whose range is not known (negative, not finite) and
+    for modes Pillow has but no camera, phone, scanner or editor writes.
+    """
+    mode = image.mode
+    if mode in ("L", "LA", "RGB", "RGBA"):
         return image
-    if image.mode.startswith("I"):
-        # 16-bit (I;16, I;16B, ...) and 32-bit integer images: Pillow's own conversion clips at 255.
-        samples = np.asarray(image, dtype=np.float64) / SIXTEEN_TO_EIGHT_BIT
-        return Image.fromarray(np.clip(np.rint(samples), 0, 255).astype(np.uint8), mode="L")
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (BACKGROUND_GREY,) * 3 + (255,))
-        return Image.alpha_composite(background, rgba).convert("L")
-    return image.convert("L")
+    if mode in ALPHA_MODES:
+        return image.convert(ALPHA_MODES[mode])
+    if mode == "1":
+        return image.convert("L")
+    if mode == "P":
+        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if mode in COLOUR_SPACE_MODES:
+        return image.convert("RGB")
+    if mode == "F" or mode.startswith("I"):
+        return _scaled_to_eight_bit(image, sample_bits)
+    raise ImageDecodeError(f"unsupported: pixel mode {mode}")
+
+
+def _scaled_to_eight_bit(image: Image.Image, sample_bits: int | None) -> Image.Image:
+    """A 16-bit, 32-bit integer or float greyscale image as 8-bit "L", scaled by the range its values use
+    (16-bit modes: by the declared sample_bits, e.g. 12, when the file states fewer than 16)."""
+    as_float = image if image.mode == "F" else image.convert("F")
+    low, high = as_float.getextrema()
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ImageDecodeError(f"unsupported: {image.mode} samples that are not finite numbers")
+    if low < 0:
+        raise ImageDecodeError(f"unsupported: {image.mode} samples from {low:g} to {high:g} (negative values have "
+                               f"no known brightness)")
+    if image.mode.startswith("I;16"):
+        full_scale = float(2 ** sample_bits - 1) if sample_bits and sample_bits < 16 else SIXTEEN_BIT_MAX
+    elif image.mode == "F":
+        full_scale = FLOAT_UNIT_MAX if high <= FLOAT_UNIT_MAX else EIGHT_BIT_MAX if high <= EIGHT_BIT_MAX else None
+    else:  # 32-bit integers: the smallest of the usual sample ranges that holds every value
+        full_scale = next(limit for limit in (EIGHT_BIT_MAX, SIXTEEN_BIT_MAX, THIRTY_TWO_BIT_MAX) if high <= limit)
+    if full_scale is None:
+        raise ImageDecodeError(f"unsupported: float samples up to {high:g} (known ranges: 0-1 and 0-255)")
+    scale = EIGHT_BIT_MAX / full_scale
+    return as_float.point(lambda value: value * scale + ROUND_HALF).convert("L")

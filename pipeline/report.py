@@ -1,7 +1,8 @@
 """A visual report of one labelling run: `python -m pipeline.report RUN_DIR` writes RUN_DIR/report.html.
 
 The page shows the counts per label, a histogram of p_<first class> (p_happy), the first errors, and grids of
-the most confidently labelled faces of each class and of the least certain ones, each face as the model saw it.
+the most confidently labelled faces of each class and of the least certain ones, each face as the model saw it
+(found and aligned again with the job's own code), and the number of images without a face with a few of them.
 It is one static, self-contained file (see `pipeline.report_html`), so it opens from disk and from a bucket's
 public URL alike; RUN_DIR may be local or gs:// (everything is read and written through Beam's FileSystems).
 
@@ -29,12 +30,14 @@ from concurrent.futures import ThreadPoolExecutor
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from model.faces import FaceFinder
 from model.preprocess import ImageDecodeError
-from pipeline.face_images import face_data_uri
+from pipeline.face_images import aligned_face_data_uri, face_data_uri, photo_data_uri
 from pipeline.model_files import root_cause
 from pipeline.outputs import (ERRORS_FILE, LABELS_FILE, REPORT_FILE, SUMMARY_FILE, IncompleteOutputError,
                               output_files, output_lines)
 from pipeline.report_html import Grid, ReportView, Tile, render_report
+from pipeline.rows import FACE_COLUMNS, NO_FACE
 
 HTML_MIME: str = "text/html; charset=utf-8"
 
@@ -49,6 +52,7 @@ THUMBNAIL_READERS: int = 8
 # labels.csv columns before the probabilities.
 PATH_COLUMN, LABEL_COLUMN = 0, 1
 PROBABILITY_PREFIX: str = "p_"
+FACE_COLUMN: str = FACE_COLUMNS[0]  # the face's rank; faces_found follows it
 UNCERTAIN_KEY: str = "uncertain"
 EXIT_FAILED: int = 1
 EXIT_USER_ERROR: int = 2
@@ -82,11 +86,12 @@ class TopK:
 
 @dataclasses.dataclass(frozen=True)
 class Picked:
-    """A labels.csv row chosen for a grid."""
+    """A labels.csv row chosen for a grid; face is the row's face rank (None: the whole image was the face)."""
 
     path: str
     label: str
     probabilities: tuple[float, ...]
+    face: int | None = None
 
 
 @dataclasses.dataclass
@@ -98,6 +103,7 @@ class LabelStats:
     histogram: list[list[int]]
     confident: dict[str, list[Picked]]
     uncertain: list[Picked]
+    no_face: list[Picked]
     rows: int
     unreadable_rows: int
 
@@ -115,7 +121,10 @@ def probability_columns(header: list[str] | None) -> tuple[tuple[str, ...], list
 def scan_labels(lines: Iterable[str], grid_size: int = GRID_SIZE, bins: int = HISTOGRAM_BINS) -> LabelStats:
     """One streaming pass over labels.csv lines; memory depends on grid_size and bins, not on the row count."""
     reader = csv.reader(lines)
-    class_names, columns = probability_columns(next(reader, None))
+    header = next(reader, None)
+    class_names, columns = probability_columns(header)
+    face_column = header.index(FACE_COLUMN) if FACE_COLUMN in header else None
+    no_face: list[list[str]] = []
     class_index = {name: i for i, name in enumerate(class_names)}
     other = len(class_names)  # histogram slot for a label that is not one of the model's classes
     histogram = [[0] * (other + 1) for _ in range(bins)]
@@ -124,6 +133,12 @@ def scan_labels(lines: Iterable[str], grid_size: int = GRID_SIZE, bins: int = HI
     counts: Counter = Counter()
     rows = unreadable = 0
     for fields in reader:
+        if fields[LABEL_COLUMN:LABEL_COLUMN + 1] == [NO_FACE]:
+            rows += 1
+            counts[NO_FACE] += 1
+            if len(no_face) < grid_size:
+                no_face.append(fields)
+            continue
         try:
             label = fields[LABEL_COLUMN]
             probabilities = [float(fields[i]) for i in columns]
@@ -140,11 +155,15 @@ def scan_labels(lines: Iterable[str], grid_size: int = GRID_SIZE, bins: int = HI
         uncertain.offer(-max(probabilities), fields)
 
     def picked(fields: list[str]) -> Picked:
-        return Picked(fields[PATH_COLUMN], fields[LABEL_COLUMN], tuple(float(fields[i]) for i in columns))
+        rank = fields[face_column] if face_column is not None and face_column < len(fields) else ""
+        whole = face_column is None or not fields[face_column + 1]  # --faces none: nothing was searched
+        return Picked(fields[PATH_COLUMN], fields[LABEL_COLUMN], tuple(float(fields[i]) for i in columns),
+                      None if whole or not rank or fields[face_column + 1] == "0" else int(rank))
 
     return LabelStats(class_names, counts, histogram,
                       {name: [picked(f) for f in top.best()] for name, top in confident.items()},
-                      [picked(f) for f in uncertain.best()], rows, unreadable)
+                      [picked(f) for f in uncertain.best()],
+                      [Picked(f[PATH_COLUMN], NO_FACE, ()) for f in no_face], rows, unreadable)
 
 
 def scan_errors(lines: Iterable[str], limit: int = MAX_ERRORS_LISTED) -> tuple[list[tuple[str, str]], int]:
@@ -175,33 +194,72 @@ def read_summary(run_dir: str) -> dict | None:
     return summary if isinstance(summary, dict) else None
 
 
-def thumbnail(path: str) -> tuple[str | None, str | None]:
-    """(data: URI of the face as the model saw it, None), or (None, why not) for a missing or unreadable image."""
+def read_source(path: str) -> tuple[bytes | None, str | None]:
+    """(the image file's bytes, None), or (None, why not) for a missing, unreadable or oversized file."""
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             data = handle.read(MAX_THUMBNAIL_SOURCE_BYTES + 1)
-        if len(data) > MAX_THUMBNAIL_SOURCE_BYTES:
-            return None, f"file over {MAX_THUMBNAIL_SOURCE_BYTES:,} bytes"
-        return face_data_uri(data), None
-    except ImageDecodeError as err:
-        return None, str(err)
     except Exception as err:  # missing, moved, no permission...: the tile says so, the report goes on
         return None, root_cause(err)
+    if len(data) > MAX_THUMBNAIL_SOURCE_BYTES:
+        return None, f"file over {MAX_THUMBNAIL_SOURCE_BYTES:,} bytes"
+    return data, None
+
+
+class Thumbnails:
+    """Thumbnails of picked rows: the face as the model saw it (found and aligned again with the job's own code,
+    or the whole image for a run without face finding) or, for an image without a face, the whole image.
+
+    Files are read concurrently (on gs:// each is a network round trip); the face finder is built only if a
+    picked row has a found face."""
+
+    def __init__(self) -> None:
+        self._finder: FaceFinder | None = None
+
+    def _face_finder(self) -> FaceFinder:
+        if self._finder is None:
+            self._finder = FaceFinder()
+        return self._finder
+
+    def make(self, picks: list[Picked]) -> dict[tuple[str, int | None, bool], tuple[str | None, str | None]]:
+        keys = list(dict.fromkeys((p.path, p.face, p.label == NO_FACE) for p in picks))
+        paths = list(dict.fromkeys(path for path, _, _ in keys))
+        with ThreadPoolExecutor(THUMBNAIL_READERS) as pool:
+            sources = dict(zip(paths, pool.map(read_source, paths)))
+        return {key: self._render(sources[key[0]], key[1], key[2]) for key in keys}
+
+    def _render(self, source: tuple[bytes | None, str | None], face: int | None,
+                whole_photo: bool) -> tuple[str | None, str | None]:
+        data, problem = source
+        if data is None:
+            return None, problem
+        try:
+            if whole_photo:
+                return photo_data_uri(data), None
+            if face is None:
+                return face_data_uri(data), None
+            return aligned_face_data_uri(data, face, self._face_finder()), None
+        except ImageDecodeError as err:
+            return None, str(err)
 
 
 def make_grids(stats: LabelStats) -> tuple[Grid, ...]:
-    """The grids, with thumbnails read once per distinct path (a face can sit in two grids)."""
+    """The grids, with each image read once (a face can sit in two grids)."""
     chosen = [(name, stats.confident[name]) for name in stats.class_names] + [(UNCERTAIN_KEY, stats.uncertain)]
-    paths = list(dict.fromkeys(pick.path for _, picks in chosen for pick in picks))
-    with ThreadPoolExecutor(THUMBNAIL_READERS) as pool:
-        thumbnails = dict(zip(paths, pool.map(thumbnail, paths)))
+    if stats.no_face:
+        chosen.append((NO_FACE, stats.no_face))
+    thumbnails = Thumbnails().make([pick for _, picks in chosen for pick in picks])
     grids = []
     under = "Under each face: its file, its label and the probability of that label; hover for more."
     for key, picks in chosen:
-        tiles = tuple(Tile(p.path, p.label, p.probabilities, *thumbnails[p.path]) for p in picks)
+        tiles = tuple(Tile(p.path, p.label, p.probabilities, *thumbnails[(p.path, p.face, p.label == NO_FACE)])
+                      for p in picks)
         if key == UNCERTAIN_KEY:
             title, note = "Least certain", (f"The {len(tiles)} faces whose highest probability is lowest "
                                             f"(for two classes: p_{stats.class_names[0]} closest to 0.5). {under}")
+        elif key == NO_FACE:
+            title, note = "No face found", (f"The first {len(tiles)} of the {stats.label_counts[NO_FACE]:,} images "
+                                            f"in which no face was found (label {NO_FACE}), whole and small.")
         else:
             title, note = (f"Most confidently {key}",
                            f"The {len(tiles)} faces labelled {key} with the highest p_{key}. {under}")

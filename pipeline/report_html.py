@@ -23,6 +23,8 @@ Y_GRIDLINES: int = 4
 # Axis maxima are rounded up to 1, 2 or 5 times a power of ten, so gridlines fall on round numbers.
 NICE_STEPS: tuple[int, ...] = (1, 2, 5, 10)
 PROBABILITY_DIGITS: int = 3
+# summary.json's "faces" value of a run with one row per face (pipeline.run --faces all).
+FACES_ALL_MODE: str = "all"
 
 STYLE: str = """
 :root { --ink: #1f2328; --muted: #5b636d; --line: #d8dde3; --card: #ffffff; --page: #f4f6f8; }
@@ -136,7 +138,7 @@ def render_report(view: ReportView) -> str:
         *(render_grid(grid, view.class_names) for grid in view.grids),
         render_errors(view),
         f'<footer>Generated {esc(view.generated_at)} by <code>python -m pipeline.report</code>. Thumbnails are the '
-        f"48x48 greyscale faces the model saw (from <code>model.preprocess.preprocess_image</code>), enlarged 2x."
+        f"48x48 greyscale faces the model saw (found and aligned again with the job's own code), enlarged 2x."
         "</footer>",
         "</main></body></html>",
     ]
@@ -158,8 +160,13 @@ def render_header(view: ReportView) -> str:
 
 
 def render_counts(view: ReportView) -> str:
-    """Images per label, then failures and the total, as a table."""
-    failed, matched = view.errors_total, view.labelled + view.errors_total
+    """Rows of labels.csv per label (one per image, or per face with --faces all), failures and the total."""
+    summary = view.summary or {}
+    per_face = summary.get("faces") == FACES_ALL_MODE
+    unit = "faces" if per_face else "images"
+    failed = view.errors_total
+    # With a row per face, rows are not images: the run's own count of matched images is the total then.
+    matched = summary.get("images_matched", view.labelled + failed) if per_face else view.labelled + failed
     names = list(view.class_names) + sorted(set(view.label_counts) - set(view.class_names))
     rows = []
     for index, name in enumerate(names):
@@ -175,9 +182,11 @@ def render_counts(view: ReportView) -> str:
                 f'<th class="num">{matched:,}</th><th></th></tr>')
     unreadable = (f'<p class="note">{view.unreadable_rows:,} rows of labels.csv could not be read and are not '
                   f"counted.</p>" if view.unreadable_rows else "")
+    note = (f"Share of the {view.labelled:,} rows of labels.csv: one per face found (--faces all), and one for "
+            "each image without a face." if per_face else f"Share of the {view.labelled:,} labelled images.")
     return ('<section id="counts"><h2>Labels</h2>'
-            f'<p class="note">Share of the {view.labelled:,} labelled images.</p>'
-            '<table><thead><tr><th>label</th><th class="num">images</th><th class="num">share</th></tr></thead>'
+            f'<p class="note">{esc(note)}</p>'
+            f'<table><thead><tr><th>label</th><th class="num">{unit}</th><th class="num">share</th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>{unreadable}</section>')
 
 

@@ -131,6 +131,13 @@ def parse_label_rows(text: str | Iterable[str], class_names: tuple[str, ...]) ->
                        FaceInfo.parse(rest[count + 3:]))
 
 
+def sort_key(row: LabelRow | ErrorRow) -> tuple:
+    """The order of rows in the outputs: by path, then a file's faces by rank (largest first)."""
+    if isinstance(row, LabelRow):
+        return row.path, row.face.face, row.label
+    return tuple(row)
+
+
 def csv_line(fields: list[str]) -> str:
     """One CSV record without its line terminator (the writer adds it)."""
     buffer = io.StringIO()

@@ -2,8 +2,8 @@
 
 Workflow:
 1. Check the user's input, output and model before anything is launched (one clear line on a mistake).
-2. ReadImages: match the files (a folder is walked recursively for image extensions; a glob is taken as given)
-   and read their bytes.
+2. ReadImages: list the input (pipeline.inputs: an existing folder is walked, an existing file is one file,
+   anything else is a shell-like glob) and read the files' bytes.
 3. LabelImages: Preprocess (the shared `model.preprocess`) -> RunInference (SavedModel, batched, keyed by path)
    -> rows.
 4. WriteOutputs: labels.csv, errors.csv and summary.json in the output folder.
@@ -25,25 +25,26 @@ import os
 import sys
 import time
 
+# First: TensorFlow starts here with its C++ start-up noise filtered (see pipeline/console.py).
+from pipeline import console  # isort: skip
+
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, SetupOptions, StandardOptions,
                                                   TestOptions)
 from apache_beam.runners.runner import PipelineResult
 
-from model.contract import DEFAULT_MODEL_DIR, is_image_path
+from model.contract import DEFAULT_MODEL_DIR
+from pipeline.inputs import InputError, InputSpec, Survey, check_input, input_warnings, resolve_input, skipped_counts
 from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
 from pipeline.outputs import (ERRORS_FILE, LABELS_FILE, RUN_FILES, SUMMARY_FILE, output_names, promote_outputs,
                               remove_quietly)
 from pipeline.rows import NO_FACE
 from pipeline.transforms import FACE_MODES, FACES_ALL, FACES_LARGEST, FACES_NONE
 
-GLOB_CHARACTERS: str = "*?["
 # In --output, replaced by the launch date: a scheduler's fixed request still writes each night to its own folder.
 DATE_PLACEHOLDER: str = "{date}"
 DATE_FORMAT: str = "%Y-%m-%d"
-# The input check lists at most this many entries before launching; the pipeline itself matches them all.
-PREFLIGHT_MATCH_LIMIT: int = 10_000
 WRITE_CHECK_FILE: str = ".facelabel-write-check"
 EXIT_USER_ERROR: int = 2
 EXIT_TOO_MANY_ERRORS: int = 3
@@ -73,7 +74,10 @@ def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="python -m pipeline.run", description=__doc__.split("\n")[0],
                            epilog="Any other --flag is passed to Beam's PipelineOptions.")
     parser.add_argument("--input", required=True,
-                        help="folder of images (walked recursively) or a glob, local or gs://")
+                        help="an existing folder (walked recursively, image files by extension in any case), an "
+                             "existing file, or else a glob as in bash with globstar: * ? [..] {a,b} within a name, "
+                             "** for any folders (none included); a literal image extension matches in any case; "
+                             "local or gs://")
     parser.add_argument("--output", required=True,
                         help=f"output folder, local or gs://; {DATE_PLACEHOLDER} in it becomes the launch date "
                              "(UTC, YYYY-MM-DD), for a scheduled nightly run")
@@ -146,50 +150,16 @@ def unknown_pipeline_args(pipeline_args: list[str], own_flags: list[str]) -> str
     return f"unrecognized argument: {bad}" + (f" (did you mean {close[0]}?)" if close else "")
 
 
-def input_pattern(input_path: str) -> tuple[str, bool]:
-    """(file pattern, images_only): a folder becomes '<folder>/**' filtered to image extensions."""
-    if any(ch in input_path for ch in GLOB_CHARACTERS):
-        return input_path, False
-    return FileSystems.join(input_path.rstrip("/") or "/", "**"), True
-
-
-def local_folder_links(folder: str) -> tuple[list[str], list[str]]:
-    """Symbolic links inside a local folder that Beam's listing does not follow.
-
-    Returns (patterns for the linked folders, broken image links). Each linked folder is walked once: a link
-    back into a folder already walked (a loop, or a second route to the same files) is not followed.
-    """
-    patterns, broken, walked = [], [], set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        walked.add(os.path.realpath(dirpath))
-        for name in list(dirnames):
-            path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                continue
-            target = os.path.realpath(path)
-            if any(w == target or w.startswith(target + os.sep) for w in walked):
-                dirnames.remove(name)  # would revisit a folder (or an ancestor of one) already walked
-                continue
-            patterns.append(FileSystems.join(path, "**"))
-        broken.extend(os.path.join(dirpath, name) for name in filenames
-                      if is_image_path(name) and not os.path.exists(os.path.join(dirpath, name)))
-    return patterns, sorted(broken)
-
-
-def check_input(input_path: str, pattern: str, images_only: bool) -> None:
-    """Refuse an input that does not exist or matches nothing; warn for an existing folder with no images."""
+def check_input_path(input_path: str) -> tuple[InputSpec, Survey]:
+    """What --input names (pipeline.inputs) and what listing it found; one error line if it cannot be used."""
     try:
-        found = FileSystems.match([pattern], limits=[PREFLIGHT_MATCH_LIMIT])[0].metadata_list
-    except Exception as err:  # e.g. a gs:// bucket that does not exist or may not be listed
-        raise UserError(f"cannot list input {input_path} ({root_cause(err)})") from None
-    images = [m for m in found if is_image_path(m.path)] if images_only else found
-    if images:
-        return
-    is_local_folder = is_local(input_path) and os.path.isdir(input_path)
-    if is_local_folder or found:
-        log.warning("no image files found in %s; writing empty outputs", input_path)
-        return
-    raise UserError(f"input not found or matches no files: {input_path}")
+        source = resolve_input(input_path)
+        survey = check_input(source)
+    except InputError as err:
+        raise UserError(str(err)) from None
+    for warning in input_warnings(source, survey):
+        log.warning("%s", warning)
+    return source, survey
 
 
 def check_output(output_dir: str) -> None:
@@ -262,14 +232,9 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir:
                    class_names: tuple[str, ...], info: dict) -> None:
     """files -> ReadImages -> LabelImages -> WriteOutputs."""
     from pipeline.transforms import LabelImages, ReadImages, WriteOutputs  # the model handlers: TensorFlow
-    pattern, images_only = input_pattern(args.input)
-    link_patterns, broken_links = [], []
-    if images_only and is_local(args.input):
-        link_patterns, broken_links = local_folder_links(args.input)
     previous = FileSystems.join(args.output, LABELS_FILE) if args.incremental else None
-    read = pipeline | "ReadImages" >> ReadImages([pattern, *link_patterns], images_only, previous,
-                                                 info["model_version"], class_names, tuple(broken_links),
-                                                 args.faces)
+    read = pipeline | "ReadImages" >> ReadImages(InputSpec(args.input, info["input_kind"]), previous,
+                                                 info["model_version"], class_names, args.faces)
     # Workers load the shipped default model from their own installed package (None), other models by path.
     worker_model = None if is_default_model(args.model) else args.model
     labelled = read["images"] | "LabelImages" >> LabelImages(
@@ -298,14 +263,15 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     except ValueError as err:
         raise UserError(str(err)) from None
     check_runner_paths(args, options)
-    pattern, images_only = input_pattern(args.input)
-    check_input(args.input, pattern, images_only)
+    source, survey = check_input_path(args.input)
     metadata = check_model(args.model)
     check_output(args.output)
 
     started = time.time()
     info = {
         "input": args.input,
+        "input_kind": source.kind,
+        "files_skipped": skipped_counts(survey),
         "output": args.output,
         "model": args.model,
         "model_version": metadata.model_version,
@@ -350,7 +316,7 @@ def read_summary(output_dir: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    console.configure_logging()
     try:
         summary = run(argv)
     except UserError as err:
@@ -392,6 +358,10 @@ def format_summary(summary: dict, outputs: list[str] | None = None) -> str:
     lines.append(f"  labels:  " + "   ".join(f"{name} {count:,} ({share(count, faces)})"
                                            for name, count in counts.items())
                  + f"   ({per}; {summary.get('faces', FACES_NONE)} faces mode)")
+    skipped = summary.get("files_skipped") or {}
+    if skipped:
+        lines.append("  skipped: " + ", ".join(f"{count:,} {kind}" for kind, count in skipped.items())
+                     + " (not labelled)")
     reasons = list(summary["errors_by_reason"].items())
     for reason, count in reasons[:SUMMARY_ERROR_KINDS]:
         lines.append(f"  failed:  {count:,} x {reason}")

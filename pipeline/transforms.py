@@ -1,6 +1,6 @@
 """The labelling job's transforms, in the order data flows through them.
 
-    ReadImages:  MatchFiles -> [SkipUnchanged] -> ReadFiles   (FileKey, bytes); unreadable files -> errors
+    ReadImages:  MatchFiles -> [SkipUnchanged] -> ReadFiles   (FileKey, bytes); unreadable files and folders -> errors
     LabelImages: Decode -> FindFaces (RunInference, face detector) -> AlignFaces -> Classify (RunInference,
                  the SavedModel) -> ToRows                     LabelRow; undecodable images -> errors
     WriteOutputs (in pipeline.write_outputs): labels, errors and summary.json, sorted and sharded at scale
@@ -23,10 +23,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
 from model.align import face_inputs
-from model.contract import is_image_path
 from model.faces import decode_for_faces
 from model.preprocess import DecodedImage, ImageDecodeError, preprocess_image
 from pipeline.face_handler import FaceFinderHandler
+from pipeline.inputs import InputSpec, ListInput, display_path
 from pipeline.model_handler import SavedModelHandler
 from pipeline.outputs import SUMMARY_FILE, read_label_rows
 from pipeline.rows import ErrorRow, FaceInfo, FaceKey, FileKey, LabelRow, no_face_row, to_label_row
@@ -68,7 +68,8 @@ class ReportProgress(beam.DoFn):
 
 
 def file_key(metadata: FileMetadata) -> FileKey:
-    return FileKey(metadata.path, metadata.size_in_bytes, metadata.last_updated_in_seconds)
+    """The file's key through the pipeline: its path as written in the outputs (display_path), size, mtime."""
+    return FileKey(display_path(metadata.path), metadata.size_in_bytes, metadata.last_updated_in_seconds)
 
 
 def read_file(readable: fileio.ReadableFile) -> tuple[FileKey, bytes]:
@@ -104,56 +105,49 @@ def dead_letter_to_error(path_of: Callable[[object], str]) -> Callable[[tuple], 
 
 
 def readable_path(readable: fileio.ReadableFile) -> str:
-    return readable.metadata.path
+    return display_path(readable.metadata.path)
 
 
 def keyed_path(item: tuple[FileKey, object]) -> str:
     return item[0].path
 
 
-BROKEN_LINK_REASON: str = "broken symbolic link (its target does not exist)"
-
-
 class ReadImages(beam.PTransform):
-    """Match the input patterns and read each file's bytes.
+    """List the input (`pipeline.inputs`: folder, file or pattern) and read each file's bytes.
 
-    Returns {"matched": paths, "images": (FileKey, bytes), "errors": ErrorRow, "carried": LabelRow}.
-    With images_only, files without an image extension (case-insensitive) are skipped, as for a folder input.
-    With `previous` (an earlier run's labels.csv) files unchanged since it was written, and labelled by
-    `model_version`, are not read again: their earlier rows come out as "carried".
-    `broken_links` (found by the caller; a file listing cannot see them) count as matched and become errors.
+    Returns {"matched": paths, "images": (FileKey, bytes), "errors": ErrorRow, "carried": LabelRow}. Folders
+    that cannot be listed and broken links count as matched and become errors. Paths in every output are
+    `display_path`s. With `previous` (an earlier run's labels.csv) files unchanged since it was written, and
+    labelled by `model_version`, are not read again: their earlier rows come out as "carried".
     """
 
-    def __init__(self, patterns: str | list[str], images_only: bool = True, previous: str | None = None,
-                 model_version: str = "", class_names: tuple[str, ...] = (), broken_links: tuple[str, ...] = (),
-                 faces_mode: str | None = None):
+    def __init__(self, source: InputSpec, previous: str | None = None, model_version: str = "",
+                 class_names: tuple[str, ...] = (), faces_mode: str | None = None):
         super().__init__()
+        self._source = source
         self._faces_mode = faces_mode
-        self._patterns = [patterns] if isinstance(patterns, str) else list(patterns)
-        self._broken_links = list(broken_links)
-        self._images_only = images_only
         self._previous = previous
         self._model_version = model_version
         self._class_names = class_names
 
     def expand(self, pbegin):
-        matched = (pbegin
-                   | "Patterns" >> beam.Create(self._patterns)
-                   | "MatchFiles" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW))
-        if self._images_only:
-            matched = matched | "KeepImageFiles" >> beam.Filter(lambda m: is_image_path(m.path))
+        listed = (pbegin
+                  | "Input" >> beam.Create([self._source])
+                  | "MatchFiles" >> beam.ParDo(ListInput()).with_outputs(ListInput.ERRORS, main="files"))
+        # One listing element fans out here, so that reading and labelling spread over the workers.
+        matched = listed.files | "SpreadFiles" >> beam.Reshuffle()
         to_read, carried = matched, pbegin | "NothingCarried" >> beam.Create([])
         if self._previous:
             to_read, carried = matched | "SkipUnchanged" >> SkipUnchanged(
                 self._previous, self._model_version, self._class_names, self._faces_mode)
-        broken = pbegin | "BrokenLinks" >> beam.Create(self._broken_links)
+        listing_errors = listed[ListInput.ERRORS]
         read = to_read | "ReadFiles" >> ReadFiles()
-        return {"matched": (matched | "MatchedPaths" >> beam.Map(lambda m: m.path), broken)
+        return {"matched": (matched | "MatchedPaths" >> beam.Map(lambda m: display_path(m.path)),
+                            listing_errors | "ErrorPaths" >> beam.Map(lambda row: row.path))
                 | "AllMatched" >> beam.Flatten(),
                 "carried": carried,
                 "images": read["images"],
-                "errors": (read["errors"], broken | "BrokenLinkErrors" >> beam.Map(ErrorRow, BROKEN_LINK_REASON))
-                | "AllReadErrors" >> beam.Flatten()}
+                "errors": (read["errors"], listing_errors) | "AllReadErrors" >> beam.Flatten()}
 
 
 def previous_faces_mode(labels_path: str) -> str | None:
@@ -216,7 +210,7 @@ class SkipUnchanged(beam.PTransform):
                     | "PreviousLabelsFile" >> beam.Create([self._previous_labels])
                     | "ReadPreviousLabels" >> beam.FlatMap(read_previous_rows, self._class_names, self._faces_mode))
         split = (
-            {"file": matched | "KeyByPath" >> beam.Map(lambda m: (m.path, m)), "previous": previous}
+            {"file": matched | "KeyByPath" >> beam.Map(lambda m: (display_path(m.path), m)), "previous": previous}
             | "JoinWithPrevious" >> beam.CoGroupByKey()
             | "Split" >> beam.ParDo(SplitUnchanged(self._model_version)).with_outputs(
                 SplitUnchanged.CARRIED, main="changed"))

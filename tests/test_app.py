@@ -12,7 +12,7 @@ from PIL import Image
 from werkzeug import formparser
 
 from app import server
-from conftest import encode, synthetic_face
+from conftest import box_overlap, encode, paste_face, scene, shared_face_files, synthetic_face
 from model.preprocess import preprocess_image
 
 DATA_URI_PREFIX = "data:image/png;base64,"
@@ -54,8 +54,9 @@ def test_the_page(client):
 
 
 @pytest.mark.parametrize("bright, label", [(True, "happy"), (False, "sad")])
-def test_a_face_gets_its_label_and_probabilities(app, client, bright, label):
-    data = encode(synthetic_face(bright, seed=55, size=160), "JPEG")
+def test_a_face_crop_gets_its_label_and_probabilities(app, client, bright, label):
+    """A face-sized image is taken whole, exactly as `preprocess_image` (and --faces none) would take it."""
+    data = encode(synthetic_face(bright, seed=55), "JPEG")
     response = upload(client, "/api/label", data, "me.jpg")
     assert response.status_code == 200
     answer = response.get_json()
@@ -67,6 +68,35 @@ def test_a_face_gets_its_label_and_probabilities(app, client, bright, label):
     expected = app.extensions[server.CLASSIFIER_KEY](face[np.newaxis])[0]
     assert list(answer["probabilities"].values()) == pytest.approx(expected.tolist(), abs=1e-6)
     assert np.array_equal(decode_face(answer["face_uri"]), face[..., 0].astype(np.uint8))  # what the model saw
+    [only] = answer["faces"]
+    assert only["rank"] == 1 and only["score"] is None and only["box"] == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_a_photo_gets_every_face_with_its_box(app, client, shared_faces):
+    """Two people in one photo: two boxes where they are, each with the aligned face and its own probabilities."""
+    photo = scene(seed=21)
+    faces = [Image.open(p) for p in shared_face_files(shared_faces, "sad", 2, start=50)]
+    pasted = [paste_face(photo, faces[0], (170, 230), 180), paste_face(photo, faces[1], (470, 220), 140, 8)]
+    answer = upload(client, "/api/label", encode(photo, "JPEG", quality=92), "two.jpg").get_json()
+    assert [face["rank"] for face in answer["faces"]] == [1, 2]
+    for face, box in zip(answer["faces"], pasted):  # largest first, and the larger one was pasted first
+        assert box_overlap(box, face["pixel_box"]) >= 0.4
+        assert face["box"] == pytest.approx([v / s for v, s in zip(face["pixel_box"], (640, 480, 640, 480))],
+                                            abs=0.01)
+        assert 0.9 <= face["score"] <= 1 and face["label"] in ("happy", "sad")
+        pixels = decode_face(face["face_uri"]).astype(np.float32)[np.newaxis, ..., np.newaxis]
+        expected = app.extensions[server.CLASSIFIER_KEY](pixels)[0]
+        assert list(face["probabilities"].values()) == pytest.approx(expected.tolist(), abs=1e-4)
+    assert answer["label"] == answer["faces"][0]["label"]
+    photo_shown = Image.open(io.BytesIO(base64.b64decode(answer["photo_uri"].split(",", 1)[1])))
+    assert photo_shown.size == (640, 480)
+
+
+def test_a_photo_without_a_face_says_so(client):
+    answer = upload(client, "/api/label", encode(scene(seed=22), "JPEG"), "field.jpg").get_json()
+    assert answer["label"] == "no_face" and answer["faces"] == [] and answer["probabilities"] == {}
+    page = upload(client, "/", encode(scene(seed=22), "JPEG"), "field.jpg").get_data(as_text=True)
+    assert "No face found in this image" in page and 'id="no-face" class="note" hidden' not in page
 
 
 @pytest.mark.parametrize("data, message", [
@@ -95,7 +125,7 @@ def test_the_plain_form_fallback(client):
     ok = upload(client, "/", encode(synthetic_face(True, seed=56)), "bright.png")
     page = ok.get_data(as_text=True)
     assert ok.status_code == 200
-    assert '<p id="label">happy</p>' in page and f'src="{DATA_URI_PREFIX}' in page and "bright.png" in page
+    assert '<p class="label">1. happy</p>' in page and f'src="{DATA_URI_PREFIX}' in page and "bright.png" in page
     assert 'id="result" class="card" hidden' not in page
     bad = upload(client, "/", b"%PDF-1.4 not a face", "doc.pdf")
     page = bad.get_data(as_text=True)

@@ -1,5 +1,5 @@
 """End to end in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright): upload a face to the
-running app and see its label, with and without JavaScript; open a report.html from disk and see its thumbnails.
+running app and see every face found in it with its label, with and without JavaScript; open a report.html from disk and see its thumbnails.
 
 Without Chromium or Playwright these tests skip, except in CI (CI set), where they fail: .ci/run installs them.
 """
@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from werkzeug.serving import make_server
 
 from app.server import create_app
-from conftest import encode, synthetic_face
+from conftest import paste_face, scene, shared_face_files, synthetic_face
 from pipeline.report import write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -56,22 +57,45 @@ def app_url(tiny_model_dir) -> Iterator[str]:
     thread.join()
 
 
-def test_upload_a_face_and_see_its_label(browser, app_url, tmp_path):
-    face = tmp_path / "smile.jpg"
-    face.write_bytes(encode(synthetic_face(True, seed=77, size=200), "JPEG"))
+def test_upload_a_photo_and_see_every_face(browser, app_url, tmp_path, shared_faces):
+    """Two people in a photo: the page shows the photo with two boxes and, per face, the aligned face, its label
+    and both probabilities; a photo without a face says so; a non-image gets its one-line reason."""
+    photo = scene(seed=31)
+    people = [Image.open(p) for p in shared_face_files(shared_faces, "happy", 2, start=60)]
+    paste_face(photo, people[0], (180, 240), 180)
+    paste_face(photo, people[1], (480, 220), 140, -10)
+    two = tmp_path / "two people.jpg"
+    photo.save(two, quality=92)
+    empty = tmp_path / "field.jpg"
+    scene(seed=32).save(empty)
     notes = tmp_path / "notes.txt"
     notes.write_text("not a face")
     page = browser.new_page()
     try:
         page.goto(app_url)
-        page.set_input_files("#file", str(face))  # the page posts it to /api/label by itself
+        page.set_input_files("#file", str(two))  # the page posts it to /api/label by itself
         page.wait_for_selector("#result:not([hidden])", timeout=WAIT_MS)
-        assert page.inner_text("#label") == "happy"
-        assert page.inner_text("#filename") == "smile.jpg"
-        values = [float(v) for v in page.locator(".prob .value").all_inner_texts()]
-        assert len(values) == 2 and sum(values) == pytest.approx(1.0, abs=2e-3)
-        assert page.eval_on_selector("#face", "img => [img.naturalWidth, img.naturalHeight]") == [48, 48]
-        assert page.eval_on_selector("#face", "img => getComputedStyle(img).imageRendering") == "pixelated"
+        assert page.inner_text("#filename") == "two people.jpg"
+        assert page.inner_text("#summary") == "2 faces found"
+        assert page.locator("#boxes .box").count() == 2
+        frame = page.eval_on_selector("#photo", "img => img.getBoundingClientRect().toJSON()")
+        for box in page.eval_on_selector_all("#boxes .box", "els => els.map(e => e.getBoundingClientRect().toJSON())"):
+            assert frame["x"] <= box["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"] + 1
+            assert box["width"] > 40 and box["height"] > 40
+        cards = page.locator(".face-card")
+        assert cards.count() == 2
+        for i in range(2):
+            card = cards.nth(i)
+            assert card.locator(".label").inner_text().split(". ")[1] in ("happy", "sad")
+            values = [float(v) for v in card.locator(".prob .value").all_inner_texts()]
+            assert len(values) == 2 and sum(values) == pytest.approx(1.0, abs=2e-3)
+            assert card.locator("img.face").evaluate("img => [img.naturalWidth, img.naturalHeight]") == [48, 48]
+            assert card.locator("img.face").evaluate("img => getComputedStyle(img).imageRendering") == "pixelated"
+        assert page.is_hidden("#no-face")
+
+        page.set_input_files("#file", str(empty))
+        page.wait_for_selector("#no-face:not([hidden])", timeout=WAIT_MS)
+        assert page.inner_text("#summary") == "0 faces found" and page.locator(".face-card").count() == 0
 
         page.set_input_files("#file", str(notes))
         page.wait_for_selector("#error:not([hidden])", timeout=WAIT_MS)
@@ -91,8 +115,9 @@ def test_the_form_works_without_javascript(browser, app_url, tmp_path):
         page.set_input_files("#file", str(face))
         with page.expect_navigation(timeout=WAIT_MS):
             page.click("button[type=submit]")
-        assert page.inner_text("#label") == "sad"
-        assert page.eval_on_selector("#face", "img => img.naturalWidth") == 48
+        assert page.inner_text(".face-card .label") == "1. sad"
+        assert page.eval_on_selector(".face-card img.face", "img => img.naturalWidth") == 48
+        assert page.locator("#boxes .box").count() == 1
     finally:
         context.close()
 

@@ -33,8 +33,9 @@ PACKAGES = ("pipeline", "model", "trainer")
 PACKAGING_FILES = ("setup.py", "MANIFEST.in", "README.md", "requirements.txt", "requirements-test.txt")
 DEFAULT_MODEL = Path("model") / "default"
 MODEL_FILES = ("saved_model.pb", "facelabel.json", "variables/variables.index")
-JOB_STEPS = ("ReadImages/MatchFiles", "LabelImages/FindFaces", "LabelImages/Classify", "WriteOutputs/WriteLabels",
-             "WriteOutputs/WriteErrors", "WriteOutputs/WriteSummary")
+JOB_STEPS = ("ReadImages/MatchFiles", "LabelImages/Decode", "LabelImages/FindFaces", "LabelImages/AlignFaces",
+             "LabelImages/Classify", "WriteOutputs/WriteLabels", "WriteOutputs/WriteErrors",
+             "WriteOutputs/WriteSummary")
 
 
 def pinned(requirements: list[str]) -> set[str]:

@@ -11,8 +11,8 @@ from gcs_emulator import MISSING_BUCKET
 from pipeline import run as job
 from trainer import evaluate, task
 
-LABELS_HEADER = ["path", "label", "p_happy", "p_sad", "model_version", "file_size", "file_modified", "face", "faces_found",
-                 "face_box", "face_score"]
+LABELS_HEADER = ["path", "label", "p_happy", "p_sad", "model_version", "file_size", "file_modified",
+                 "face", "faces_found", "face_box", "face_score"]
 TRAIN_PER_CLASS = 30
 
 

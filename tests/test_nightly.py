@@ -4,6 +4,7 @@ files that vanish between matching and reading, and a large mixed folder where e
 import csv
 import io
 import shutil
+import zlib
 
 import apache_beam as beam
 import pytest
@@ -105,7 +106,11 @@ def every_kind_of_bad_file(folder):
     """Files a nightly folder really gets; returns {file name: expected start of its error reason}."""
     jpeg = encode(Image.new("RGB", (300, 300), (120, 80, 60)), "JPEG")
     png = encode(Image.new("L", (300, 300), 90), "PNG")
-    bomb = encode(Image.new("1", (9000, 9000), 0), "PNG")  # 81 MP of 1-bit pixels: a small file
+    # A decompression bomb: a small PNG whose header claims 60000x60000 pixels (CRC fixed, so it is well formed).
+    bomb = bytearray(encode(Image.new("1", (8, 8), 0), "PNG"))
+    bomb[16:24] = (60_000).to_bytes(4, "big") * 2
+    bomb[29:33] = zlib.crc32(bytes(bomb[12:29])).to_bytes(4, "big")
+    bomb = bytes(bomb)
     bad = {
         "zero.jpg": (b"", "empty file"),
         "truncated.jpg": (jpeg[: len(jpeg) // 2], "corrupt or truncated image"),
@@ -163,9 +168,12 @@ def test_real_faces_mixed_with_bad_files_are_each_accounted_for_once(shared_face
     for name, reason in bad.items():
         assert failed[str(folder / name)].startswith(reason), (name, failed[str(folder / name)])
     assert summary["images_matched"] == REAL_FACES + len(odd) + 1 + len(bad)
-    assert summary["images_matched"] == \
-        summary["images_labelled"] + summary["images_no_face"] + summary["images_failed"]
+    assert summary["images_matched"] == summary["images_labelled"] + summary["images_no_face"] + \
+        summary["images_failed"]
     assert summary["images_failed"] == len(bad)
+    # The odd files are read correctly but are flat frames: none is given a happy or sad label.
+    labels = {row[0]: row[1] for row in read_rows(out / "labels.csv")}
+    assert {labels[str(folder / name)] for name in odd} == {"no_face"}
 
 
 def test_incremental_run_labels_only_new_and_changed_files(tiny_model_dir, tmp_path):

@@ -10,8 +10,8 @@ import pytest
 from conftest import encode, synthetic_face
 from pipeline import run as job
 
-LABELS_HEADER = ["path", "label", "p_happy", "p_sad", "model_version", "file_size", "file_modified", "face", "faces_found",
-                 "face_box", "face_score"]
+LABELS_HEADER = ["path", "label", "p_happy", "p_sad", "model_version", "file_size", "file_modified",
+                 "face", "faces_found", "face_box", "face_score"]
 WEIRD_NAMES = ["with space.png", "comma,name.png", 'quote"name.png', "new\nline.png", "ünïcødé 笑.png"]
 
 
@@ -79,7 +79,9 @@ def test_glob_input_takes_exactly_the_matched_files(tiny_model_dir, mixed_folder
     out = tmp_path / "out"
     summary = job.run(["--input", str(root / "nested" / "deeper" / "*.png"), "--output", str(out),
                        "--model", str(tiny_model_dir)])
-    wanted = {p for p in expected if p.startswith(str(root / "nested" / "deeper")) and p.endswith(".png")}
+    # A literal image extension matches in any case, as in folder mode: face_6.PNG and face_9.PNG are taken.
+    wanted = {p for p in expected if p.startswith(str(root / "nested" / "deeper")) and p.lower().endswith(".png")}
+    assert any(p.endswith(".PNG") for p in wanted)
     assert {row[0] for row in read_csv(out / "labels.csv")[1:]} == wanted
     assert summary["images_matched"] == len(wanted)
 

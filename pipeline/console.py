@@ -1,0 +1,84 @@
+"""A quiet console: the job's own progress lines and summary, not the start-up noise of its libraries.
+
+Importing this module imports TensorFlow and looks for its devices with the process's stderr captured, then
+writes back every captured line except known start-up noise (absl's pre-initialisation notice, oneDNN and CUDA
+driver notices, `failed call to cuInit` on machines without a GPU). `configure_logging()` shows our logger
+("facelabel") from INFO and every library from WARNING, without Beam's misleading "Resource module is not
+available" warning (it means that PyTorch is not installed). Anything else a library prints, errors included,
+still reaches the screen.
+"""
+
+import contextlib
+import logging
+import os
+import re
+import sys
+import tempfile
+
+# C++ start-up lines of TensorFlow, XLA and absl that say nothing a user can act on.
+NATIVE_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|oneDNN custom operations are on"
+    r"|Could not find cuda drivers on your machine"
+    r"|failed call to cuInit"
+    r"|Unable to register cu(DNN|FFT|BLAS) factory"
+    r"|computation placer already registered"
+    r"|TF-TRT Warning: Could not find TensorRT"
+    r"|This TensorFlow binary is optimized to use available CPU instructions"
+    r"|To enable the following instructions: .* in other operations, rebuild TensorFlow")
+# Library log messages (Python logging) that are noise for a user of this job.
+LOG_NOISE = re.compile(r"Resource module is not available for current platform")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+OUR_LOGGER = "facelabel"
+STDERR_FD = 2
+
+
+@contextlib.contextmanager
+def native_stderr_filtered(noise: re.Pattern = NATIVE_NOISE):
+    """Capture what native code writes to file descriptor 2 inside the block; afterwards write back every
+    captured line that does not match `noise`."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(STDERR_FD)
+    except OSError:  # no stderr to filter (closed by whoever started us)
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), STDERR_FD)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, STDERR_FD)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if line.strip() and not noise.search(line)]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+
+
+class DropNoise(logging.Filter):
+    """Drops library log records whose message matches LOG_NOISE."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not LOG_NOISE.search(record.getMessage())
+
+
+def configure_logging() -> None:
+    """Our logger at INFO, every other logger at WARNING, known library noise dropped; one format."""
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(DropNoise())
+    logging.getLogger(OUR_LOGGER).setLevel(logging.INFO)
+
+
+def start_tensorflow() -> None:
+    """Import TensorFlow and let it find its devices (where CUDA start-up is logged) with the noise filtered."""
+    with native_stderr_filtered():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+
+
+start_tensorflow()

@@ -1,0 +1,133 @@
+"""The labelling job's --faces modes end to end: group photos, photos without faces, face crops, incremental."""
+
+import csv
+import json
+
+import pytest
+from PIL import Image
+
+from conftest import box_overlap, paste_face, scene, shared_face_files, synthetic_face
+from pipeline import run as job
+from pipeline.rows import FACE_COLUMNS, NO_FACE
+
+MIN_BOX_OVERLAP: float = 0.4
+GROUP_FACES = [((110, 170), 150), ((330, 300), 170), ((540, 160), 130)]
+
+
+def read_rows(path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def box_of(row: dict) -> tuple[float, ...]:
+    return tuple(float(v) for v in row["face_box"].split())
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory, shared_faces):
+    """A group photo of three people, a photo of one, a faceless scene, blank frames and a face-sized crop."""
+    root = tmp_path_factory.mktemp("photos")
+    faces = [Image.open(p).convert("L") for p in shared_face_files(shared_faces, "happy", 4, start=200)]
+    group = scene(seed=11)
+    boxes = [paste_face(group, face, centre, height) for face, (centre, height) in zip(faces, GROUP_FACES)]
+    group.save(root / "group.jpg", quality=92)
+    single = scene((800, 600), seed=12)
+    single_box = paste_face(single, faces[3], (500, 280), 220)
+    single.save(root / "single.png")
+    scene(seed=13).save(root / "landscape.jpg")
+    Image.new("RGB", (640, 480), "black").save(root / "black.jpg")
+    Image.new("RGB", (1, 1), "white").save(root / "one_pixel.png")
+    synthetic_face(True, seed=14).save(root / "crop.png")  # a 48x48 "crop" the detector cannot see a face in
+    return root, {"group": boxes, "single": single_box}
+
+
+def test_all_faces_gives_a_row_per_person(photo_folder, tmp_path):
+    root, boxes = photo_folder
+    out = tmp_path / "out"
+    summary = job.run(["--input", str(root), "--output", str(out), "--faces", "all"])
+    rows = read_rows(out / "labels.csv")
+    assert list(rows[0])[-len(FACE_COLUMNS):] == list(FACE_COLUMNS)
+    group = [r for r in rows if r["path"] == str(root / "group.jpg")]
+    assert [r["face"] for r in group] == ["1", "2", "3"] and {r["faces_found"] for r in group} == {"3"}
+    for pasted in boxes["group"]:
+        assert max(box_overlap(pasted, box_of(r)) for r in group) >= MIN_BOX_OVERLAP
+    assert all(r["label"] in ("happy", "sad") and 0.9 <= float(r["face_score"]) <= 1 for r in group)
+    areas = [box_of(r)[2] * box_of(r)[3] for r in group]
+    assert areas == sorted(areas, reverse=True)
+    assert summary["faces_labelled"] == 3 + 1 + 1  # group, single, crop
+    assert summary["images_labelled"] == 3 and summary["images_no_face"] == 3
+    assert summary["images_matched"] == summary["images_labelled"] + summary["images_no_face"] + \
+        summary["images_failed"]
+
+
+def test_largest_face_mode_is_one_row_per_image(photo_folder, tmp_path):
+    root, boxes = photo_folder
+    out = tmp_path / "out"
+    summary = job.run(["--input", str(root), "--output", str(out), "--max-error-rate", "0"])
+    rows = {r["path"]: r for r in read_rows(out / "labels.csv")}
+    assert len(rows) == summary["images_matched"] == 6 and summary["images_failed"] == 0
+    group, single = rows[str(root / "group.jpg")], rows[str(root / "single.png")]
+    assert group["face"] == "1" and group["faces_found"] == "3"
+    assert max(box_overlap(pasted, box_of(group)) for pasted in boxes["group"]) >= MIN_BOX_OVERLAP
+    assert box_overlap(boxes["single"], box_of(single)) >= MIN_BOX_OVERLAP
+    for name in ("landscape.jpg", "black.jpg", "one_pixel.png"):
+        row = rows[str(root / name)]
+        assert row["label"] == NO_FACE and row["p_happy"] == row["p_sad"] == "" and row["faces_found"] == "0"
+    crop = rows[str(root / "crop.png")]
+    assert crop["label"] in ("happy", "sad") and crop["faces_found"] == "0" and crop["face_box"] == "0 0 48 48"
+    assert summary["labels"][NO_FACE] == 3 and summary["images_no_face"] == 3
+    assert summary["labels"]["happy"] + summary["labels"]["sad"] == summary["images_labelled"] == 3
+    assert (out / "errors.csv").read_text().splitlines() == ["path,error"]  # no face is not an error
+
+
+def test_no_face_mode_labels_the_whole_image(photo_folder, tmp_path):
+    root, _ = photo_folder
+    out = tmp_path / "out"
+    summary = job.run(["--input", str(root), "--output", str(out), "--faces", "none"])
+    rows = read_rows(out / "labels.csv")
+    assert len(rows) == 6 and all(r["label"] in ("happy", "sad") for r in rows)
+    assert all(r["face"] == "1" and r["faces_found"] == r["face_box"] == r["face_score"] == "" for r in rows)
+    assert summary["faces"] == "none" and summary["images_no_face"] == 0
+
+
+def test_changing_the_faces_mode_relabels_an_incremental_run(photo_folder, tmp_path):
+    root, _ = photo_folder
+    out = tmp_path / "out"
+    job.run(["--input", str(root), "--output", str(out), "--faces", "all", "--incremental"])
+    again = job.run(["--input", str(root), "--output", str(out), "--faces", "all", "--incremental"])
+    assert again["images_carried_over"] == 6  # every image, with its several face rows
+    assert len(read_rows(out / "labels.csv")) == 3 + 1 + 1 + 3
+    switched = job.run(["--input", str(root), "--output", str(out), "--faces", "largest", "--incremental"])
+    assert switched["images_carried_over"] == 0
+    assert len(read_rows(out / "labels.csv")) == 6
+    assert json.loads((out / "summary.json").read_text())["faces"] == "largest"
+
+
+def test_bad_faces_mode_is_one_line(capsys, tmp_path):
+    status = None
+    with pytest.raises(SystemExit) as exit_info:
+        job.main(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--faces", "biggest"])
+    status = exit_info.value.code
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and err.startswith("error: argument --faces: invalid choice") and "\n" not in err
+
+
+def test_report_shows_aligned_faces_and_images_without_a_face(photo_folder, tmp_path):
+    root, _ = photo_folder
+    out = tmp_path / "out"
+    job.run(["--input", str(root), "--output", str(out), "--faces", "all", "--report"])
+    page = (out / "report.html").read_text(encoding="utf-8")
+    no_face = page[page.index('id="grid-no_face"'):]
+    no_face = no_face[:no_face.index("</section>")]
+    assert no_face.count('<figure class="tile"') == 3 and "No face found" in no_face
+    assert no_face.count('<img src="data:image/png;base64,') == 3  # whole-image thumbnails, even of 1x1
+    counts = page[page.index('id="counts"'):]
+    counts = counts[:counts.index("</section>")]
+    assert 'data-label="no_face" data-count="3"' in counts and ">faces</th>" in counts
+    assert 'data-label="(matched)" data-count="6"' in counts  # images, not rows (the group photo has 3 rows)
+    happy = page[page.index('id="grid-happy"'):]
+    happy = happy[:happy.index("</section>")]
+    sad = page[page.index('id="grid-sad"'):]
+    sad = sad[:sad.index("</section>")]
+    tiles = happy.count('<figure class="tile"') + sad.count('<figure class="tile"')
+    assert tiles == 3 + 1 + 1 and "no thumbnail" not in happy + sad  # every face found again and aligned

@@ -1,0 +1,152 @@
+"""Face finding and alignment (model.faces, model.align) on photos made here from shared FER2013 faces."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import box_overlap, encode, paste_face, scene, shared_face_files, synthetic_face
+from model.align import (FACE_THUMBNAIL_MAX_SIDE, TEMPLATE_EYES, aligned_face, face_inputs, similarity_to_template,
+                         whole_image_input)
+from model.contract import IMAGE_SIZE
+from model.faces import DETECTION_MAX_SIDE, Face, FaceFinder, decode_for_faces
+from model.preprocess import preprocess_image
+
+# A pasted face is found where it was pasted when the boxes overlap at least this much (intersection over union).
+MIN_BOX_OVERLAP: float = 0.4
+EYE_TOLERANCE_PIXELS: float = 1.5
+
+
+@pytest.fixture(scope="module")
+def finder() -> FaceFinder:
+    return FaceFinder()
+
+
+@pytest.fixture(scope="module")
+def fer_faces(shared_faces) -> list[Image.Image]:
+    return [Image.open(path).convert("L") for path in shared_face_files(shared_faces, "happy", 6, start=100)]
+
+
+def test_every_pasted_face_is_found_at_its_place(finder, fer_faces):
+    photo = scene(seed=1)
+    pasted = [paste_face(photo, face, centre, height) for face, centre, height in
+              zip(fer_faces, [(120, 150), (330, 260), (530, 140)], [150, 170, 130])]
+    [faces] = finder.find([photo])
+    assert len(faces) == len(pasted)
+    for box in pasted:
+        assert max(box_overlap(box, face.box) for face in faces) >= MIN_BOX_OVERLAP
+    assert [f.area for f in faces] == sorted((f.area for f in faces), reverse=True)  # largest first
+
+
+def test_no_face_in_scenes_and_blank_frames(finder):
+    images = [scene(seed=s) for s in range(3)] + [Image.new("RGB", (640, 480), colour)
+                                                  for colour in ("black", "white", (128, 128, 128))]
+    assert finder.find(images) == [[] for _ in images]
+
+
+def test_a_faceless_image_does_not_hide_faces_in_its_batch(finder, fer_faces):
+    """MTCNN raises internally when a whole batch has no candidate; one blank image must not cost the others."""
+    photo = scene(seed=2)
+    paste_face(photo, fer_faces[0], (320, 240), 160)
+    found = finder.find([Image.new("RGB", (640, 480), "black"), photo, Image.new("RGB", (640, 480), "white")])
+    assert [len(faces) for faces in found] == [0, 1, 0]
+
+
+def test_tight_face_crops_are_found_with_a_border(finder, shared_faces):
+    """FER2013 crops have no context around the face; most are found only inside the added border."""
+    crops = [Image.open(p) for p in shared_face_files(shared_faces, "sad", 40)]
+    found = finder.find(crops)
+    assert sum(1 for faces in found if faces) >= 30
+    for crop, faces in zip(crops, found):
+        for face in faces:  # coordinates are the crop's own, not the bordered copy's
+            assert -IMAGE_SIZE / 2 < face.box[0] < IMAGE_SIZE and -IMAGE_SIZE / 2 < face.box[1] < IMAGE_SIZE
+
+
+def test_large_photo_boxes_are_in_the_full_images_pixels(finder, fer_faces):
+    """A 12 MP JPEG is decoded at reduced scale and searched at DETECTION_MAX_SIDE, boxes scaled back."""
+    photo = scene((4000, 3000), seed=3)
+    pasted = paste_face(photo, fer_faces[1], (2900, 1200), 1000)
+    decoded = decode_for_faces(encode(photo, "JPEG", quality=90))
+    assert max(decoded.image.size) < 4000 and decoded.original_size == (4000, 3000)
+    [faces] = finder.find([decoded.image])
+    assert len(faces) == 1
+    box = tuple(v * decoded.scale for v in faces[0].box)
+    assert box_overlap(pasted, box) >= MIN_BOX_OVERLAP
+
+
+def test_exif_rotated_photo_is_searched_upright(finder, fer_faces):
+    """A phone photo stored sideways with an EXIF orientation tag: the face is found, in upright pixels."""
+    photo = scene((640, 480), seed=4)
+    pasted = paste_face(photo, fer_faces[2], (420, 200), 170)
+    stored = photo.transpose(Image.Transpose.ROTATE_90)  # what the sensor saved; orientation 6 turns it back
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    decoded = decode_for_faces(encode(stored, "JPEG", quality=92, exif=exif.tobytes()))
+    assert decoded.image.size == (640, 480) and decoded.original_size == (640, 480)
+    [faces] = finder.find([decoded.image])
+    assert len(faces) == 1 and box_overlap(pasted, faces[0].box) >= MIN_BOX_OVERLAP
+
+
+def test_alignment_puts_the_eyes_on_the_template():
+    """Two bright dots standing for eyes, anywhere and at any angle, land on TEMPLATE_EYES."""
+    for centre, distance, angle in [((200, 150), 60.0, 0.0), ((420, 300), 140.0, 25.0), ((90, 380), 30.0, -40.0)]:
+        image = Image.new("L", (640, 480), 0)
+        pixels = np.asarray(image).copy()
+        rad = np.deg2rad(angle)
+        offset = np.array([np.cos(rad), np.sin(rad)]) * distance / 2
+        eyes = [np.array(centre) - offset, np.array(centre) + offset]
+        yy, xx = np.mgrid[0:480, 0:640]
+        for eye in eyes:
+            pixels[(xx - eye[0]) ** 2 + (yy - eye[1]) ** 2 <= (distance / 12) ** 2] = 255
+        landmarks = np.array([eyes[0], eyes[1], centre, centre, centre], dtype=np.float64)
+        face = Face((0, 0, 1, 1), 1.0, landmarks)
+        aligned = aligned_face(Image.fromarray(pixels), face)[..., 0]
+        assert aligned.shape == (IMAGE_SIZE, IMAGE_SIZE)
+        for (tx, ty), half in zip(TEMPLATE_EYES, (slice(0, IMAGE_SIZE // 2), slice(IMAGE_SIZE // 2, IMAGE_SIZE))):
+            ys, xs = np.nonzero(aligned[:, half] > 128)
+            assert len(xs), (centre, distance, angle)
+            assert abs(xs.mean() + half.start - tx) <= EYE_TOLERANCE_PIXELS
+            assert abs(ys.mean() - ty) <= EYE_TOLERANCE_PIXELS
+
+
+def test_similarity_is_identity_on_the_template():
+    scale, cos, sin = similarity_to_template(np.array(TEMPLATE_EYES[0]), np.array(TEMPLATE_EYES[1]))
+    assert scale == pytest.approx(1.0) and cos == pytest.approx(1.0) and sin == pytest.approx(0.0, abs=1e-12)
+
+
+def test_coinciding_eyes_are_refused():
+    face = Face((0, 0, 10, 10), 1.0, np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="coincide"):
+        aligned_face(Image.new("L", (50, 50)), face)
+
+
+def test_face_thumbnail_rule():
+    """A face-sized image is taken whole (found or not); blank, tiny or larger images without a face are not."""
+    thumbnail = synthetic_face(True, seed=5)
+    [taken] = face_inputs(thumbnail, [], all_faces=False)
+    assert taken.face is None and np.array_equal(taken.pixels, preprocess_image(encode(thumbnail)))
+    assert face_inputs(Image.new("L", (48, 48), 128), [], all_faces=False) == []  # flat
+    assert face_inputs(synthetic_face(True, seed=6, size=12), [], all_faces=False) == []  # too small
+    big = synthetic_face(True, seed=7, size=FACE_THUMBNAIL_MAX_SIDE + 1)
+    assert face_inputs(big, [], all_faces=False) == []
+    found = Face((2, 2, 40, 40), 0.99, np.array([[14, 18], [33, 18], [24, 26], [16, 36], [32, 36]], float))
+    [whole] = face_inputs(thumbnail, [found], all_faces=False)
+    assert whole.face == found and np.array_equal(whole.pixels, whole_image_input(thumbnail))
+
+
+def test_largest_or_all_faces(finder, fer_faces):
+    photo = scene(seed=8)
+    for face, centre, height in zip(fer_faces, [(140, 240), (460, 240)], [180, 120]):
+        paste_face(photo, face, centre, height)
+    [faces] = finder.find([photo])
+    assert len(face_inputs(photo, faces, all_faces=False)) == 1
+    every = face_inputs(photo, faces, all_faces=True)
+    assert [f.rank for f in every] == [1, 2] and every[0].face.area > every[1].face.area
+    assert all(f.pixels.shape == (IMAGE_SIZE, IMAGE_SIZE, 1) and f.pixels.dtype == np.float32 for f in every)
+
+
+def test_detection_copy_limits_cost(finder):
+    """The detector never searches more than DETECTION_MAX_SIDE pixels per side, whatever the image size."""
+    from model.faces import detection_copy
+
+    pixels, factor = detection_copy(Image.new("RGB", (3000, 1000)))
+    assert max(pixels.shape[:2]) == DETECTION_MAX_SIDE and factor == pytest.approx(3000 / DETECTION_MAX_SIDE)

@@ -1,0 +1,144 @@
+"""Evaluate the labelling job's face path on photos: found, aligned and labelled as `pipeline/` does.
+
+Three checks, each printed and written as JSON:
+- `--data-dir`: a folder with one sub-folder per class of real face photos (e.g. muxspace): accuracy, ROC AUC and
+  sad recall of the largest face's label, an image without a face counting as wrong (p_happy 0.5 for the AUC);
+- `--faceless`: folders of photos without people: the share that comes out `no_face`;
+- `--composites`: FER2013 validation faces (the model's own split) pasted into 640x480 scenes at a random
+  position, a third of the height, turned by up to 15 degrees: the share given the bare face's label; and the
+  same validation faces as they are, in the default mode: accuracy, ROC AUC and sad recall.
+
+    python -m trainer.photos --model model/default --data-dir ../shared/data/muxspace \\
+        --faceless ../shared/data/no-faces/scenes --composites ../shared/data/fer2013/train
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from model.align import face_inputs
+from model.contract import CLASS_NAMES, is_image_path
+from model.faces import FaceFinder, decode_for_faces
+from model.preprocess import ImageDecodeError, preprocess_image
+from model.saved import Classifier, load_classifier
+from trainer.data import list_examples, split_as_trained
+from trainer.metrics import roc_auc
+
+BATCH: int = 32
+SCENE_SIZE: tuple[int, int] = (640, 480)
+FACE_HEIGHT_SHARE: float = 1 / 3
+MAX_TURN_DEGREES: float = 15.0
+COMPOSITE_SEED: int = 2026
+UNDECIDED: float = 0.5
+
+
+def largest_face_probabilities(classifier: Classifier, finder: FaceFinder, contents: list[bytes]) -> np.ndarray:
+    """p_<first class> of each image's largest face as the job computes it; NaN where no face (or unreadable)."""
+    out = np.full(len(contents), np.nan)
+    for start in range(0, len(contents), BATCH):
+        decoded = []
+        for i, data in enumerate(contents[start:start + BATCH]):
+            try:
+                decoded.append((start + i, decode_for_faces(data)))
+            except ImageDecodeError:
+                pass
+        found = finder.find([d.image for _, d in decoded])
+        inputs = [(i, face_inputs(d.image, faces, all_faces=False)) for (i, d), faces in zip(decoded, found)]
+        inputs = [(i, chosen[0].pixels) for i, chosen in inputs if chosen]
+        if inputs:
+            out[[i for i, _ in inputs]] = classifier(np.stack([p for _, p in inputs]))[:, 0]
+    return out
+
+
+def photo_metrics(classifier: Classifier, finder: FaceFinder, data_dir: str) -> dict:
+    examples = list_examples(data_dir)
+    p_first = largest_face_probabilities(classifier, finder, [e.content for e in examples])
+    return scored(classifier, np.array([e.label for e in examples]), p_first)
+
+
+def scored(classifier: Classifier, labels: np.ndarray, p_first: np.ndarray) -> dict:
+    """Accuracy, ROC AUC and sad recall of p_<first class> (NaN: no face, counted wrong, 0.5 for the AUC)."""
+    chosen = classifier.metadata.decide(np.stack([p_first, 1 - p_first], axis=1))
+    found = ~np.isnan(p_first)
+    correct = found & (chosen == labels)
+    sad = CLASS_NAMES.index("sad")
+    return {"images": len(labels), "no_face": int((~found).sum()),
+            "accuracy": round(float(correct.mean()), 4),
+            "roc_auc": round(roc_auc(labels == sad, 1 - np.where(found, p_first, UNDECIDED)), 4),
+            "sad_recall": round(float((correct & (labels == sad)).sum() / max(1, (labels == sad).sum())), 4)}
+
+
+def faceless_share(classifier: Classifier, finder: FaceFinder, folders: list[str]) -> dict:
+    paths = sorted(p for folder in folders for p in Path(folder).rglob("*") if is_image_path(str(p)))
+    p_first = largest_face_probabilities(classifier, finder, [p.read_bytes() for p in paths])
+    labelled = [str(p) for p, value in zip(paths, p_first) if not np.isnan(value)]
+    return {"images": len(paths), "no_face_share": round(1 - len(labelled) / max(1, len(paths)), 4),
+            "given_a_label": labelled}
+
+
+def composite(face: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The face (enlarged to a third of the scene's height, turned) pasted at a random place in a blotchy scene."""
+    coarse = rng.integers(40, 220, (6, 8, 3), dtype=np.uint8)
+    scene = Image.fromarray(coarse, mode="RGB").resize(SCENE_SIZE, Image.Resampling.BICUBIC)
+    height = round(SCENE_SIZE[1] * FACE_HEIGHT_SHARE)
+    enlarged = face.convert("RGB").resize((height, height), Image.Resampling.BICUBIC)
+    angle = rng.uniform(-MAX_TURN_DEGREES, MAX_TURN_DEGREES)
+    turned = enlarged.rotate(angle, Image.Resampling.BICUBIC, expand=True)
+    mask = Image.new("L", enlarged.size, 255).rotate(angle, Image.Resampling.BICUBIC, expand=True)
+    x = int(rng.integers(0, SCENE_SIZE[0] - turned.size[0] + 1))
+    y = int(rng.integers(0, SCENE_SIZE[1] - turned.size[1] + 1))
+    scene.paste(turned, (x, y), mask)
+    return scene
+
+
+def composite_agreement(classifier: Classifier, finder: FaceFinder, data_dir: str) -> dict:
+    import io
+
+    validation = split_as_trained(list_examples(data_dir), classifier.metadata.trained_on).validation
+    bare = classifier.metadata.decide(classifier(np.stack([preprocess_image(e.content) for e in validation])))
+    rng = np.random.default_rng(COMPOSITE_SEED)
+    contents = []
+    for example in validation:
+        buffer = io.BytesIO()
+        composite(Image.open(io.BytesIO(example.content)), rng).save(buffer, format="JPEG", quality=92)
+        contents.append(buffer.getvalue())
+    p_first = largest_face_probabilities(classifier, finder, contents)
+    found = ~np.isnan(p_first)
+    chosen = classifier.metadata.decide(np.stack([p_first, 1 - p_first], axis=1))
+    labels = np.array([e.label for e in validation])
+    return {"composites": len(contents), "face_found": round(float(found.mean()), 4),
+            "same_label_as_bare_face": round(float((found & (chosen == bare)).mean()), 4),
+            "validation_default_mode": scored(classifier, labels, largest_face_probabilities(
+                classifier, finder, [e.content for e in validation]))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.photos", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="exported facelabel model folder")
+    parser.add_argument("--data-dir", help="folder with one sub-folder per class of face photos")
+    parser.add_argument("--faceless", nargs="*", default=[], help="folders of photos without faces")
+    parser.add_argument("--composites", help="FER2013 data folder the model was trained on (for its split)")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    classifier, finder = load_classifier(args.model), FaceFinder()
+    results = {}
+    if args.data_dir:
+        results["photos"] = photo_metrics(classifier, finder, args.data_dir)
+        print("photos:", json.dumps(results["photos"]), flush=True)
+    if args.faceless:
+        results["faceless"] = faceless_share(classifier, finder, args.faceless)
+        print("faceless:", json.dumps(results["faceless"]), flush=True)
+    if args.composites:
+        results["composites"] = composite_agreement(classifier, finder, args.composites)
+        print("composites:", json.dumps(results["composites"]), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
