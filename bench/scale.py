@@ -151,7 +151,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
 
 def format_table(results: dict) -> str:
     """One fixed-width table and the growth lines."""
-    header = f"{'point':<16} {'rows':>10} {'job s':>8} {'process s':>9} {'start-up s':>10} {'peak RSS MB':>11} {'files':>5}"
+    header = (f"{'point':<16} {'rows':>10} {'job s':>8} {'process s':>9} {'start-up s':>10} {'peak RSS MB':>11} "
+              f"{'files':>5}")
     lines = [header, "-" * len(header)]
     start = results["startup"]
     lines.append(f"{'start-up (1)':<16} {start['rows']:>10,} {start['job_seconds']:>8.2f} "

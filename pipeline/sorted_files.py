@@ -1,9 +1,9 @@
 """Sorted CSV output at any size: a distributed external sort into range-partitioned shards.
 
-`WriteSortedCsv` takes (path, line) pairs, where `line` is one formatted CSV record and `path` its sort key's
-first part, and writes them sorted by (path, line) as either one file (`labels.csv`, up to SHARD_ROWS rows) or
-range-partitioned shards (`labels-00000-of-00008.csv`, ...), each sorted and each with the header, so the shards'
-rows in name order are sorted as a whole. All rows of one path land in the same shard: boundaries are paths, a
+`WriteSortedCsv` takes (sort key, line) pairs, where `line` is one formatted CSV record and the sort key a tuple
+starting with its path (`pipeline.rows.sort_key`), and writes the lines sorted by (key, line) as either one file
+(`labels.csv`, up to SHARD_ROWS rows) or range-partitioned shards (`labels-00000-of-00008.csv`, ...), each sorted
+and each with the header, so the shards' rows in name order are sorted as a whole. All rows of one path land in the same shard: boundaries are paths, a
 shard holds the paths p with lower <= p < upper, so paths need not be unique.
 
 No step holds all rows, on any runner:
@@ -23,6 +23,7 @@ import bisect
 import dataclasses
 import logging
 import math
+import pickle
 import struct
 import uuid
 from collections.abc import Iterator
@@ -44,8 +45,10 @@ SHARD_ROWS: int = 250_000
 # at least SAMPLES_PER_SHARD per shard's worth of rows, so small shard sizes (tests) stay balanced too.
 INDEX_EVERY: int = 1_000
 SAMPLES_PER_SHARD: int = 100
-# Run file record: two big-endian unsigned 32-bit lengths, then the path and the line in UTF-8.
-RECORD_HEADER = struct.Struct(">II")
+# Run file record: three big-endian unsigned 32-bit lengths, then the path (UTF-8), the rest of the sort key
+# (pickled; empty for a key of the path alone) and the line (UTF-8).
+RECORD_HEADER = struct.Struct(">III")
+Record = tuple[bytes, bytes, bytes]
 RUN_SUFFIX: str = ".run"
 # Rows are written to the output file in chunks of this many lines.
 WRITE_CHUNK_LINES: int = 10_000
@@ -86,15 +89,26 @@ def index_spacing(shard_rows: int) -> int:
     return max(1, min(INDEX_EVERY, shard_rows // SAMPLES_PER_SHARD))
 
 
-def write_run(name: str, pairs: list[tuple[bytes, bytes]], index_every: int = INDEX_EVERY) -> RunFile:
-    """Sort (path, line) UTF-8 pairs and write them to `name` as one run file, indexing every index_every-th
-    row; returns its RunFile."""
+def encode_record(key: tuple, line: str) -> Record:
+    """(path, pickled rest of the key, line) as bytes, for a sort key starting with the path."""
+    return key[0].encode(ENCODING), pickle.dumps(key[1:]) if len(key) > 1 else b"", line.encode(ENCODING)
+
+
+def record_order(record: Record) -> tuple:
+    """The output order: path, then the rest of the sort key, then the line."""
+    path, rest, line = record
+    return path, pickle.loads(rest) if rest else (), line
+
+
+def write_run(name: str, pairs: list[Record], index_every: int = INDEX_EVERY) -> RunFile:
+    """Sort records by path and write them to `name` as one run file, indexing every index_every-th row;
+    returns its RunFile. (Rows of one path are put in order when their shard is written.)"""
     pairs.sort()
     index, offset, chunks = [], 0, []
-    for number, (path, line) in enumerate(pairs):
+    for number, (path, rest, line) in enumerate(pairs):
         if number % index_every == 0:
             index.append((path, offset))
-        record = RECORD_HEADER.pack(len(path), len(line)) + path + line
+        record = RECORD_HEADER.pack(len(path), len(rest), len(line)) + path + rest + line
         chunks.append(record)
         offset += len(record)
     with FileSystems.create(name, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
@@ -102,14 +116,17 @@ def write_run(name: str, pairs: list[tuple[bytes, bytes]], index_every: int = IN
     return RunFile(name, len(pairs), pairs[0][0], pairs[-1][0], tuple(index), offset, index_every)
 
 
-def read_records(data: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """The (path, line) pairs of a run file's bytes (or of a slice that starts and ends on record bounds)."""
+def read_records(data: bytes) -> Iterator[Record]:
+    """The records of a run file's bytes (or of a slice that starts and ends on record bounds)."""
     position, header = 0, RECORD_HEADER.size
     while position < len(data):
-        path_length, line_length = RECORD_HEADER.unpack_from(data, position)
-        start = position + header
-        yield data[start:start + path_length], data[start + path_length:start + path_length + line_length]
-        position = start + path_length + line_length
+        lengths = RECORD_HEADER.unpack_from(data, position)
+        fields, start = [], position + header
+        for length in lengths:
+            fields.append(data[start:start + length])
+            start += length
+        yield tuple(fields)
+        position = start
 
 
 def read_range(name: str, start: int, end: int) -> bytes:
@@ -120,7 +137,7 @@ def read_range(name: str, start: int, end: int) -> bytes:
 
 
 class SpillRuns(beam.DoFn):
-    """(path, line) -> RunFile: sorted run files of at most run_rows rows each, written into temp_dir."""
+    """(sort key, line) -> RunFile: sorted run files of at most run_rows rows each, written into temp_dir."""
 
     def __init__(self, temp_dir: str, run_rows: int, index_every: int):
         self._temp_dir = temp_dir
@@ -128,11 +145,10 @@ class SpillRuns(beam.DoFn):
         self._index_every = index_every
 
     def start_bundle(self) -> None:
-        self._pairs: list[tuple[bytes, bytes]] = []
+        self._pairs: list[Record] = []
 
-    def process(self, pair: tuple[str, str]):
-        path, line = pair
-        self._pairs.append((path.encode(ENCODING), line.encode(ENCODING)))
+    def process(self, pair: tuple[tuple, str]):
+        self._pairs.append(encode_record(*pair))
         if len(self._pairs) >= self._run_rows:
             yield self._spill()
 
@@ -200,13 +216,13 @@ def plan_shards(_, runs: list[RunFile], shard_rows: int) -> Iterator[ShardTask]:
 
 
 def shard_lines(task: ShardTask) -> list[bytes]:
-    """The task's rows, read from its ranges, filtered to its paths and sorted by (path, line): the lines."""
+    """The task's rows, read from its ranges, filtered to its paths and put in order (record_order): the lines."""
     pairs = []
     for name, start, end in task.ranges:
         pairs.extend(pair for pair in read_records(read_range(name, start, end))
                      if (task.lower is None or pair[0] >= task.lower) and (task.upper is None or pair[0] < task.upper))
-    pairs.sort()
-    return [line for _, line in pairs]
+    pairs.sort(key=record_order)
+    return [line for _, _, line in pairs]
 
 
 def write_lines(name: str, header: str, lines: list[bytes]) -> None:
@@ -238,7 +254,8 @@ def delete_runs(_, runs: list[RunFile], written: list[str], temp_dir: str) -> li
 
 
 class WriteSortedCsv(beam.PTransform):
-    """(path, line) pairs -> `single_name` (one file, up to shard_rows rows) or its sorted shard set, in output_dir.
+    """(sort key, line) pairs -> `single_name` (one file, up to shard_rows rows) or its sorted shard set, in
+    output_dir; the sort key is a tuple starting with the row's path (shards split by path only).
 
     `header` is the CSV header line without its line end; every file written starts with it. run_rows and
     shard_rows default to RUN_ROWS and SHARD_ROWS (read when the transform is made, so tests can lower them).
@@ -259,7 +276,8 @@ class WriteSortedCsv(beam.PTransform):
         return target
 
     def expand(self, pairs):
-        runs = pairs | "SpillRuns" >> beam.ParDo(SpillRuns(self._temp_dir, self._run_rows, index_spacing(self._shard_rows)))
+        spill = SpillRuns(self._temp_dir, self._run_rows, index_spacing(self._shard_rows))
+        runs = pairs | "SpillRuns" >> beam.ParDo(spill)
         start = pairs.pipeline | "Start" >> beam.Create([None])
         written = (start
                    | "PlanShards" >> beam.FlatMap(plan_shards, beam.pvalue.AsList(runs), self._shard_rows)

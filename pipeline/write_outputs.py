@@ -4,8 +4,10 @@
     errors:  ErrorRow -> (path, CSV line) -> WriteSortedCsv -> errors.csv | errors-SSSSS-of-NNNNN.csv
     summary: exact counts (Beam's Count, combined per bundle then merged: a few integers per worker)
 
-Rows are treated generically: `pipeline.rows` formats them, the sort key is (row.path, formatted line), and
-labels are counted by `row.label`; images by their first row (`row.face`: one row per face with --faces all). Nothing gathers all rows on one worker (see `pipeline.sorted_files`).
+Rows are treated generically: `pipeline.rows` formats them and gives their order (`sort_key`, path first; ties
+by the formatted line), and
+labels are counted by `row.label`; images by their first row (`row.face`: one row per face with --faces all).
+Nothing gathers all rows on one worker (see `pipeline.sorted_files`).
 """
 
 import datetime
@@ -18,7 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.outputs import ERRORS_FILE, LABELS_FILE, SUMMARY_FILE
 from pipeline.rows import (ERRORS_HEADER, NO_FACE, ErrorRow, LabelRow, csv_line, format_error_row, format_label_row,
-                           labels_header)
+                           labels_header, sort_key)
 from pipeline.sorted_files import WriteSortedCsv
 
 # Sort run files are written into this hidden folder inside the output (staging) folder, then deleted.
@@ -80,9 +82,9 @@ def reason_kind(row: ErrorRow) -> str:
 
 
 def keyed_line(formatter):
-    """row -> (row.path, formatter(row)): the sort key's first part and the CSV line."""
-    def key_and_line(row) -> tuple[str, str]:
-        return row.path, formatter(row)
+    """row -> (sort_key(row), formatter(row)): its order in the output (path first) and its CSV line."""
+    def key_and_line(row) -> tuple[tuple, str]:
+        return sort_key(row), formatter(row)
     return key_and_line
 
 

@@ -37,7 +37,8 @@ def dockerfile() -> tuple[str, dict[str, str], list[list[str]]]:
     """(FROM image, ENV values with ${WORKDIR} resolved, COPY argument lists) of the template's Dockerfile."""
     lines = (TEMPLATE_DIR / "Dockerfile").read_text().splitlines()
     instructions = [line.split(None, 1) for line in lines if line.strip() and not line.startswith("#")]
-    workdir = next(value.split("=", 1)[1] for key, value in instructions if key == "ARG" and value.startswith("WORKDIR="))
+    workdir = next(value.split("=", 1)[1] for key, value in instructions
+                   if key == "ARG" and value.startswith("WORKDIR="))
     env = {}
     for key, value in instructions:
         if key == "ENV":
@@ -81,7 +82,8 @@ def test_entry_point_file_runs_as_the_launcher_runs_it(tmp_path):
     assert re.fullmatch(r"error: input not found or matches no files: \S+\n", done.stderr.splitlines(True)[-1])
 
 
-def test_entry_point_builds_the_dataflow_job(gcs, tiny_model_dir, project_copy, built_jobs, monkeypatch, capsys):  # noqa: F811
+def test_entry_point_builds_the_dataflow_job(gcs, tiny_model_dir, project_copy, built_jobs,  # noqa: F811
+                                             monkeypatch, capsys):
     """With the options the launcher passes (setup file from FLEX_TEMPLATE_PYTHON_SETUP_FILE), the Dataflow job
     is built and, as a dry run, not submitted."""
     gcs.upload("flex/in/face.png", encode(synthetic_face(True, seed=1)))

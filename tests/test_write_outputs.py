@@ -14,7 +14,8 @@ from pipeline import run as job
 from pipeline import sorted_files
 from pipeline.outputs import (IncompleteOutputError, output_files, output_lines, read_label_rows, shard_name)
 from pipeline.report import build_view
-from pipeline.rows import ERRORS_HEADER, ErrorRow, LabelRow, csv_line, format_label_row, labels_header
+from pipeline.rows import (ERRORS_HEADER, ErrorRow, FaceInfo, LabelRow, csv_line, format_label_row, labels_header,
+                           sort_key)
 from pipeline.write_outputs import WriteOutputs
 
 CLASSES = ("happy", "sad")
@@ -29,8 +30,8 @@ def label_rows(count: int, seed: int) -> list[LabelRow]:
     paths = [f"gs://bucket/night/{rng.randrange(10 ** 6):07d}.jpg" for _ in range(count - len(ODD_PATHS) - 20)]
     paths += ODD_PATHS + ["gs://bucket/night/many-faces.jpg"] * 20
     rng.shuffle(paths)
-    return [LabelRow(path, rng.choice(CLASSES), (p := round(rng.random(), 6), round(1 - p, 6)), "v1", rng.randrange(10 ** 5),
-                     "1700000000.000000") for path in paths]
+    return [LabelRow(path, rng.choice(CLASSES), (p := round(rng.random(), 6), round(1 - p, 6)), "v1",
+                     rng.randrange(10 ** 5), "1700000000.000000") for path in paths]
 
 
 def write(rows: list[LabelRow], errors: list[ErrorRow], out, **sizes) -> dict:
@@ -55,8 +56,9 @@ def test_shards_concatenate_to_the_single_file(tmp_path):
     single = write(rows, errors, tmp_path / "single")
     sharded = write(rows, errors, tmp_path / "sharded", run_rows=37, shard_rows=60)
 
-    # Sorted by path (not by line: "a b" sorts after "a"), then by line for rows of one path.
-    expected = HEADER + "\n" + "".join(line + "\n" for _, line in sorted((r.path, format_label_row(r)) for r in rows))
+    # In rows.sort_key's order (path first: "a b" sorts after "a", unlike their lines), ties by line.
+    ordered = sorted((sort_key(r), format_label_row(r)) for r in rows)
+    expected = HEADER + "\n" + "".join(line + "\n" for _, line in ordered)
     assert (tmp_path / "single" / "labels.csv").read_text(encoding="utf-8") == expected
     names = sorted(p.name for p in (tmp_path / "sharded").iterdir())
     shards = [shard_name("labels.csv", i, 9) for i in range(9)]  # ceil(500 / 60) shards
@@ -141,7 +143,19 @@ def test_run_files_of_retried_bundles_are_deleted_too(tmp_path):
     from pipeline.sorted_files import delete_runs, write_run
 
     temp = tmp_path / "sort-temp"
-    kept = write_run(str(temp / "a.run"), [(b"gs://b/1", b"line 1")])
-    orphan = write_run(str(temp / "orphan.run"), [(b"gs://b/2", b"line 2")])  # a failed bundle's attempt
+    kept = write_run(str(temp / "a.run"), [(b"gs://b/1", b"", b"line 1")])
+    orphan = write_run(str(temp / "orphan.run"), [(b"gs://b/2", b"", b"line 2")])  # a failed bundle's attempt
     assert sorted(delete_runs(None, [kept], [], str(temp))) == sorted([kept.name, orphan.name])
     assert not temp.exists()
+
+
+def test_faces_of_one_image_keep_the_rows_order_across_runs_and_shards(tmp_path):
+    """Rows of one path follow rows.sort_key (face rank as a number: 2 before 10), not their lines' text."""
+    ranks = [10, 2, 1, 11, 3]
+    rows = [LabelRow("gs://b/crowd.jpg", "happy", (0.9, 0.1), "v1", 5, "1.000000",
+                     FaceInfo(rank, 11, (0, 0, 9, 9), 0.99)) for rank in ranks]
+    rows += [LabelRow(f"gs://b/{c}.jpg", "sad", (0.2, 0.8), "v1", 5, "1.000000") for c in "ayz"]
+    write(rows, [], tmp_path, run_rows=2, shard_rows=3)
+    got = [(row.path, row.face.face) for row in read_label_rows(str(tmp_path / "labels.csv"), CLASSES)]
+    assert got == [(r.path, r.face.face) for r in sorted(rows, key=sort_key)]
+    assert [rank for path, rank in got if "crowd" in path] == [1, 2, 3, 10, 11]
