@@ -27,6 +27,7 @@ import pickle
 import struct
 import uuid
 from collections.abc import Iterator
+from operator import itemgetter
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -89,15 +90,29 @@ def index_spacing(shard_rows: int) -> int:
     return max(1, min(INDEX_EVERY, shard_rows // SAMPLES_PER_SHARD))
 
 
-def encode_record(key: tuple, line: str) -> Record:
-    """(path, pickled rest of the key, line) as bytes, for a sort key starting with the path."""
-    return key[0].encode(ENCODING), pickle.dumps(key[1:]) if len(key) > 1 else b"", line.encode(ENCODING)
+def encode_record(key: tuple, line: str, shared: dict[bytes, bytes]) -> Record:
+    """(path, pickled rest of the key, line) as bytes, for a sort key starting with the path. Equal rests (most
+    rows have one of a few) are one object, kept in `shared`."""
+    rest = pickle.dumps(key[1:]) if len(key) > 1 else b""
+    return key[0].encode(ENCODING), shared.setdefault(rest, rest), line.encode(ENCODING)
 
 
 def record_order(record: Record) -> tuple:
     """The output order: path, then the rest of the sort key, then the line."""
     path, rest, line = record
     return path, pickle.loads(rest) if rest else (), line
+
+
+def put_in_order(records: list[Record]) -> None:
+    """Sort records into record_order, in place: by path (no key objects made), then each run of one path by
+    the rest of its key, unpickled only there (several faces of one image)."""
+    records.sort(key=itemgetter(0))
+    start = 0
+    for end in range(1, len(records) + 1):
+        if end == len(records) or records[end][0] != records[start][0]:
+            if end - start > 1:
+                records[start:end] = sorted(records[start:end], key=record_order)
+            start = end
 
 
 def write_run(name: str, pairs: list[Record], index_every: int = INDEX_EVERY) -> RunFile:
@@ -146,9 +161,10 @@ class SpillRuns(beam.DoFn):
 
     def start_bundle(self) -> None:
         self._pairs: list[Record] = []
+        self._shared: dict[bytes, bytes] = {}
 
     def process(self, pair: tuple[tuple, str]):
-        self._pairs.append(encode_record(*pair))
+        self._pairs.append(encode_record(*pair, self._shared))
         if len(self._pairs) >= self._run_rows:
             yield self._spill()
 
@@ -217,11 +233,12 @@ def plan_shards(_, runs: list[RunFile], shard_rows: int) -> Iterator[ShardTask]:
 
 def shard_lines(task: ShardTask) -> list[bytes]:
     """The task's rows, read from its ranges, filtered to its paths and put in order (record_order): the lines."""
-    pairs = []
+    pairs, shared = [], {}
     for name, start, end in task.ranges:
-        pairs.extend(pair for pair in read_records(read_range(name, start, end))
-                     if (task.lower is None or pair[0] >= task.lower) and (task.upper is None or pair[0] < task.upper))
-    pairs.sort(key=record_order)
+        for path, rest, line in read_records(read_range(name, start, end)):
+            if (task.lower is None or path >= task.lower) and (task.upper is None or path < task.upper):
+                pairs.append((path, shared.setdefault(rest, rest), line))
+    put_in_order(pairs)
     return [line for _, _, line in pairs]
 
 
