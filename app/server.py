@@ -10,6 +10,9 @@ Uploads are limited to MAX_UPLOAD_BYTES (a clean 413 message beyond that), decod
 in memory only: nothing is written to disk. It binds 127.0.0.1 unless told otherwise: this is a local tool, not a service.
 """
 
+# First: TensorFlow starts here with its C++ start-up noise filtered (see pipeline/console.py).
+from pipeline import console  # isort: skip
+
 import argparse
 import base64
 import dataclasses
@@ -209,6 +212,7 @@ def create_app(model_dir: str) -> Flask:
 
 
 def main(argv: list[str] | None = None) -> int:
+    console.configure_logging()
     parser = argparse.ArgumentParser(prog="python -m app.server", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR),
                         help="SavedModel folder, local or gs:// (default: the shipped model)")

@@ -70,6 +70,14 @@ class Face:
         """(left-of-image eye, right-of-image eye), each (x, y) pixels."""
         return self.landmarks[0], self.landmarks[1]
 
+    def clipped(self, size: tuple[int, int]) -> "Face":
+        """The same face with its box cut to an image of size (width, height): a face at the edge of a photo, or
+        found in the border added around a tight crop, may reach past it. Landmarks are kept as found."""
+        x, y, w, h = self.box
+        left, top = min(max(x, 0.0), size[0]), min(max(y, 0.0), size[1])
+        right, bottom = min(max(x + w, 0.0), size[0]), min(max(y + h, 0.0), size[1])
+        return Face((left, top, right - left, bottom - top), self.score, self.landmarks)
+
     def scaled(self, factor: float, shift: tuple[float, float] = (0.0, 0.0)) -> "Face":
         """The same face in coordinates where point p becomes (p - shift) * factor."""
         x, y, w, h = self.box
@@ -119,8 +127,8 @@ class FaceFinder:
             bordered = [with_border(copies[i][0]) for i in retry]
             for i, (pixels, border), faces in zip(retry, bordered, self._detect([p for p, _ in bordered])):
                 found[i] = [face.scaled(1.0, (border, border)) for face in faces]
-        return [sorted((face.scaled(factor) for face in faces), key=lambda f: -f.area)
-                for faces, (_, factor) in zip(found, copies)]
+        return [sorted((face.scaled(factor).clipped(image.size) for face in faces), key=lambda f: -f.area)
+                for image, faces, (_, factor) in zip(images, found, copies)]
 
     def _detect(self, arrays: list[np.ndarray]) -> list[list[Face]]:
         """MTCNN on arrays grouped by size bucket; one list of faces per array, in its own pixels."""

@@ -183,7 +183,8 @@ def render_counts(view: ReportView) -> str:
     unreadable = (f'<p class="note">{view.unreadable_rows:,} rows of labels.csv could not be read and are not '
                   f"counted.</p>" if view.unreadable_rows else "")
     note = (f"Share of the {view.labelled:,} rows of labels.csv: one per face found (--faces all), and one for "
-            "each image without a face." if per_face else f"Share of the {view.labelled:,} labelled images.")
+            "each image without a face." if per_face else
+            f"Share of the {view.labelled:,} images in labels.csv (labelled happy or sad, or without a face).")
     return ('<section id="counts"><h2>Labels</h2>'
             f'<p class="note">{esc(note)}</p>'
             f'<table><thead><tr><th>label</th><th class="num">{unit}</th><th class="num">share</th></tr></thead>'
@@ -196,14 +197,17 @@ def render_histogram(histogram: Sequence[Sequence[int]], class_names: tuple[str,
     title = f'<h2>Distribution of p_{esc(first)}</h2>'
     if not totals or not any(totals):
         return f'<section id="histogram">{title}<p class="empty">No labelled images.</p></section>'
-    top = nice_ceiling(max(totals))
+    # Gridlines at whole, round counts: a step of 1, 2 or 5 x 10^n, about Y_GRIDLINES of them up to the tallest bar.
+    step = nice_ceiling(math.ceil(max(totals) / Y_GRIDLINES))
+    lines = math.ceil(max(totals) / step)
+    top = step * lines
     plot_w = CHART_WIDTH - CHART_LEFT - CHART_RIGHT
     plot_h = CHART_HEIGHT - CHART_TOP - CHART_BOTTOM
     bar_w = plot_w / len(histogram)
     y_of = lambda count: CHART_TOP + plot_h * (1 - count / top)  # noqa: E731
     shapes = []
-    for step in range(Y_GRIDLINES + 1):
-        value = top * step / Y_GRIDLINES
+    for line in range(lines + 1):
+        value = step * line
         y = y_of(value)
         shapes.append(f'<line class="grid" x1="{CHART_LEFT}" x2="{CHART_WIDTH - CHART_RIGHT}" y1="{y:.1f}" '
                       f'y2="{y:.1f}"/><text x="{CHART_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'

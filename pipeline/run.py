@@ -83,9 +83,9 @@ def build_parser() -> OneLineParser:
                              "(UTC, YYYY-MM-DD), for a scheduled nightly run")
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR),
                         help="SavedModel folder, local or gs:// (default: the shipped model)")
-    parser.add_argument("--min-batch-size", type=int, default=None, help="RunInference's smallest batch")
-    parser.add_argument("--max-batch-size", type=int, default=None, help="RunInference's largest batch")
-    parser.add_argument("--inference-threads", type=int, default=None, metavar="N",
+    parser.add_argument("--min-batch-size", type=at_least(1), default=None, help="RunInference's smallest batch")
+    parser.add_argument("--max-batch-size", type=at_least(1), default=None, help="RunInference's largest batch")
+    parser.add_argument("--inference-threads", type=at_least(0), default=None, metavar="N",
                         help="TensorFlow threads per worker process; default: all cores for one in-process worker, "
                              "cores / --direct_num_workers in multi_processing mode, 1 on Dataflow (one process "
                              "per vCPU)")
@@ -122,6 +122,20 @@ def dated(output: str, now: datetime.datetime | None = None) -> str:
     """output with DATE_PLACEHOLDER replaced by the UTC date of `now` (default: the launch), as YYYY-MM-DD."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     return output.replace(DATE_PLACEHOLDER, now.strftime(DATE_FORMAT))
+
+
+def at_least(minimum: int):
+    """argparse type: a whole number no smaller than minimum (a bad value is one `error:` line, not a crash)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least {minimum}, got {text!r}")
+        return value
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
 
 
 def error_rate(text: str) -> float:
@@ -348,9 +362,9 @@ def format_summary(summary: dict, outputs: list[str] | None = None) -> str:
     labelled = summary["images_labelled"]
     share = lambda n, total: f"{100.0 * n / total:.1f}%" if total else "-"  # noqa: E731
     carried = summary.get("images_carried_over", 0)
-    carried_note = f" ({carried:,} carried over unchanged)" if carried else ""
+    carried_note = f" ({carried:,} of them carried over unchanged)" if carried else ""
     no_face = summary.get("images_no_face", 0)
-    lines = [f"facelabel: {matched:,} images matched, {labelled:,} labelled{carried_note}, {no_face:,} without a "
+    lines = [f"facelabel: {matched:,} images matched{carried_note}: {labelled:,} labelled, {no_face:,} without a "
              f"face, {failed:,} failed ({share(failed, matched)})"]
     counts = {name: count for name, count in summary["labels"].items() if name != NO_FACE}
     faces = sum(counts.values())
@@ -366,9 +380,10 @@ def format_summary(summary: dict, outputs: list[str] | None = None) -> str:
     for reason, count in reasons[:SUMMARY_ERROR_KINDS]:
         lines.append(f"  failed:  {count:,} x {reason}")
     if len(reasons) > SUMMARY_ERROR_KINDS:
-        lines.append(f"  failed:  ... {len(reasons) - SUMMARY_ERROR_KINDS} more kinds in {ERRORS_FILE}")
+        more = len(reasons) - SUMMARY_ERROR_KINDS
+        lines.append(f"  failed:  ... {more} more kind{'s' if more > 1 else ''} of error in {ERRORS_FILE}")
     seconds = summary["wall_seconds"]
-    lines.append(f"  time:    {seconds:.1f} s, {matched / seconds if seconds else 0:.0f} images/s")
+    lines.append(f"  time:    {seconds:.1f} s, {matched / seconds if seconds else 0:.1f} images/s")
     lines.append(f"  model:   {summary['model_version']}")
     lines.append("  outputs: " + ", ".join(FileSystems.join(summary["output"], name) for name in outputs or RUN_FILES))
     return "\n".join(lines)

@@ -183,15 +183,14 @@ class SplitUnchanged(beam.DoFn):
     def process(self, joined: tuple[str, dict]):
         _, groups = joined
         files, previous = list(groups["file"]), list(groups["previous"])
-        if not files:
-            return  # labelled last time, gone now
-        key = file_key(files[0])
-        unchanged = (key.size, key.modified_text, self._model_version)
-        if previous and all((row.file_size, row.file_modified, row.model_version) == unchanged for row in previous):
-            for row in previous:  # one row per face with --faces all
-                yield beam.pvalue.TaggedOutput(self.CARRIED, row)
-            return
-        yield files[0]
+        if files:  # else: labelled last time, gone now
+            key = file_key(files[0])
+            unchanged = (key.size, key.modified_text, self._model_version)
+            if previous and all((row.file_size, row.file_modified, row.model_version) == unchanged
+                                for row in previous):
+                yield from (beam.pvalue.TaggedOutput(self.CARRIED, row) for row in previous)  # a row per face
+            else:
+                yield files[0]
 
 
 class SkipUnchanged(beam.PTransform):
@@ -260,7 +259,6 @@ class AlignFaces(beam.DoFn):
         inputs = face_inputs(decoded.image, faces, self._all_faces)
         if not inputs:
             yield beam.pvalue.TaggedOutput(self.NO_FACE, no_face_row(key, self._model_version, self._class_count))
-            return
         scale = decoded.scale
         for face_input in inputs:
             face = face_input.face

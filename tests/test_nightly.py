@@ -79,7 +79,7 @@ def test_max_error_rate_sets_exit_status_after_writing_outputs(tiny_model_dir, t
                      "--max-error-rate", limit]) == status
     assert len(read_rows(out / "errors.csv")) == 1 and len(read_rows(out / "labels.csv")) == 3
     captured = capsys.readouterr()
-    assert "4 images matched, 3 labelled, 0 without a face, 1 failed (25.0%)" in captured.out
+    assert "4 images matched: 3 labelled, 0 without a face, 1 failed (25.0%)" in captured.out
     assert ("more than --max-error-rate" in captured.err) == (status != 0)
 
 

@@ -248,3 +248,22 @@ def test_report_on_gcs(gcs, tmp_path):
     assert all(decode_thumbnail(t["src"]).size == (48, 48) for t in shown)
     assert "v-gcs" in page and gcs.uri("faces/gone.jpg") in parsed.text["errors"]
     assert gcs.handle.get_blob("runs/night1/report.html").content_type.startswith("text/html")
+
+
+@pytest.mark.parametrize("tallest", [1, 2, 3, 4, 7, 10, 37, 1234])
+def test_histogram_count_axis_has_whole_ticks_where_they_belong(tallest):
+    """Each count label sits at the height of that count, and every label is a whole number."""
+    import re
+
+    from pipeline.report_html import render_histogram
+
+    histogram = [[tallest, 0]] + [[1, 0]] * 3
+    svg = render_histogram(histogram, ("happy", "sad"), "happy")
+    ticks = [(float(y) - 4, int(text.replace(",", ""))) for y, text in
+             re.findall(r'<text x="\d+" y="([\d.]+)" text-anchor="end">([\d,]+)</text>', svg)]
+    assert len(ticks) >= 2 and ticks[0][1] == 0 and ticks[-1][1] >= tallest
+    (y0, v0), (y1, v1) = ticks[0], ticks[-1]
+    per_count = (y0 - y1) / (v1 - v0)
+    for y, value in ticks:
+        assert y == pytest.approx(y0 - per_count * (value - v0), abs=0.11)
+    assert len({v for _, v in ticks}) == len(ticks)  # no repeated labels
