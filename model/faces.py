@@ -7,12 +7,15 @@ five landmarks (both eye centres, nose tip, both mouth corners) per face.
 
 How an image is searched, in order:
 1. A detection copy: the image shrunk so its longer side is at most DETECTION_MAX_SIDE pixels (detection time
-   grows with pixels; MTCNN finds faces down to MIN_FACE_SIZE pixels in that copy, so the smallest face found is
-   MIN_FACE_SIZE / DETECTION_MAX_SIDE of the image's longer side, about 3%).
+   grows with pixels). MTCNN searches faces down to MIN_FACE_SIZE pixels in that copy and reports those from
+   MIN_REPORTED_FACE_SIDE (see 3), so the smallest face found is about 4% of the image's longer side.
 2. If no face is found, the copy is searched again inside a border of TIGHT_CROP_BORDER of its size on every side,
    filled with its mean grey: a tight face crop (FER2013-style, a studio head shot) has no context around the
    face, and MTCNN misses most of them without that border.
-3. Faces under MIN_FACE_SCORE confidence are dropped; the rest are sorted largest first (box area).
+3. Faces under MIN_FACE_SCORE confidence are dropped, and so are small faces (shorter box side under
+   SMALL_FACE_SIDE pixels of the detection copy) unless the detector is at least SMALL_FACE_MIN_SCORE sure and
+   they are at least MIN_REPORTED_FACE_SIDE pixels: MTCNN's false faces in photos without people are small and
+   less certain (measured below). The rest are sorted largest first (box area).
 Boxes and landmarks are returned in the decoded image's pixel coordinates.
 
 Images are detected in batches, grouped by detection-copy size: MTCNN pads a batch to its largest image, and a
@@ -30,13 +33,20 @@ from model.preprocess import DecodedImage, decode_image
 
 # Longest side, in pixels, of the copy of an image that the detector searches.
 DETECTION_MAX_SIDE: int = 640
-# MTCNN's smallest face, in pixels of the detection copy (its default; smaller slows the image pyramid down).
+# MTCNN's smallest face searched, in pixels of the detection copy (its default; smaller slows the pyramid down).
 MIN_FACE_SIZE: int = 20
 # Border added on each side, as a fraction of the copy's longer side, when an image is searched a second time.
 TIGHT_CROP_BORDER: float = 0.3
 # Faces the detector is less sure of than this are not reported: MTCNN's output network score (0..1), at its own
-# default (threshold_onet 0.8); measured here: no face in 306 faceless photos at 0.7, 0.8 or 0.9.
+# default (threshold_onet 0.8).
 MIN_FACE_SCORE: float = 0.8
+# Small faces need more certainty. Measured on the 300 shared landscapes enlarged to 640x480 and 150 of them to
+# 1600x1200 (photo sizes): MTCNN at 0.8 reported 107 false faces, 95% of them under 48 pixels (median 25, score
+# 0.87); with this rule 7 remain, while every face found in 240 FER2013 faces pasted into scenes and 518 of 522
+# found in 531 muxspace photos are kept (scratch measurement of 2026-11-30, described in README "Which images work").
+SMALL_FACE_SIDE: float = 48.0
+SMALL_FACE_MIN_SCORE: float = 0.95
+MIN_REPORTED_FACE_SIDE: float = 24.0
 # Images whose detection copies fall in one bucket of this many pixels (per side) are detected in one batch.
 SIZE_BUCKET: int = 64
 # Detection copies are resized with this filter (antialiased when shrinking).
@@ -107,6 +117,13 @@ def with_border(pixels: np.ndarray) -> tuple[np.ndarray, int]:
     return padded, border
 
 
+def is_credible(score: float, side: float) -> bool:
+    """Whether a detection is reported: score 0..1, side = shorter box side in detection-copy pixels."""
+    if side >= SMALL_FACE_SIDE:
+        return score >= MIN_FACE_SCORE
+    return score >= SMALL_FACE_MIN_SCORE and side >= MIN_REPORTED_FACE_SIDE
+
+
 class FaceFinder:
     """MTCNN, built once (its three networks load in about a second), called on batches of images."""
 
@@ -140,9 +157,9 @@ class FaceFinder:
             rows = self._detector.detect_faces([arrays[i] for i in members], box_format="xyxy",
                                                output_type="numpy", min_face_size=MIN_FACE_SIZE)
             for row in np.asarray(rows, dtype=np.float64).reshape(-1, 16):
-                if row[_SCORE_COLUMN] < MIN_FACE_SCORE:
-                    continue
                 x1, y1, x2, y2 = row[_BOX_COLUMNS]
+                if not is_credible(float(row[_SCORE_COLUMN]), min(x2 - x1, y2 - y1)):
+                    continue
                 found[members[int(row[0])]].append(
                     Face((x1, y1, x2 - x1, y2 - y1), float(row[_SCORE_COLUMN]),
                          row[_LANDMARK_COLUMNS].reshape(2, 5).T.copy()))

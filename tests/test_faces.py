@@ -57,8 +57,9 @@ def test_tight_face_crops_are_found_with_a_border(finder, shared_faces):
     found = finder.find(crops)
     assert sum(1 for faces in found if faces) >= 30
     for crop, faces in zip(crops, found):
-        for face in faces:  # coordinates are the crop's own, not the bordered copy's
-            assert -IMAGE_SIZE / 2 < face.box[0] < IMAGE_SIZE and -IMAGE_SIZE / 2 < face.box[1] < IMAGE_SIZE
+        for face in faces:  # coordinates are the crop's own, not the bordered copy's, and boxes stay inside it
+            x, y, w, h = face.box
+            assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= crop.size[0] and y + h <= crop.size[1]
 
 
 def test_large_photo_boxes_are_in_the_full_images_pixels(finder, fer_faces):
@@ -150,3 +151,14 @@ def test_detection_copy_limits_cost(finder):
 
     pixels, factor = detection_copy(Image.new("RGB", (3000, 1000)))
     assert max(pixels.shape[:2]) == DETECTION_MAX_SIDE and factor == pytest.approx(3000 / DETECTION_MAX_SIDE)
+
+
+def test_small_faces_need_more_certainty():
+    """MTCNN's false faces in landscapes are small and less certain: small faces must be surer to be reported."""
+    from model.faces import MIN_FACE_SCORE, MIN_REPORTED_FACE_SIDE, SMALL_FACE_MIN_SCORE, SMALL_FACE_SIDE, is_credible
+
+    assert is_credible(MIN_FACE_SCORE, SMALL_FACE_SIDE)
+    assert not is_credible(MIN_FACE_SCORE - 0.01, SMALL_FACE_SIDE * 4)
+    assert not is_credible(SMALL_FACE_MIN_SCORE - 0.01, SMALL_FACE_SIDE - 1)
+    assert is_credible(SMALL_FACE_MIN_SCORE, SMALL_FACE_SIDE - 1)
+    assert not is_credible(1.0, MIN_REPORTED_FACE_SIDE - 1)
