@@ -1,11 +1,13 @@
-"""Label a folder of face images as happy or sad with Apache Beam.
+"""Label the faces in a folder of images as happy or sad with Apache Beam.
 
 Workflow:
 1. Check the user's input, output and model before anything is launched (one clear line on a mistake).
 2. ReadImages: list the input (pipeline.inputs: an existing folder is walked, an existing file is one file,
    anything else is a shell-like glob) and read the files' bytes.
-3. LabelImages: Preprocess (the shared `model.preprocess`) -> RunInference (SavedModel, batched, keyed by path)
-   -> rows.
+3. LabelImages, two models in a row (Beam's cascade pattern): Decode -> FindFaces (RunInference with the face
+   detector) -> AlignFaces (`model.align`) -> Classify (RunInference with the SavedModel, batched, keyed by
+   path and face) -> rows; an image without a face becomes a `no_face` row. With --faces none: Preprocess (the
+   whole image) -> Classify.
 4. WriteOutputs: labels.csv, errors.csv and summary.json in the output folder.
 
 Only the job's own flags are declared here; every other flag goes to Beam's PipelineOptions, so the same
@@ -18,7 +20,6 @@ run) and run() returns the launch details instead of the summary.
 
 import argparse
 import datetime
-import difflib
 import json
 import logging
 import os
@@ -35,12 +36,13 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
 from model.contract import DEFAULT_MODEL_DIR
+from pipeline.flags import at_least, error_rate, unknown_pipeline_args
 from pipeline.inputs import InputError, InputSpec, Survey, check_input, input_warnings, resolve_input, skipped_counts
 from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
-from pipeline.outputs import (ERRORS_FILE, LABELS_FILE, RUN_FILES, SUMMARY_FILE, output_names, promote_outputs,
-                              remove_quietly)
+from pipeline.outputs import LABELS_FILE, SUMMARY_FILE, output_names, promote_outputs, remove_quietly
 from pipeline.rows import NO_FACE
-from pipeline.transforms import FACE_MODES, FACES_ALL, FACES_LARGEST, FACES_NONE
+from pipeline.summary import format_summary, too_many_errors
+from pipeline.transforms import FACE_MODES, FACES_LARGEST
 
 # In --output, replaced by the launch date: a scheduler's fixed request still writes each night to its own folder.
 DATE_PLACEHOLDER: str = "{date}"
@@ -50,8 +52,6 @@ EXIT_USER_ERROR: int = 2
 EXIT_TOO_MANY_ERRORS: int = 3
 # Outputs are written here inside the output folder, then moved into place when the run succeeds.
 STAGING_PREFIX: str = ".facelabel-staging-"
-# How many error kinds the end-of-run summary lists (all of them are in summary.json).
-SUMMARY_ERROR_KINDS: int = 5
 # Runners whose workers run on other machines, so they cannot read this machine's files (matched in lower case).
 REMOTE_RUNNER_MARKERS: tuple[str, ...] = ("dataflow",)
 
@@ -122,46 +122,6 @@ def dated(output: str, now: datetime.datetime | None = None) -> str:
     """output with DATE_PLACEHOLDER replaced by the UTC date of `now` (default: the launch), as YYYY-MM-DD."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     return output.replace(DATE_PLACEHOLDER, now.strftime(DATE_FORMAT))
-
-
-def at_least(minimum: int):
-    """argparse type: a whole number no smaller than minimum (a bad value is one `error:` line, not a crash)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be a whole number of at least {minimum}, got {text!r}")
-        return value
-    parse.__name__ = f"whole number >= {minimum}"
-    return parse
-
-
-def error_rate(text: str) -> float:
-    """argparse type for --max-error-rate: a fraction from 0 to 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {text!r}")
-    return value
-
-
-def unknown_pipeline_args(pipeline_args: list[str], own_flags: list[str]) -> str | None:
-    """A message naming the first flag neither this job nor any Beam PipelineOptions knows, else None."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    for options_class in PipelineOptions.__subclasses__():
-        options_class._add_argparse_args(parser)  # how Beam itself collects every option
-    _, unknown = parser.parse_known_args(pipeline_args)
-    flags = [arg for arg in unknown if arg.startswith("-")]
-    if not flags and not unknown:
-        return None
-    bad = (flags or unknown)[0]
-    known_flags = [flag for action in parser._actions for flag in action.option_strings] + own_flags
-    close = difflib.get_close_matches(bad.split("=", 1)[0], known_flags, n=1)
-    return f"unrecognized argument: {bad}" + (f" (did you mean {close[0]}?)" if close else "")
 
 
 def check_input_path(input_path: str) -> tuple[InputSpec, Survey]:
@@ -347,46 +307,6 @@ def main(argv: list[str] | None = None) -> int:
               f"--max-error-rate allows", file=sys.stderr)
         return EXIT_TOO_MANY_ERRORS
     return 0
-
-
-def too_many_errors(summary: dict) -> bool:
-    """True when the run's failed fraction exceeds the --max-error-rate recorded in its summary."""
-    matched, limit = summary["images_matched"], summary.get("max_error_rate")
-    return limit is not None and matched > 0 and summary["images_failed"] / matched > limit
-
-
-def format_summary(summary: dict, outputs: list[str] | None = None) -> str:
-    """The end-of-run summary: one screen a person reads the next morning. `outputs`: the output files' names
-    (default: the single-file names)."""
-    matched, failed = summary["images_matched"], summary["images_failed"]
-    labelled = summary["images_labelled"]
-    share = lambda n, total: f"{100.0 * n / total:.1f}%" if total else "-"  # noqa: E731
-    carried = summary.get("images_carried_over", 0)
-    carried_note = f" ({carried:,} of them carried over unchanged)" if carried else ""
-    no_face = summary.get("images_no_face", 0)
-    lines = [f"facelabel: {matched:,} images matched{carried_note}: {labelled:,} labelled, {no_face:,} without a "
-             f"face, {failed:,} failed ({share(failed, matched)})"]
-    counts = {name: count for name, count in summary["labels"].items() if name != NO_FACE}
-    faces = sum(counts.values())
-    per = "faces" if summary.get("faces") == FACES_ALL else "images"
-    lines.append(f"  labels:  " + "   ".join(f"{name} {count:,} ({share(count, faces)})"
-                                           for name, count in counts.items())
-                 + f"   ({per}; {summary.get('faces', FACES_NONE)} faces mode)")
-    skipped = summary.get("files_skipped") or {}
-    if skipped:
-        lines.append("  skipped: " + ", ".join(f"{count:,} {kind}" for kind, count in skipped.items())
-                     + " (not labelled)")
-    reasons = list(summary["errors_by_reason"].items())
-    for reason, count in reasons[:SUMMARY_ERROR_KINDS]:
-        lines.append(f"  failed:  {count:,} x {reason}")
-    if len(reasons) > SUMMARY_ERROR_KINDS:
-        more = len(reasons) - SUMMARY_ERROR_KINDS
-        lines.append(f"  failed:  ... {more} more kind{'s' if more > 1 else ''} of error in {ERRORS_FILE}")
-    seconds = summary["wall_seconds"]
-    lines.append(f"  time:    {seconds:.1f} s, {matched / seconds if seconds else 0:.1f} images/s")
-    lines.append(f"  model:   {summary['model_version']}")
-    lines.append("  outputs: " + ", ".join(FileSystems.join(summary["output"], name) for name in outputs or RUN_FILES))
-    return "\n".join(lines)
 
 
 def exit_now(status: int) -> None:
