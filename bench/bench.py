@@ -263,6 +263,20 @@ def run_measured(name: str, command: list[str], log_dir: Path) -> dict:
             "ru_maxrss_mb": usage.ru_maxrss / MB, **(json.loads(lines[-1][len(RESULT_PREFIX):]) if lines else {})}
 
 
+def measure_and_report(measure, args: argparse.Namespace, prefix: str, table) -> int:
+    """Run measure(args, work) in a fresh temp folder (always deleted), write its results as JSON to args.json
+    if given, print table(results); the shared ending of the benchmarks' main()."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        results = measure(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    return 0
+
+
 def cpu_peak(flops_per_cycle: int | None) -> dict:
     """Theoretical FP32 peak from /proc/cpuinfo: cores x clock x FLOPs/cycle (the assumption is stated)."""
     info = Path("/proc/cpuinfo").read_text()

@@ -12,15 +12,13 @@ Workflow (every run a fresh `python -m pipeline.run` subprocess, one after anoth
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from bench.bench import face_sources, link, run_measured
+from bench.bench import face_sources, link, measure_and_report, run_measured
 
 # Photo sizes measured, in megapixels (4:3), and their JPEG quality (a phone's is about this).
 PHOTO_MEGAPIXELS: tuple[int, ...] = (1, 3, 6, 12)
@@ -99,16 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crops", type=int, default=DEFAULT_CROPS, help="FER2013 crops (default %(default)s)")
     parser.add_argument("--model", default="model/default", help="SavedModel folder (default: shipped)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
-    args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="facelabel-bench-photos-"))
-    try:
-        rows = measure(args, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    print(format_table(rows))
-    return 0
+    return measure_and_report(measure, parser.parse_args(argv), "facelabel-bench-photos-", format_table)
 
 
 if __name__ == "__main__":

@@ -24,11 +24,10 @@ import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from bench.bench import IN_PROCESS_FLAGS, RESULT_PREFIX, face_sources, link, run_measured
+from bench.bench import IN_PROCESS_FLAGS, RESULT_PREFIX, face_sources, link, measure_and_report, run_measured
 
 # The real points label face crops: whole images, no face finding (as `bench.bench`'s pipeline runs).
 PIPELINE_FLAGS: tuple[str, ...] = ("--faces", "none")
@@ -195,15 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(RESULT_PREFIX + json.dumps(worker_synthetic(args.rows, args.output)), flush=True)
         return 0
-    work = Path(tempfile.mkdtemp(prefix="facelabel-scale-"))
-    try:
-        results = measure(args, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(format_table(results))
-    return 0
+    return measure_and_report(measure, args, "facelabel-scale-", format_table)
 
 
 if __name__ == "__main__":

@@ -143,18 +143,23 @@ def test_phone_and_browser_formats_are_labelled_and_skipped_files_counted(tiny_m
     assert re.search(r"skipped: .*2 system file", screen) and "1 video" in screen
 
 
+def deny_listing(monkeypatch, folder) -> None:
+    """Make listing `folder` fail as a permission-denied folder does (root reads any folder, so chmod cannot)."""
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if isinstance(path, str) and path == str(folder):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real_scandir(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
 def test_a_subfolder_that_cannot_be_listed_is_reported(tiny_model_dir, tmp_path, monkeypatch):
     # Root reads any folder, so the listing is made to fail as a permission-denied folder does (see test_inputs).
     root = tmp_path / "in"
     keep = face(root / "a.png", True, 30)
     face(root / "private" / "b.png", False, 31)
-    real_scandir = os.scandir
-
-    def scandir(path="."):
-        if isinstance(path, str) and path == str(root / "private"):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
-        return real_scandir(path)
-    monkeypatch.setattr(os, "scandir", scandir)
+    deny_listing(monkeypatch, root / "private")
     summary, labels, errors = label_run(tiny_model_dir, str(root), tmp_path / "out")
     assert list(labels) == [keep]
     assert errors == {str(root / "private"): "folder cannot be listed: Permission denied"}
@@ -163,13 +168,7 @@ def test_a_subfolder_that_cannot_be_listed_is_reported(tiny_model_dir, tmp_path,
 
 def test_an_input_folder_that_cannot_be_listed_is_one_error_line(tiny_model_dir, tmp_path, monkeypatch, capsys):
     face(tmp_path / "in" / "a.png", True, 32)
-    real_scandir = os.scandir
-
-    def scandir(path="."):
-        if isinstance(path, str) and path == str(tmp_path / "in"):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
-        return real_scandir(path)
-    monkeypatch.setattr(os, "scandir", scandir)
+    deny_listing(monkeypatch, tmp_path / "in")
     status = job.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
                        "--model", str(tiny_model_dir)])
     err = capsys.readouterr().err.strip()
