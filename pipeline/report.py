@@ -25,18 +25,15 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from model.faces import FaceFinder
-from model.preprocess import ImageDecodeError
-from pipeline.face_images import aligned_face_data_uri, face_data_uri, photo_data_uri
 from pipeline.model_files import root_cause
 from pipeline.outputs import (ERRORS_FILE, LABELS_FILE, REPORT_FILE, SUMMARY_FILE, IncompleteOutputError,
                               output_files, output_lines)
 from pipeline.report_html import Grid, ReportView, Tile, render_report
+from pipeline.thumbnails import Thumbnails
 from pipeline.rows import FACE_COLUMNS, NO_FACE
 
 HTML_MIME: str = "text/html; charset=utf-8"
@@ -45,10 +42,6 @@ HTML_MIME: str = "text/html; charset=utf-8"
 GRID_SIZE: int = 24
 HISTOGRAM_BINS: int = 20
 MAX_ERRORS_LISTED: int = 200
-# Image files larger than this get a placeholder instead of a thumbnail; a face crop is far smaller.
-MAX_THUMBNAIL_SOURCE_BYTES: int = 32 * 1024 * 1024
-# Thumbnails are read concurrently: on gs:// each one is a network round trip.
-THUMBNAIL_READERS: int = 8
 # labels.csv columns before the probabilities.
 PATH_COLUMN, LABEL_COLUMN = 0, 1
 PROBABILITY_PREFIX: str = "p_"
@@ -194,61 +187,12 @@ def read_summary(run_dir: str) -> dict | None:
     return summary if isinstance(summary, dict) else None
 
 
-def read_source(path: str) -> tuple[bytes | None, str | None]:
-    """(the image file's bytes, None), or (None, why not) for a missing, unreadable or oversized file."""
-    try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            data = handle.read(MAX_THUMBNAIL_SOURCE_BYTES + 1)
-    except Exception as err:  # missing, moved, no permission...: the tile says so, the report goes on
-        return None, root_cause(err)
-    if len(data) > MAX_THUMBNAIL_SOURCE_BYTES:
-        return None, f"file over {MAX_THUMBNAIL_SOURCE_BYTES:,} bytes"
-    return data, None
-
-
-class Thumbnails:
-    """Thumbnails of picked rows: the face as the model saw it (found and aligned again with the job's own code,
-    or the whole image for a run without face finding) or, for an image without a face, the whole image.
-
-    Files are read concurrently (on gs:// each is a network round trip); the face finder is built only if a
-    picked row has a found face."""
-
-    def __init__(self) -> None:
-        self._finder: FaceFinder | None = None
-
-    def _face_finder(self) -> FaceFinder:
-        if self._finder is None:
-            self._finder = FaceFinder()
-        return self._finder
-
-    def make(self, picks: list[Picked]) -> dict[tuple[str, int | None, bool], tuple[str | None, str | None]]:
-        keys = list(dict.fromkeys((p.path, p.face, p.label == NO_FACE) for p in picks))
-        paths = list(dict.fromkeys(path for path, _, _ in keys))
-        with ThreadPoolExecutor(THUMBNAIL_READERS) as pool:
-            sources = dict(zip(paths, pool.map(read_source, paths)))
-        return {key: self._render(sources[key[0]], key[1], key[2]) for key in keys}
-
-    def _render(self, source: tuple[bytes | None, str | None], face: int | None,
-                whole_photo: bool) -> tuple[str | None, str | None]:
-        data, problem = source
-        if data is None:
-            return None, problem
-        try:
-            if whole_photo:
-                return photo_data_uri(data), None
-            if face is None:
-                return face_data_uri(data), None
-            return aligned_face_data_uri(data, face, self._face_finder()), None
-        except ImageDecodeError as err:
-            return None, str(err)
-
-
 def make_grids(stats: LabelStats) -> tuple[Grid, ...]:
     """The grids, with each image read once (a face can sit in two grids)."""
     chosen = [(name, stats.confident[name]) for name in stats.class_names] + [(UNCERTAIN_KEY, stats.uncertain)]
     if stats.no_face:
         chosen.append((NO_FACE, stats.no_face))
-    thumbnails = Thumbnails().make([pick for _, picks in chosen for pick in picks])
+    thumbnails = Thumbnails().make([(p.path, p.face, p.label == NO_FACE) for _, picks in chosen for p in picks])
     grids = []
     under = "Under each face: its file, its label and the probability of that label; hover for more."
     for key, picks in chosen:

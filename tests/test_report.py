@@ -19,7 +19,7 @@ from PIL import Image
 
 from conftest import synthetic_face
 from model.preprocess import preprocess_image
-from pipeline import report
+from pipeline import report, thumbnails
 from pipeline import run as job
 
 LABELS_HEADER = ["path", "label", "p_happy", "p_sad", "model_version", "file_size", "file_modified"]
@@ -167,8 +167,8 @@ def test_a_large_run_gives_a_small_report_with_bounded_reads(tmp_path, monkeypat
     run_dir = write_run(tmp_path / "big", [label_row(path, p) for path, p in zip(paths, p_happy)],
                         [[f"/nowhere/bad_{i}.jpg", "not a recognised image format"] for i in range(BIG_ERRORS)])
     read = []
-    real_read = report.read_source
-    monkeypatch.setattr(report, "read_source", lambda path: read.append(path) or real_read(path))
+    real_read = thumbnails.read_source
+    monkeypatch.setattr(thumbnails, "read_source", lambda path: read.append(path) or real_read(path))
 
     started = time.monotonic()
     tracemalloc.start()
