@@ -80,8 +80,14 @@ def output_files(single_path: str) -> list[str]:
     numbers = [tuple(map(int, pattern.match(path.rsplit("/", 1)[-1]).groups())) for path in shards]
     count = numbers[0][1]
     if numbers != [(number, count) for number in range(count)]:
-        raise IncompleteOutputError(f"incomplete shard set for {single_path}: found {len(shards)} files "
-                                    f"{[p.rsplit('/', 1)[-1] for p in shards[:3]]}..., expected {count}")
+        expected = {(number, count) for number in range(count)}
+        missing = sorted(expected - set(numbers))
+        names = [shard_name(single_path.rsplit("/", 1)[-1], number, total) for number, total in missing[:3]]
+        raise IncompleteOutputError(
+            f"incomplete shard set for {single_path}: {len(shards)} files found, {count} expected; missing "
+            f"{', '.join(names)}{' ...' if len(missing) > 3 else ''}" if missing else
+            f"incomplete shard set for {single_path}: shards of different totals "
+            f"{sorted({total for _, total in numbers})}")
     return shards
 
 

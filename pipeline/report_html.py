@@ -182,9 +182,9 @@ def render_counts(view: ReportView) -> str:
                 f'<th class="num">{matched:,}</th><th></th></tr>')
     unreadable = (f'<p class="note">{view.unreadable_rows:,} rows of labels.csv could not be read and are not '
                   f"counted.</p>" if view.unreadable_rows else "")
-    note = (f"Share of the {view.labelled:,} rows of labels.csv: one per face found (--faces all), and one for "
+    note = (f"Share of the {view.labelled:,} rows of the labels: one per face found (--faces all), and one for "
             "each image without a face." if per_face else
-            f"Share of the {view.labelled:,} images in labels.csv (labelled happy or sad, or without a face).")
+            f"Share of the {view.labelled:,} images in the labels (labelled happy or sad, or without a face).")
     return ('<section id="counts"><h2>Labels</h2>'
             f'<p class="note">{esc(note)}</p>'
             f'<table><thead><tr><th>label</th><th class="num">{unit}</th><th class="num">share</th></tr></thead>'

@@ -39,7 +39,8 @@ from model.contract import DEFAULT_MODEL_DIR
 from pipeline.flags import at_least, error_rate, unknown_pipeline_args
 from pipeline.inputs import InputError, InputSpec, Survey, check_input, input_warnings, resolve_input, skipped_counts
 from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
-from pipeline.outputs import LABELS_FILE, SUMMARY_FILE, output_names, promote_outputs, remove_quietly
+from pipeline.outputs import (LABELS_FILE, SUMMARY_FILE, IncompleteOutputError, output_files, output_names,
+                              promote_outputs, remove_quietly)
 from pipeline.rows import NO_FACE
 from pipeline.summary import format_summary, too_many_errors
 from pipeline.transforms import FACE_MODES, FACES_LARGEST
@@ -153,6 +154,14 @@ def check_output(output_dir: str) -> None:
         raise UserError(f"output folder is not writable: {output_dir} ({root_cause(err)})") from None
 
 
+def check_previous_labels(labels_path: str) -> None:
+    """--incremental reads the earlier labels: a damaged shard set is one clear line now, not a failed job later."""
+    try:
+        output_files(labels_path)
+    except IncompleteOutputError as err:
+        raise UserError(f"cannot run --incremental: {err}; remove or restore the output's labels files") from None
+
+
 def is_remote_runner(options: PipelineOptions) -> bool:
     """True for runners whose workers run on other machines (and cannot see this one's files)."""
     runner = str(options.view_as(StandardOptions).runner or "").lower()
@@ -240,6 +249,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     source, survey = check_input_path(args.input)
     metadata = check_model(args.model)
     check_output(args.output)
+    if args.incremental:
+        check_previous_labels(FileSystems.join(args.output, LABELS_FILE))
 
     started = time.time()
     info = {

@@ -104,8 +104,27 @@ def test_readers_take_either_form_and_refuse_an_incomplete_shard_set(tmp_path):
     assert sorted(read_label_rows(single, CLASSES)) == sorted(rows)
     assert output_files(str(tmp_path / "nothing" / "labels.csv")) == []
     (tmp_path / "sharded" / shard_name("labels.csv", 1, 3)).unlink()
-    with pytest.raises(IncompleteOutputError, match="incomplete shard set"):
+    with pytest.raises(IncompleteOutputError, match="incomplete shard set.*2 files found, 3 expected; missing "
+                                                    "labels-00001-of-00003.csv$"):
         output_files(sharded)
+
+
+def test_incremental_run_on_an_incomplete_shard_set_is_one_error_line(tiny_model_dir, tmp_path, capsys):
+    """A damaged previous output stops --incremental before anything runs: exit 2, one line, outputs kept."""
+    from pipeline import run as job
+
+    folder = faces(tmp_path / "in", 2, seed=70)
+    out = tmp_path / "out"
+    write(label_rows(120, seed=3), [], out, run_rows=50, shard_rows=40)
+    (out / shard_name("labels.csv", 0, 3)).unlink()
+    before = sorted(p.name for p in out.iterdir())
+    status = job.main(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir),
+                       "--incremental"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "\n" not in err and "Traceback" not in err
+    assert err.startswith("error: cannot run --incremental: incomplete shard set") and \
+        "missing labels-00000-of-00003.csv" in err
+    assert sorted(p.name for p in out.iterdir()) == before
 
 
 def faces(folder, count, seed):
