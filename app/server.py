@@ -127,13 +127,13 @@ def label_image(classifier: Classifier, finder: FaceFinder, data: bytes, filenam
     metadata = classifier.metadata
     probabilities = classifier(np.stack([f.pixels for f in inputs])) if inputs else np.zeros((0, 2))
     chosen = metadata.decide(probabilities) if inputs else []
-    width, height = image.size
+    width, height = decoded.original_size
     faces = []
     for face_input, p, c in zip(inputs, probabilities, chosen):
-        x, y, w, h = face_input.face.box if face_input.face is not None else (0.0, 0.0, width, height)
+        x, y, w, h = face_input.original_box(decoded)
         faces.append(FaceVerdict(
             rank=face_input.rank, box=[x / width, y / height, w / width, h / height],
-            pixel_box=[round(v * decoded.scale) for v in (x, y, w, h)],
+            pixel_box=[round(v) for v in (x, y, w, h)],
             score=None if face_input.face is None else round(face_input.face.score, 4),
             label=metadata.class_names[int(c)],
             probabilities={name: float(v) for name, v in zip(metadata.class_names, p)},

@@ -13,11 +13,11 @@ would be a feature the network never saw).
 import dataclasses
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from model.contract import CHANNELS, IMAGE_SIZE
 from model.faces import Face
-from model.preprocess import RESIZE_FILTER
+from model.preprocess import DecodedImage, whole_image_input
 
 # (x, y) of the left-of-image and right-of-image eye centres in a 48x48 FER2013 face, in pixels: the medians
 # measured by `python -m trainer.face_template` on 2,000 FER2013 training faces (x 14.45 and 32.74; y 18.19 and
@@ -91,12 +91,12 @@ class FaceInput:
     face: Face | None
     pixels: np.ndarray = dataclasses.field(compare=False)
 
-
-def whole_image_input(image: Image.Image) -> np.ndarray:
-    """The whole image as the network input: centre square, resized with `model.preprocess`'s filter."""
-    grey = image if image.mode == "L" else image.convert("L")
-    fitted = ImageOps.fit(grey, (IMAGE_SIZE, IMAGE_SIZE), method=RESIZE_FILTER, centering=(0.5, 0.5))
-    return np.asarray(fitted, dtype=np.float32).reshape(IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
+    def original_box(self, decoded: DecodedImage) -> tuple[float, float, float, float]:
+        """(x, y, width, height) of this face in the full-size upright image's pixels (the whole image when it
+        was taken whole); `decoded` is the image the face was found in."""
+        if self.face is None:
+            return 0.0, 0.0, float(decoded.original_size[0]), float(decoded.original_size[1])
+        return tuple(v * decoded.scale for v in self.face.box)
 
 
 def is_face_thumbnail(image: Image.Image) -> bool:

@@ -51,6 +51,8 @@ MIN_REPORTED_FACE_SIDE: float = 24.0
 SIZE_BUCKET: int = 64
 # Detection copies are resized with this filter (antialiased when shrinking).
 DETECTION_RESIZE_FILTER = Image.Resampling.BILINEAR
+# Pillow's reducing_gap for shrinking: a fast integer reduction first, then the filter over the last 2x or more.
+SHRINK_REDUCING_GAP: float = 2.0
 # Landmark order in Face.landmarks (rows), as MTCNN returns them. "left" is the left of the image.
 LANDMARK_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 # Columns of MTCNN's numpy output: image index, x1, y1, x2, y2, confidence, the five landmarks' x, their y.
@@ -96,15 +98,21 @@ class Face:
                     (self.landmarks - np.array([dx, dy])) * factor)
 
 
+def shrunk(image: Image.Image, max_side: int, resample: Image.Resampling) -> tuple[Image.Image, float]:
+    """(the image resized so its longer side is at most max_side pixels, factor from its pixels to the input's)."""
+    longest = max(image.size)
+    if longest <= max_side:
+        return image, 1.0
+    factor = longest / max_side
+    size = (max(1, round(image.size[0] / factor)), max(1, round(image.size[1] / factor)))
+    return image.resize(size, resample, reducing_gap=SHRINK_REDUCING_GAP), factor
+
+
 def detection_copy(image: Image.Image) -> tuple[np.ndarray, float]:
     """(RGB uint8 array (H, W, 3) of at most DETECTION_MAX_SIDE per side, factor from copy to image pixels)."""
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
-    longest = max(rgb.size)
-    if longest <= DETECTION_MAX_SIDE:
-        return np.asarray(rgb), 1.0
-    factor = longest / DETECTION_MAX_SIDE
-    size = (max(1, round(rgb.size[0] / factor)), max(1, round(rgb.size[1] / factor)))
-    return np.asarray(rgb.resize(size, DETECTION_RESIZE_FILTER, reducing_gap=2.0)), factor
+    copy, factor = shrunk(image if image.mode == "RGB" else image.convert("RGB"), DETECTION_MAX_SIDE,
+                          DETECTION_RESIZE_FILTER)
+    return np.asarray(copy), factor
 
 
 def with_border(pixels: np.ndarray) -> tuple[np.ndarray, int]:
@@ -179,9 +187,5 @@ def decode_for_faces(data: bytes) -> DecodedImage:
     upright size, so `DecodedImage.scale` converts positions back to the user's pixels. Raises ImageDecodeError.
     """
     decoded = decode_image(data, min_side=DETECTION_MAX_SIDE, colour=True)
-    image = decoded.image
-    if max(image.size) > WORKING_MAX_SIDE:
-        factor = max(image.size) / WORKING_MAX_SIDE
-        size = (max(1, round(image.size[0] / factor)), max(1, round(image.size[1] / factor)))
-        image = image.resize(size, WORKING_RESIZE_FILTER, reducing_gap=2.0)
+    image, _ = shrunk(decoded.image, WORKING_MAX_SIDE, WORKING_RESIZE_FILTER)
     return DecodedImage(image, decoded.original_size)

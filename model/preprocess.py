@@ -23,7 +23,9 @@ The rule, in order:
 A file that cannot be read gets a reason: "not a recognised image format", "unsupported: ..." (a real image of
 a kind, variant or value range that is not read) or "corrupt or truncated image: ...".
 The result is float32 with pixel values 0..255; scaling to the network's range happens inside the network.
-Faces are not detected: the input should already be a face crop, as FER2013's are.
+This is the whole-image rule (training's input, and `--faces none`); finding and aligning faces in photos is in
+`model.faces` and `model.align`, which decode with `decode_image` and take face-sized images whole with
+`whole_image_input`.
 """
 
 import dataclasses
@@ -127,7 +129,13 @@ def preprocess_image(data: bytes) -> np.ndarray:
     The whole image is the face (centre square, resized): for inputs that are already face crops.
     Raises ImageDecodeError with a short human-readable reason for anything that is not a usable image.
     """
-    grey = decode_image(data).image
+    return whole_image_input(decode_image(data).image)
+
+
+def whole_image_input(image: Image.Image) -> np.ndarray:
+    """A decoded image (any mode) taken whole as the face: greyscale (Pillow's "L"), centre square, resized to
+    48x48 with RESIZE_FILTER. Returns float32 (48, 48, 1), values 0..255."""
+    grey = image if image.mode == "L" else image.convert("L")
     face = ImageOps.fit(grey, (IMAGE_SIZE, IMAGE_SIZE), method=RESIZE_FILTER, centering=(0.5, 0.5))
     return np.asarray(face, dtype=np.float32).reshape(IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
 

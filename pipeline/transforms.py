@@ -259,13 +259,10 @@ class AlignFaces(beam.DoFn):
         inputs = face_inputs(decoded.image, faces, self._all_faces)
         if not inputs:
             yield beam.pvalue.TaggedOutput(self.NO_FACE, no_face_row(key, self._model_version, self._class_count))
-        scale = decoded.scale
         for face_input in inputs:
-            face = face_input.face
-            if face is None:  # a face thumbnail taken whole
-                info = FaceInfo(face_input.rank, 0, (0.0, 0.0, *map(float, decoded.original_size)), None)
-            else:
-                info = FaceInfo(face_input.rank, len(faces), tuple(v * scale for v in face.box), face.score)
+            face = face_input.face  # None: a face thumbnail taken whole, in which the detector found none
+            info = FaceInfo(face_input.rank, len(faces), face_input.original_box(decoded),
+                            None if face is None else face.score)
             yield FaceKey(key, info), face_input.pixels
 
 
