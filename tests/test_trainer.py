@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from conftest import train_small_model
 from model.saved import load_classifier
-from trainer import evaluate, task, views
+from trainer import augment, evaluate, task, views
 
 PER_CLASS = 30
 
@@ -114,7 +114,7 @@ def test_mixup_blends_faces_targets_and_class_weights_alike():
     images = tf.constant(np.stack([happy, sad] * 8))
     targets = tf.constant(np.array([[1.0, 0.0], [0.0, 1.0]] * 8, np.float32))
     weights = tf.constant(np.array([1.0, 3.0] * 8, np.float32))
-    mixed_images, mixed_targets, mixed_weights = task.mixup(0.4, seed=3)(images, targets, weights)
+    mixed_images, mixed_targets, mixed_weights = augment.mixup(0.4, seed=3)(images, targets, weights)
     share_happy = mixed_targets.numpy()[:, 0]
     assert np.allclose(mixed_targets.numpy().sum(axis=1), 1.0)
     assert np.allclose(mixed_images.numpy().mean(axis=(1, 2, 3)) / 255.0, share_happy, atol=1e-5)

@@ -6,6 +6,12 @@ and a seed; within each class the contents with the smallest keys form the valid
 stratified, does not depend on file order or file system, and never separates two copies of one image.
 A content filed under two different classes has no trustworthy label and is left out of both splits.
 
+With a test fraction (`split_examples(..., test_fraction=...)`) a third part is carved first, the same way with
+the same seed, and the validation split is then carved from the rest with the next seed. The test split is for
+stating final figures only: nothing (early stopping, temperature, threshold, recipe) is chosen on it. With the
+default fraction and seed (0.15, 2013) the test split is exactly the validation split of models trained without
+one, such as the model shipped before 2026-11-30, so both can be scored on faces neither was trained on.
+
 The data folder may be local or on any Beam file system (gs://): files are listed and read through
 `trainer.files`, and sorted as paths, so a local folder yields the same examples in the same order as before.
 """
@@ -27,6 +33,7 @@ DEFAULT_VALIDATION_FRACTION: float = 0.15
 DEFAULT_SPLIT_SEED: int = 2013
 TRAIN: str = "train"
 VALIDATION: str = "validation"
+TEST: str = "test"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,14 +51,21 @@ class Split:
     train: list[Example]
     validation: list[Example]
     conflicting: list[Example]  # same content under more than one class: excluded
+    test: list[Example] = dataclasses.field(default_factory=list)  # empty unless a test fraction was asked for
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per class in each part, as recorded in the model metadata."""
         def per_class(examples: list[Example]) -> dict[str, int]:
             return {name: sum(1 for e in examples if e.label == i) for i, name in enumerate(CLASS_NAMES)}
 
-        return {TRAIN: per_class(self.train), VALIDATION: per_class(self.validation),
-                "excluded_conflicting_labels": len(self.conflicting)}
+        parts = {TRAIN: per_class(self.train), VALIDATION: per_class(self.validation)}
+        if self.test:
+            parts[TEST] = per_class(self.test)
+        return {**parts, "excluded_conflicting_labels": len(self.conflicting)}
+
+    def part(self, name: str) -> list[Example]:
+        """The examples of one part by name (TRAIN, VALIDATION or TEST)."""
+        return {TRAIN: self.train, VALIDATION: self.validation, TEST: self.test}[name]
 
 
 def list_examples(data_dir: str | os.PathLike, class_names: tuple[str, ...] = CLASS_NAMES) -> list[Example]:
@@ -77,33 +91,49 @@ def split_examples(
     examples: list[Example],
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
     seed: int = DEFAULT_SPLIT_SEED,
+    test_fraction: float = 0.0,
 ) -> Split:
-    """Deterministic, stratified, duplicate-aware train/validation split (see module docstring)."""
+    """Deterministic, stratified, duplicate-aware train/validation(/test) split (see module docstring).
+
+    Fractions are of each class's distinct contents: the test split takes test_fraction of them (seed), the
+    validation split validation_fraction of what is left (seed + 1); with test_fraction 0, validation_fraction of
+    all (seed), as before test splits existed.
+    """
     labels_of_content: dict[str, set[int]] = defaultdict(set)
     for example in examples:
         labels_of_content[example.content_hash].add(example.label)
     conflicting = [e for e in examples if len(labels_of_content[e.content_hash]) > 1]
-
-    def key(content_hash: str) -> str:
-        return hashlib.sha256(f"{seed}:{content_hash}".encode()).hexdigest()
-
-    validation_contents: set[str] = set()
-    for label in sorted({e.label for e in examples}):
-        contents = sorted({e.content_hash for e in examples
-                           if e.label == label and len(labels_of_content[e.content_hash]) == 1}, key=key)
-        validation_contents.update(contents[: round(len(contents) * validation_fraction)])
     clean = [e for e in examples if len(labels_of_content[e.content_hash]) == 1]
+    test_contents: set[str] = set()
+    if test_fraction > 0:
+        test_contents = _carve(clean, test_fraction, seed)
+        clean = [e for e in clean if e.content_hash not in test_contents]
+        seed += 1
+    validation_contents = _carve(clean, validation_fraction, seed)
     return Split(
         train=[e for e in clean if e.content_hash not in validation_contents],
         validation=[e for e in clean if e.content_hash in validation_contents],
         conflicting=conflicting,
+        test=[e for e in examples if e.content_hash in test_contents],
     )
+
+
+def _carve(examples: list[Example], fraction: float, seed: int) -> set[str]:
+    """The contents of `fraction` of each class's distinct contents, those with the smallest seeded keys."""
+    def key(content_hash: str) -> str:
+        return hashlib.sha256(f"{seed}:{content_hash}".encode()).hexdigest()
+
+    carved: set[str] = set()
+    for label in sorted({e.label for e in examples}):
+        contents = sorted({e.content_hash for e in examples if e.label == label}, key=key)
+        carved.update(contents[: round(len(contents) * fraction)])
+    return carved
 
 
 def split_as_trained(examples: list[Example], trained_on: dict) -> Split:
     """The split a model's trainer carved, from the fraction and seed in its metadata's `trained_on`."""
     return split_examples(examples, trained_on.get("validation_fraction", DEFAULT_VALIDATION_FRACTION),
-                          trained_on.get("split_seed", DEFAULT_SPLIT_SEED))
+                          trained_on.get("split_seed", DEFAULT_SPLIT_SEED), trained_on.get("test_fraction", 0.0))
 
 
 def load_arrays(examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:

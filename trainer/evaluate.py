@@ -5,7 +5,8 @@ write them as JSON. Beside the JSON (or into `--figures DIR`) it writes evidence
 (confusion matrix, ROC curve, reliability diagram) and `mistakes.html` (the most confident mistakes of each
 kind, as the faces the model saw; see `trainer/figures.py`). `--split validation` evaluates only the held-out
 part of the data set, carved exactly as the model's trainer carved it (fraction and seed are read from the
-model's metadata), so the figures recorded at training time can be reproduced.
+model's metadata), so the figures recorded at training time can be reproduced; `--split test` evaluates the part
+that a model trained with `--test-fraction` never made a choice on (its final figures).
 
     python -m trainer.evaluate --model model/default --data-dir ../shared/data/fer2013/train --split validation
 
@@ -26,7 +27,7 @@ from trainer import data as datasets
 from trainer import figures, metrics
 from trainer.files import local_copy, write_text
 
-SPLITS: tuple[str, ...] = ("all", datasets.TRAIN, datasets.VALIDATION)
+SPLITS: tuple[str, ...] = ("all", datasets.TRAIN, datasets.VALIDATION, datasets.TEST)
 BATCH_SIZE: int = 256
 
 
@@ -36,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", required=True,
                         help="folder with one sub-folder of images per class, local or gs://")
     parser.add_argument("--split", choices=SPLITS, default="all",
-                        help="evaluate every image, or only the trainer's train/validation part")
+                        help="evaluate every image, or only the trainer's train, validation or test part")
     parser.add_argument("--json", dest="json_path", help="also write the metrics to this JSON file, local or gs://")
     parser.add_argument("--figures", metavar="DIR",
                         help=f"write {figures.PNG_FILENAME} and {figures.HTML_FILENAME} into this folder, local or "
@@ -66,7 +67,9 @@ def predict(model_dir: str, data_dir: str, split: str = "all") -> Predictions:
     examples = datasets.list_examples(data_dir, meta.class_names)
     if split != "all":
         parts = datasets.split_as_trained(examples, meta.trained_on)
-        examples = parts.validation if split == datasets.VALIDATION else parts.train
+        if split == datasets.TEST and not parts.test:
+            raise ValueError(f"model {meta.model_version} was trained without a test split (see --test-fraction)")
+        examples = parts.part(split)
     images, labels = datasets.load_arrays(examples)
     probabilities = np.concatenate(
         [classifier(images[i:i + BATCH_SIZE]) for i in range(0, len(images), BATCH_SIZE)]

@@ -4,7 +4,8 @@ Three checks, each printed and written as JSON:
 - `--data-dir`: a folder with one sub-folder per class of real face photos (e.g. muxspace): accuracy, ROC AUC and
   sad recall of the largest face's label, an image without a face counting as wrong (p_happy 0.5 for the AUC);
 - `--faceless`: folders of photos without people: the share that comes out `no_face`;
-- `--composites`: FER2013 validation faces (the model's own split) pasted into 640x480 scenes at a random
+- `--composites`: FER2013 validation faces (the model's own split; its test split if it has one, which is the
+  validation split of models trained without one, so models are compared on the same faces) pasted into 640x480 scenes at a random
   position, a third of the height, turned by up to 15 degrees: the share given the bare face's label; and the
   same validation faces as they are, in the default mode: accuracy, ROC AUC and sad recall.
 
@@ -98,7 +99,8 @@ def composite(face: Image.Image, rng: np.random.Generator) -> Image.Image:
 def composite_agreement(classifier: Classifier, finder: FaceFinder, data_dir: str) -> dict:
     import io
 
-    validation = split_as_trained(list_examples(data_dir), classifier.metadata.trained_on).validation
+    parts = split_as_trained(list_examples(data_dir), classifier.metadata.trained_on)
+    validation = parts.test or parts.validation  # faces no choice was made on, where the model has such a split
     bare = classifier.metadata.decide(classifier(np.stack([preprocess_image(e.content) for e in validation])))
     rng = np.random.default_rng(COMPOSITE_SEED)
     contents = []

@@ -37,19 +37,13 @@ from model.metadata import RULE_THRESHOLD, ModelMetadata
 from model.network import (BACKBONE_CHOICES, BACKBONE_NONE, BACKBONES, DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT,
                            IMAGENET, build_network)
 from trainer.files import check_reachable, local_folder_for
+from trainer import augment
 from trainer import data as datasets
-from trainer import metrics
+from trainer import expressions, metrics
 from trainer.export import ServingModule, batched_logits, export_model, weights_digest
 
 METRICS_FILENAME: str = "metrics.json"
-AUGMENT_ROTATION: float = 10.0 / 360.0  # +-10 degrees, as a fraction of a full turn
-AUGMENT_SHIFT: float = 0.1
-AUGMENT_ZOOM: float = 0.1
-AUGMENT_CONTRAST: float = 0.3
-AUGMENT_BRIGHTNESS: float = 0.2
-ERASE_PROBABILITY: float = 0.5
-ERASE_AREA: tuple[float, float] = (0.02, 0.15)
-MIXUP_SEED_OFFSET: int = 100  # augmentation layers use seed .. seed + 6
+TEST_METRICS_FILENAME: str = "test_metrics.json"
 WARMUP_EPOCHS: int = 2
 WEIGHT_DECAY: float = 1e-4
 
@@ -89,7 +83,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "ALPHA) (0 = off; 0.2 is the usual value)")
     parser.add_argument("--no-mirror-average", action="store_true",
                         help="serve the plain network instead of averaging each face with its mirror image")
+    parser.add_argument("--extra-data-dir", default=None,
+                        help="folder with one sub-folder per other expression (e.g. fer2013/train-other): its faces "
+                             "train the network as auxiliary classes; only happy/sad is served (trainer/expressions.py)")
+    parser.add_argument("--other-weight", type=float, default=expressions.DEFAULT_OTHER_WEIGHT,
+                        help="loss weight of each face of another expression (happy and sad faces average 1)")
+    parser.add_argument("--low-resolution", type=float, default=0.0, metavar="P",
+                        help="probability that a training face is shrunk to 16-36 px and enlarged back, as small "
+                             "faces in photos are (0 = off)")
     parser.add_argument("--validation-fraction", type=float, default=datasets.DEFAULT_VALIDATION_FRACTION)
+    parser.add_argument("--test-fraction", type=float, default=0.0,
+                        help="carve this fraction of the faces as a test split first, on which nothing is chosen "
+                             "(0 = none); with the default seed it is the validation split of models trained "
+                             "without one")
     parser.add_argument("--split-seed", type=int, default=datasets.DEFAULT_SPLIT_SEED)
     parser.add_argument("--seed", type=int, default=1, help="seed for weights, shuffling and augmentation")
     parser.add_argument("--max-images-per-class", type=int, default=0,
@@ -105,6 +111,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--max-minutes must be positive (or 0 for no budget)")
     if not 0.0 < args.validation_fraction < 1.0:
         parser.error("--validation-fraction must be between 0 and 1")
+    if not 0.0 <= args.test_fraction < 1.0 or args.test_fraction + args.validation_fraction >= 1.0:
+        parser.error("--test-fraction must be 0 or more, and with --validation-fraction below 1")
+    if not 0.0 <= args.low_resolution <= 1.0:
+        parser.error("--low-resolution must be a probability between 0 and 1")
+    if args.other_weight < 0:
+        parser.error("--other-weight must be 0 or more")
+    if args.extra_data_dir and args.backbone != BACKBONE_NONE:
+        parser.error("--extra-data-dir works with the from-scratch CNN only (--backbone none)")
     if args.backbone == BACKBONE_NONE and (args.backbone_weights or args.backbone_input_size):
         parser.error("--backbone-weights and --backbone-input-size need a --backbone")
     if args.backbone_input_size and args.backbone_input_size < BACKBONES[args.backbone].min_input_size:
@@ -166,13 +180,14 @@ class BackboneWeightsError(ValueError):
     """The backbone's starting weights could not be obtained; the message says why in one line."""
 
 
-def make_network(args: argparse.Namespace) -> keras.Model:
-    """The network to train; backbone weights that cannot be downloaded or read give one BackboneWeightsError."""
+def make_network(args: argparse.Namespace, num_outputs: int = len(CLASS_NAMES)) -> keras.Model:
+    """The network to train (num_outputs logits); backbone weights that cannot be had give one
+    BackboneWeightsError."""
     weights = args.backbone_weights
     if weights and weights != IMAGENET and not os.path.isfile(weights):
         raise BackboneWeightsError(f"backbone weights file not found: {weights}")
     try:
-        return build_network(len(CLASS_NAMES), args.block_filters, args.dropout, backbone=args.backbone,
+        return build_network(num_outputs, args.block_filters, args.dropout, backbone=args.backbone,
                              weights=weights, input_size=args.backbone_input_size or None)
     except Exception as err:  # Keras raises plain Exception for a failed download, ValueError for a wrong file
         if not weights:
@@ -184,93 +199,65 @@ def make_network(args: argparse.Namespace) -> keras.Model:
                                    f"{type(err).__name__}: {reason}") from None
 
 
-def augmentation(seed: int) -> keras.Sequential:
-    """Label-preserving augmentation for faces: mirror, small rotation/shift/zoom, lighting, occlusion."""
-    return keras.Sequential([
-        keras.layers.RandomFlip("horizontal", seed=seed),
-        keras.layers.RandomRotation(AUGMENT_ROTATION, fill_mode="reflect", seed=seed + 1),
-        keras.layers.RandomTranslation(AUGMENT_SHIFT, AUGMENT_SHIFT, fill_mode="reflect", seed=seed + 2),
-        keras.layers.RandomZoom(AUGMENT_ZOOM, fill_mode="reflect", seed=seed + 3),
-        keras.layers.RandomContrast(AUGMENT_CONTRAST, value_range=(0, 255), seed=seed + 4),
-        keras.layers.RandomBrightness(AUGMENT_BRIGHTNESS, value_range=(0, 255), seed=seed + 5),
-        keras.layers.RandomErasing(ERASE_PROBABILITY, scale=ERASE_AREA, value_range=(0, 255), seed=seed + 6),
-    ], name="augment")
-
-
-def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Weights inversely proportional to class frequency, so each class carries equal total weight."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    return len(labels) / (num_classes * np.maximum(counts, 1.0))
-
-
-def mixup(alpha: float, seed: int):
-    """Batch -> batch with faces and targets blended pairwise (keras MixUp).
-
-    The class weight rides along as one more target column, so a blended face carries the blended weight.
-    """
-    blend = keras.layers.MixUp(alpha=alpha, seed=seed)
-
-    def apply(images: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor):
-        mixed = blend({"images": images, "labels": tf.concat([targets, weights[:, None]], axis=-1)}, training=True)
-        return mixed["images"], mixed["labels"][:, :-1], mixed["labels"][:, -1]
-
-    return apply
-
-
-def train_dataset(images: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> tf.data.Dataset:
-    num_classes = len(CLASS_NAMES)
-    weights = class_weights(labels, num_classes)[labels].astype(np.float32)
-    targets = keras.utils.to_categorical(labels, num_classes).astype(np.float32)
-    dataset = tf.data.Dataset.from_tensor_slices((images, targets, weights))
-    dataset = dataset.shuffle(len(images), seed=args.seed, reshuffle_each_iteration=True).batch(args.batch_size)
-    if not args.no_augment:
-        augment = augmentation(args.seed)
-        dataset = dataset.map(lambda x, y, w: (augment(x, training=True), y, w),
-                              num_parallel_calls=tf.data.AUTOTUNE)
-    if args.mixup:
-        dataset = dataset.map(mixup(args.mixup, args.seed + MIXUP_SEED_OFFSET), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
 def train(args: argparse.Namespace) -> dict:
     started = time.monotonic()
     keras.utils.set_random_seed(args.seed)
     # Same seed, same data -> same weights: deterministic kernels cost little on CPU.
     tf.config.experimental.enable_op_determinism()
     check_reachable(args.output_dir)  # a wrong bucket fails now, not after training
-    network = make_network(args)  # so do backbone weights that cannot be had (the data does not touch the seed)
+    other_names = expressions.other_expression_names(args.extra_data_dir) if args.extra_data_dir else ()
+    num_outputs = len(CLASS_NAMES) + len(other_names)
+    # Backbone weights that cannot be had fail now too (the data does not touch the seed).
+    network = make_network(args, num_outputs)
     examples = datasets.list_examples(args.data_dir)
     if args.max_images_per_class:
         examples = [e for label in range(len(CLASS_NAMES))
                     for e in [e for e in examples if e.label == label][: args.max_images_per_class]]
-    split = datasets.split_examples(examples, args.validation_fraction, args.split_seed)
+    split = datasets.split_examples(examples, args.validation_fraction, args.split_seed, args.test_fraction)
     log.info("split: %s", json.dumps(split.counts()))
     x_train, y_train = datasets.load_arrays(split.train)
     x_val, y_val = datasets.load_arrays(split.validation)
     if len(np.unique(y_train)) < len(CLASS_NAMES) or len(np.unique(y_val)) < len(CLASS_NAMES):
         raise ValueError("every class needs images in both the training and the validation split")
+    weights = augment.class_weights(y_train, len(CLASS_NAMES))[y_train].astype(np.float32)
+    if other_names:
+        others, _ = expressions.list_other_examples(args.extra_data_dir)
+        if args.max_images_per_class:
+            others = [e for label in range(len(CLASS_NAMES), num_outputs)
+                      for e in [e for e in others if e.label == label][: args.max_images_per_class]]
+        x_other, y_other = datasets.load_arrays(others)
+        log.info("other expressions: %s", json.dumps(dict(zip(other_names, np.bincount(
+            y_other - len(CLASS_NAMES), minlength=len(other_names)).tolist()))))
+        x_train, y_train = np.concatenate([x_train, x_other]), np.concatenate([y_train, y_other])
+        weights = expressions.training_weights(y_train, args.other_weight)
 
     steps_per_epoch = int(np.ceil(len(x_train) / args.batch_size))
     schedule = AdjustableCosineDecay(
         initial_learning_rate=args.learning_rate / 10, decay_steps=steps_per_epoch * args.epochs,
         warmup_target=args.learning_rate, warmup_steps=steps_per_epoch * min(WARMUP_EPOCHS, args.epochs - 1))
+    watched = [keras.metrics.AUC(from_logits=True, name="auc")] if not other_names else []
     network.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=WEIGHT_DECAY),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing),
-        metrics=["categorical_accuracy", keras.metrics.AUC(from_logits=True, name="auc")],
+        metrics=["categorical_accuracy", *watched],
     )
-    val_targets = keras.utils.to_categorical(y_val, len(CLASS_NAMES)).astype(np.float32)
-    callbacks = [keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience,
-                                               restore_best_weights=True)]
+    callbacks = [expressions.PairAUC(x_val, y_val)] if other_names else []
+    callbacks.append(keras.callbacks.EarlyStopping(monitor=expressions.PAIR_AUC if other_names else "val_auc",
+                                                   mode="max", patience=args.patience, restore_best_weights=True))
     if args.max_minutes:
         callbacks.append(TimeBudget(args.max_minutes * 60, started, schedule, steps_per_epoch, args.epochs))
     history = network.fit(
-        train_dataset(x_train, y_train, args),
-        validation_data=(x_val, val_targets),
+        augment.train_dataset(x_train, y_train, weights, num_outputs, seed=args.seed, batch_size=args.batch_size,
+                              augment=not args.no_augment, low_resolution=args.low_resolution,
+                              mixup_alpha=args.mixup),
+        validation_data=None if other_names else (x_val, keras.utils.to_categorical(y_val, num_outputs)),
         epochs=args.epochs,
         callbacks=callbacks,
         verbose=2,
     )
+    trained = network
+    if other_names:
+        network = expressions.served_network(trained, args.block_filters, args.dropout)
 
     module = ServingModule(network, mirror_average=not args.no_mirror_average)
     temperature, threshold, report = metrics.calibrated_report(y_val, batched_logits(module, x_val), CLASS_NAMES)
@@ -281,13 +268,16 @@ def train(args: argparse.Namespace) -> dict:
     train_seconds = time.monotonic() - started
     metadata = ModelMetadata(
         model_version=f"facelabel-{'cnn' if args.backbone == BACKBONE_NONE else args.backbone}-{created:%Y%m%d}-"
-                      f"{weights_digest(network)}",
+                      f"{weights_digest(trained)}",
         decision_rule=RULE_THRESHOLD,
         positive_class=positive,
         threshold=threshold,
         temperature=temperature,
         trained_on={"data_dir": Path(args.data_dir).name, "split": split.counts(),
-                    "validation_fraction": args.validation_fraction, "split_seed": args.split_seed},
+                    "validation_fraction": args.validation_fraction, "split_seed": args.split_seed,
+                    **({"test_fraction": args.test_fraction} if args.test_fraction else {}),
+                    **({"extra_data_dir": Path(args.extra_data_dir).name, "other_expressions": list(other_names),
+                        "other_faces": int(len(y_train) - len(split.train))} if other_names else {})},
         validation_metrics=report,
         created_at=created.isoformat(timespec="seconds"),
         training_config={
@@ -296,6 +286,8 @@ def train(args: argparse.Namespace) -> dict:
             "label_smoothing": args.label_smoothing,
             "dropout": args.dropout, "block_filters": list(args.block_filters), "augment": not args.no_augment,
             "mixup": args.mixup,
+            **({"low_resolution": args.low_resolution} if args.low_resolution else {}),
+            **({"other_weight": args.other_weight} if other_names else {}),
             "mirror_average": not args.no_mirror_average, "seed": args.seed,
             "backbone": args.backbone,
             "backbone_weights": (os.path.basename(args.backbone_weights) if args.backbone_weights
@@ -308,10 +300,25 @@ def train(args: argparse.Namespace) -> dict:
     with local_folder_for(args.output_dir) as export_dir:
         export_model(module, metadata, export_dir)
         (Path(export_dir) / METRICS_FILENAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        if split.test:  # stated, never chosen on: everything above used the validation split only
+            test_report = test_metrics(module, split.test, temperature, threshold)
+            (Path(export_dir) / TEST_METRICS_FILENAME).write_text(json.dumps(test_report, indent=2) + "\n",
+                                                                  encoding="utf-8")
+            log.info("test split (%d faces): accuracy %.4f, AUC %.4f, last-class recall %.4f, ECE %.4f",
+                     test_report["images"], test_report["accuracy"], test_report["roc_auc"],
+                     test_report["per_class"][CLASS_NAMES[-1]]["recall"], test_report["ece"])
     log.info("exported %s to %s: accuracy %.4f, AUC %.4f, last-class recall %.4f, ECE %.4f (T=%.3f, threshold %.3f)",
              metadata.model_version, args.output_dir, report["accuracy"], report["roc_auc"],
              report["per_class"][CLASS_NAMES[-1]]["recall"], report["ece"], temperature, threshold)
     return report
+
+
+def test_metrics(module: ServingModule, test: list[datasets.Example], temperature: float, threshold: float) -> dict:
+    """The exported model's report on the test split, with the temperature and threshold chosen on validation."""
+    images, labels = datasets.load_arrays(test)
+    probabilities = metrics.softmax(batched_logits(module, images) / temperature)
+    predicted = np.where(probabilities[:, 0] >= threshold, 0, 1)
+    return metrics.classification_report(labels, predicted, probabilities, CLASS_NAMES)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,117 @@
+"""Training on other expressions as auxiliary classes, the held-out test split, and lost-resolution augmentation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import synthetic_face, train_small_model, write_synthetic_dataset
+from model.contract import CLASS_NAMES
+from model.network import build_network
+from model.saved import load_classifier
+from trainer import augment, evaluate, expressions
+from trainer import data as datasets
+
+PER_CLASS = 30
+OTHER_PER_CLASS = 12
+
+
+def write_other_expressions(root, names=("angry", "neutral")):
+    """root/<name>/*.png: synthetic faces filed under expressions that are not served."""
+    for j, name in enumerate(names):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(OTHER_PER_CLASS):
+            synthetic_face(j == 0, seed=50_000 + 100 * j + i).save(root / name / f"{name}_{i:03d}.png")
+    (root / "README.md").write_text("not an expression folder\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def multitask(tmp_path_factory):
+    root = tmp_path_factory.mktemp("multitask")
+    other = write_other_expressions(root / "other")
+    data_dir, model_dir = train_small_model(root, PER_CLASS, "--epochs", "2", "--batch-size", "16",
+                                            "--block-filters", "4,8", "--extra-data-dir", str(other),
+                                            "--test-fraction", "0.2", "--low-resolution", "0.5",
+                                            "--no-mirror-average")
+    return data_dir, model_dir
+
+
+def test_test_split_is_the_validation_split_of_a_run_without_one(tmp_path):
+    examples = datasets.list_examples(write_synthetic_dataset(tmp_path / "data", per_class=40))
+    two_way = datasets.split_examples(examples, 0.2, seed=5)
+    three_way = datasets.split_examples(examples, 0.2, seed=5, test_fraction=0.2)
+    assert sorted(e.path for e in three_way.test) == sorted(e.path for e in two_way.validation)
+    parts = [{e.content_hash for e in part} for part in (three_way.train, three_way.validation, three_way.test)]
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert sum(map(len, parts)) == 80
+    # 20% of each class's 32 remaining faces (rounded) are validation faces.
+    assert three_way.counts()["validation"] == {"happy": 6, "sad": 6}
+    assert "test" not in two_way.counts()
+
+
+def test_auxiliary_classes_train_a_served_two_class_model(multitask, tmp_path):
+    data_dir, model_dir = multitask
+    classifier = load_classifier(model_dir)
+    meta = classifier.metadata
+    assert meta.class_names == CLASS_NAMES
+    assert meta.trained_on["other_expressions"] == ["angry", "neutral"]
+    assert meta.trained_on["other_faces"] == 2 * OTHER_PER_CLASS
+    assert meta.trained_on["split"]["test"] == {"happy": 6, "sad": 6}
+    assert meta.training_config["mirror_average"] is False and meta.training_config["low_resolution"] == 0.5
+    faces = np.stack([np.asarray(synthetic_face(i % 2 == 0, seed=i), np.float32)[..., None] for i in range(6)])
+    probabilities = classifier(faces)
+    assert probabilities.shape == (6, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    recorded = json.loads((model_dir / "test_metrics.json").read_text())
+    json_path = tmp_path / "test.json"
+    assert evaluate.main(["--model", str(model_dir), "--data-dir", str(data_dir), "--split", "test",
+                          "--json", str(json_path)]) == 0
+    report = json.loads(json_path.read_text())
+    assert report["images"] == 12
+    assert report["confusion_matrix"] == recorded["confusion_matrix"]
+
+
+def test_evaluating_a_test_split_that_was_never_carved_is_one_clear_line(tiny_model_dir, tmp_path, capsys):
+    data_dir = write_synthetic_dataset(tmp_path / "data", per_class=5)
+    assert evaluate.main(["--model", str(tiny_model_dir), "--data-dir", str(data_dir), "--split", "test"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "test split" in err and len(err.splitlines()) == 1
+
+
+def test_served_network_keeps_the_served_classes_logits():
+    trained = build_network(5, block_filters=(4, 8), dropout=0.0)
+    served = expressions.served_network(trained, (4, 8), 0.0)
+    faces = np.random.default_rng(0).uniform(0, 255, (3, 48, 48, 1)).astype(np.float32)
+    np.testing.assert_allclose(served(faces).numpy(), trained(faces).numpy()[:, :2], rtol=1e-5, atol=1e-5)
+
+
+def test_training_weights_balance_served_classes_and_weigh_others_alike():
+    labels = np.array([0, 0, 0, 1, 2, 3, 3])
+    weights = expressions.training_weights(labels, other_weight=0.5)
+    assert weights[:3].sum() == pytest.approx(weights[3])  # each served class carries equal total weight
+    assert weights[:4].mean() == pytest.approx(1.0)
+    assert list(weights[4:]) == [0.5, 0.5, 0.5]
+
+
+def test_other_expressions_named_like_served_classes_are_refused(tmp_path):
+    write_other_expressions(tmp_path / "other", names=("angry", "happy"))
+    with pytest.raises(ValueError, match="happy"):
+        expressions.other_expression_names(str(tmp_path / "other"))
+    with pytest.raises(FileNotFoundError):
+        expressions.other_expression_names(str(tmp_path / "missing"))
+
+
+def test_low_resolution_blurs_chosen_faces_and_is_identity_at_inference():
+    rng = np.random.default_rng(1)
+    faces = rng.uniform(0, 255, (4, 48, 48, 1)).astype(np.float32)  # noise: all high frequencies
+    layer = augment.RandomLowResolution(1.0, seed=3)
+    blurred = np.asarray(layer(faces, training=True))
+    assert blurred.shape == faces.shape
+    def roughness(x):
+        return np.abs(np.diff(x, axis=2)).mean()
+    assert roughness(blurred) < 0.6 * roughness(faces)
+    np.testing.assert_array_equal(np.asarray(layer(faces, training=False)), faces)
+    assert np.array_equal(np.asarray(augment.RandomLowResolution(0.0, seed=3)(faces, training=True)), faces)
+    again = np.asarray(augment.RandomLowResolution(1.0, seed=3)(faces, training=True))
+    np.testing.assert_allclose(again, blurred)  # seeded: same faces, same result

@@ -1,0 +1,107 @@
+"""FER2013's other expressions as auxiliary training targets, and the happy/sad network served from them.
+
+What `python -m trainer.task --extra-data-dir ../shared/data/fer2013/train-other` does:
+1. Every image under `<extra-data-dir>/<expression>/` (angry, disgust, fear, neutral, surprise) becomes a
+   training face of one more class, numbered after the served classes (happy 0, sad 1, then the others in
+   name order). None of them goes into the validation or test split: those stay happy/sad faces of `--data-dir`.
+2. The network is trained with one logit per expression, so it learns from all 28,700 faces what faces and
+   expressions look like, not only from the 12,000 happy and sad ones (auxiliary targets; Goodfellow et al.,
+   "Challenges in Representation Learning", 2013, describe FER2013's seven classes). Happy and sad faces keep
+   their class-balanced weights; each other face weighs `--other-weight`.
+3. Early stopping watches the happy/sad pair only: the ROC AUC of the softmax over the happy and sad logits on the
+   happy/sad validation split (`PairAUC`).
+4. The served network is the same network with its logits layer cut to the happy and sad columns
+   (`served_network`): a softmax over those two is p(happy | happy or sad), so the serving signature, calibration
+   and decision rule stay exactly as for a two-class network.
+"""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+
+from model.contract import CLASS_NAMES
+from model.network import build_network
+from trainer import data as datasets
+from trainer import metrics
+from trainer.files import is_folder, is_local, list_files
+
+# Weight of each face of another expression in the training loss (happy and sad faces average 1).
+DEFAULT_OTHER_WEIGHT: float = 0.5
+PAIR_AUC: str = "val_pair_auc"
+LOGITS_LAYER: str = "logits"
+
+
+def other_expression_names(extra_dir: str) -> tuple[str, ...]:
+    """The sub-folders of extra_dir that hold images, sorted; the served classes' names are refused.
+
+    Raises FileNotFoundError if extra_dir is missing or holds no sub-folder, ValueError if one is named like a
+    served class (its faces would be counted twice under two labels).
+    """
+    if not is_folder(extra_dir):
+        raise FileNotFoundError(f"extra data folder not found: {extra_dir}")
+    if is_local(extra_dir):
+        names = sorted(entry.name for entry in os.scandir(extra_dir)
+                       if entry.is_dir() and not entry.name.startswith("."))
+    else:
+        base = extra_dir.rstrip("/") + "/"
+        names = sorted({path[len(base):].split("/")[0] for path in list_files(extra_dir)
+                        if path.startswith(base) and "/" in path[len(base):]})
+    if not names:
+        raise FileNotFoundError(f"extra data folder has no sub-folder of images: {extra_dir}")
+    served = sorted(set(names) & set(CLASS_NAMES))
+    if served:
+        raise ValueError(f"extra data folder {extra_dir} holds {', '.join(served)}: it is for other expressions "
+                         f"than {', '.join(CLASS_NAMES)} (those come from --data-dir)")
+    return tuple(names)
+
+
+def list_other_examples(extra_dir: str) -> tuple[list[datasets.Example], tuple[str, ...]]:
+    """(examples labelled len(CLASS_NAMES) + i for the i-th expression folder, the expression names)."""
+    extra_dir = os.fspath(extra_dir)
+    names = other_expression_names(extra_dir)
+    examples = datasets.list_examples(extra_dir, names)
+    return [dataclasses.replace(e, label=e.label + len(CLASS_NAMES)) for e in examples], names
+
+
+def training_weights(labels: np.ndarray, other_weight: float) -> np.ndarray:
+    """Per-face loss weights [n]: served classes balanced (each carries equal total weight, mean 1 over them);
+    faces of other expressions (labels >= len(CLASS_NAMES)) weigh other_weight each."""
+    served = labels < len(CLASS_NAMES)
+    counts = np.bincount(labels[served], minlength=len(CLASS_NAMES)).astype(np.float64)
+    per_class = served.sum() / (len(CLASS_NAMES) * np.maximum(counts, 1.0))
+    return np.where(served, per_class[np.minimum(labels, len(CLASS_NAMES) - 1)], other_weight).astype(np.float32)
+
+
+class PairAUC(keras.callbacks.Callback):
+    """After each epoch, logs[PAIR_AUC] = ROC AUC of p(first class | first or second) on the validation faces.
+
+    Put it before EarlyStopping in the callback list: Keras hands every callback the same logs dictionary.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 256):
+        super().__init__()
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        logits = self.model.predict(self.images, batch_size=self.batch_size, verbose=0)[:, :len(CLASS_NAMES)]
+        auc = metrics.roc_auc(self.labels == 0, metrics.softmax(logits)[:, 0])
+        if logs is not None:
+            logs[PAIR_AUC] = auc
+
+
+def served_network(trained: keras.Model, block_filters: tuple[int, ...], dropout: float) -> keras.Model:
+    """A two-class network with the trained weights; its logits layer keeps the served classes' columns.
+
+    The architecture is the one `model.network.build_network` builds for two classes, so the exported model and
+    `trainer.views` (which rebuilds networks from metadata) see an ordinary two-class network.
+    """
+    served = build_network(len(CLASS_NAMES), block_filters, dropout)
+    for layer in served.layers:
+        weights = trained.get_layer(layer.name).get_weights()
+        if layer.name == LOGITS_LAYER:
+            kernel, bias = weights
+            weights = [kernel[:, :len(CLASS_NAMES)], bias[:len(CLASS_NAMES)]]
+        layer.set_weights(weights)
+    return served
