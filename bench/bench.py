@@ -106,7 +106,7 @@ def worker_limit(input_dir: Path, model_dir: str, output_dir: Path) -> dict:
 
 
 def served_flops_per_image(signature) -> dict:
-    """FLOPs of one image through the served function (network run twice: face + mirror).
+    """FLOPs of one image through the served function (the network twice when the model averages face and mirror).
 
     The signature is retraced for a batch of 1 and frozen (variables -> constants, nested calls inlined), so
     every shape is known: `analytic` = 2 x MACs of Conv2D/MatMul ops, `profiler` = tf.compat.v1.profiler's
