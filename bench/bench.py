@@ -380,7 +380,7 @@ def format_table(results: dict) -> str:
     limit = [row for row in results["runs"] if row["run"] == "limit loop"][-1]
     return "\n".join(lines + [
         "-" * len(header),
-        f"FLOPs/image (served function = network on face and mirror): {flops['analytic'] / 1e6:.2f} MFLOP "
+        f"FLOPs/image (served function, mirror pass included where the model has one): {flops['analytic'] / 1e6:.2f} MFLOP "
         f"= 2 x conv+dense MACs (used above); tf profiler {flops['profiler'] / 1e6:.2f} MFLOP",
         f"CPU peak: {cpu['cores']} cores x {cpu['mhz']:.0f} MHz x {cpu['flops_per_cycle']} FLOP/cycle = "
         f"{cpu['peak_gflops']:.1f} GFLOP/s FP32 ({cpu['model_name']}; {cpu['assumption']})",
