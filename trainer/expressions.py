@@ -23,8 +23,8 @@ import numpy as np
 
 from model.contract import CLASS_NAMES
 from model.network import build_network
+from trainer import augment, metrics
 from trainer import data as datasets
-from trainer import metrics
 from trainer.files import is_folder, is_local, list_files
 
 # Weight of each face of another expression in the training loss (happy and sad faces average 1).
@@ -57,20 +57,18 @@ def other_expression_names(extra_dir: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def list_other_examples(extra_dir: str) -> tuple[list[datasets.Example], tuple[str, ...]]:
-    """(examples labelled len(CLASS_NAMES) + i for the i-th expression folder, the expression names)."""
-    extra_dir = os.fspath(extra_dir)
-    names = other_expression_names(extra_dir)
-    examples = datasets.list_examples(extra_dir, names)
-    return [dataclasses.replace(e, label=e.label + len(CLASS_NAMES)) for e in examples], names
+def list_other_examples(extra_dir: str, names: tuple[str, ...]) -> list[datasets.Example]:
+    """The images of extra_dir/<name>/ for each of `names` (from `other_expression_names`), labelled
+    len(CLASS_NAMES) + i for the i-th name."""
+    examples = datasets.list_examples(os.fspath(extra_dir), names)
+    return [dataclasses.replace(e, label=e.label + len(CLASS_NAMES)) for e in examples]
 
 
 def training_weights(labels: np.ndarray, other_weight: float) -> np.ndarray:
     """Per-face loss weights [n]: served classes balanced (each carries equal total weight, mean 1 over them);
     faces of other expressions (labels >= len(CLASS_NAMES)) weigh other_weight each."""
     served = labels < len(CLASS_NAMES)
-    counts = np.bincount(labels[served], minlength=len(CLASS_NAMES)).astype(np.float64)
-    per_class = served.sum() / (len(CLASS_NAMES) * np.maximum(counts, 1.0))
+    per_class = augment.class_weights(labels[served], len(CLASS_NAMES))
     return np.where(served, per_class[np.minimum(labels, len(CLASS_NAMES) - 1)], other_weight).astype(np.float32)
 
 

@@ -209,10 +209,7 @@ def train(args: argparse.Namespace) -> dict:
     num_outputs = len(CLASS_NAMES) + len(other_names)
     # Backbone weights that cannot be had fail now too (the data does not touch the seed).
     network = make_network(args, num_outputs)
-    examples = datasets.list_examples(args.data_dir)
-    if args.max_images_per_class:
-        examples = [e for label in range(len(CLASS_NAMES))
-                    for e in [e for e in examples if e.label == label][: args.max_images_per_class]]
+    examples = first_per_class(datasets.list_examples(args.data_dir), args.max_images_per_class)
     split = datasets.split_examples(examples, args.validation_fraction, args.split_seed, args.test_fraction)
     log.info("split: %s", json.dumps(split.counts()))
     x_train, y_train = datasets.load_arrays(split.train)
@@ -221,10 +218,8 @@ def train(args: argparse.Namespace) -> dict:
         raise ValueError("every class needs images in both the training and the validation split")
     weights = augment.class_weights(y_train, len(CLASS_NAMES))[y_train].astype(np.float32)
     if other_names:
-        others, _ = expressions.list_other_examples(args.extra_data_dir)
-        if args.max_images_per_class:
-            others = [e for label in range(len(CLASS_NAMES), num_outputs)
-                      for e in [e for e in others if e.label == label][: args.max_images_per_class]]
+        others = first_per_class(expressions.list_other_examples(args.extra_data_dir, other_names),
+                                 args.max_images_per_class)
         x_other, y_other = datasets.load_arrays(others)
         log.info("other expressions: %s", json.dumps(dict(zip(other_names, np.bincount(
             y_other - len(CLASS_NAMES), minlength=len(other_names)).tolist()))))
@@ -301,7 +296,7 @@ def train(args: argparse.Namespace) -> dict:
         export_model(module, metadata, export_dir)
         (Path(export_dir) / METRICS_FILENAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         if split.test:  # stated, never chosen on: everything above used the validation split only
-            test_report = test_metrics(module, split.test, temperature, threshold)
+            test_report = test_metrics(module, split.test, metadata)
             (Path(export_dir) / TEST_METRICS_FILENAME).write_text(json.dumps(test_report, indent=2) + "\n",
                                                                   encoding="utf-8")
             log.info("test split (%d faces): accuracy %.4f, AUC %.4f, last-class recall %.4f, ECE %.4f",
@@ -313,12 +308,20 @@ def train(args: argparse.Namespace) -> dict:
     return report
 
 
-def test_metrics(module: ServingModule, test: list[datasets.Example], temperature: float, threshold: float) -> dict:
-    """The exported model's report on the test split, with the temperature and threshold chosen on validation."""
+def first_per_class(examples: list[datasets.Example], limit: int) -> list[datasets.Example]:
+    """At most `limit` examples of each label, in listing order (limit 0: all); for quick smoke runs."""
+    if not limit:
+        return examples
+    return [e for label in sorted({e.label for e in examples})
+            for e in [e for e in examples if e.label == label][:limit]]
+
+
+def test_metrics(module: ServingModule, test: list[datasets.Example], metadata: ModelMetadata) -> dict:
+    """The exported model's report on the test split, with the temperature and decision rule chosen on
+    validation (as recorded in its metadata)."""
     images, labels = datasets.load_arrays(test)
-    probabilities = metrics.softmax(batched_logits(module, images) / temperature)
-    predicted = np.where(probabilities[:, 0] >= threshold, 0, 1)
-    return metrics.classification_report(labels, predicted, probabilities, CLASS_NAMES)
+    probabilities = metrics.softmax(batched_logits(module, images) / metadata.temperature)
+    return metrics.classification_report(labels, metadata.decide(probabilities), probabilities, CLASS_NAMES)
 
 
 def main(argv: list[str] | None = None) -> int:
