@@ -27,7 +27,7 @@ from werkzeug.serving import make_server
 
 from PIL import Image
 
-from model.align import face_inputs
+from model.align import find_face_inputs
 from model.contract import DEFAULT_MODEL_DIR
 from model.faces import FaceFinder, decode_for_faces
 from model.metadata import RULE_THRESHOLD, ModelMetadata
@@ -122,8 +122,7 @@ def label_image(classifier: Classifier, finder: FaceFinder, data: bytes, filenam
     """
     decoded = decode_for_faces(data)
     image = decoded.image
-    [found] = finder.find([image])
-    inputs = face_inputs(image, found, all_faces=True)
+    [inputs] = find_face_inputs(finder, [image], all_faces=True)
     metadata = classifier.metadata
     probabilities = classifier(np.stack([f.pixels for f in inputs])) if inputs else np.zeros((0, 2))
     chosen = metadata.decide(probabilities) if inputs else []

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from model.contract import CHANNELS, IMAGE_SIZE
-from model.faces import Face
+from model.faces import Face, FaceFinder
 from model.preprocess import DecodedImage, whole_image_input
 
 # (x, y) of the left-of-image and right-of-image eye centres in a 48x48 FER2013 face, in pixels: the medians
@@ -124,3 +124,10 @@ def face_inputs(image: Image.Image, faces: list[Face], all_faces: bool) -> list[
     chosen = faces if all_faces else faces[:1]
     return [FaceInput(rank, face, whole_image_input(image) if thumbnail else aligned_face(image, face))
             for rank, face in enumerate(chosen, start=1)]
+
+
+def find_face_inputs(finder: FaceFinder, images: list[Image.Image], all_faces: bool) -> list[list[FaceInput]]:
+    """`face_inputs` of each image (upright, as `model.faces.decode_for_faces` gives it), its faces found by
+    `finder` in one batch: what a labelling run feeds the network for each image; an empty list where it has no
+    face."""
+    return [face_inputs(image, faces, all_faces) for image, faces in zip(images, finder.find(images))]

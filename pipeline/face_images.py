@@ -12,7 +12,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from model.align import face_inputs
+from model.align import find_face_inputs
 from model.faces import FaceFinder, decode_for_faces
 from model.preprocess import ImageDecodeError, decode_image, preprocess_image
 
@@ -57,8 +57,8 @@ def aligned_face_data_uri(data: bytes, rank: int, finder: FaceFinder) -> str:
     """Encoded image bytes -> data: URI of face number `rank` (1 = largest) as a labelling run found and aligned
     it. Raises ImageDecodeError for a non-image, or when the image no longer has that many faces."""
     decoded = decode_for_faces(data)
-    [found] = finder.find([decoded.image])
-    for face in face_inputs(decoded.image, found, all_faces=True):
+    [inputs] = find_face_inputs(finder, [decoded.image], all_faces=True)
+    for face in inputs:
         if face.rank == rank:
             return png_data_uri(face_png(face.pixels))
     raise ImageDecodeError(f"face {rank} is no longer found in this image")

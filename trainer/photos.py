@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model.align import face_inputs
+from model.align import find_face_inputs
 from model.contract import CLASS_NAMES, is_image_path
 from model.faces import FaceFinder, decode_for_faces
 from model.preprocess import ImageDecodeError, preprocess_image
@@ -47,9 +47,8 @@ def largest_face_probabilities(classifier: Classifier, finder: FaceFinder, conte
                 decoded.append((start + i, decode_for_faces(data)))
             except ImageDecodeError:
                 pass
-        found = finder.find([d.image for _, d in decoded])
-        inputs = [(i, face_inputs(d.image, faces, all_faces=False)) for (i, d), faces in zip(decoded, found)]
-        inputs = [(i, chosen[0].pixels) for i, chosen in inputs if chosen]
+        chosen = find_face_inputs(finder, [d.image for _, d in decoded], all_faces=False)
+        inputs = [(i, largest[0].pixels) for (i, _), largest in zip(decoded, chosen) if largest]
         if inputs:
             out[[i for i, _ in inputs]] = classifier(np.stack([p for _, p in inputs]))[:, 0]
     return out
