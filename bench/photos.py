@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from bench.bench import face_sources, link, measure_and_report, run_measured
+from model.contract import DEFAULT_MODEL_DIR
 
 # Photo sizes measured, in megapixels (4:3), and their JPEG quality (a phone's is about this).
 PHOTO_MEGAPIXELS: tuple[int, ...] = (1, 3, 6, 12)
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.photos", description=__doc__.split("\n")[0])
     parser.add_argument("--photos", type=int, default=DEFAULT_PHOTOS, help="photos per size (default %(default)s)")
     parser.add_argument("--crops", type=int, default=DEFAULT_CROPS, help="FER2013 crops (default %(default)s)")
-    parser.add_argument("--model", default="model/default", help="SavedModel folder (default: shipped)")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="SavedModel folder (default: shipped)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
     return measure_and_report(measure, parser.parse_args(argv), "facelabel-bench-photos-", format_table)
 
