@@ -115,3 +115,47 @@ def test_low_resolution_blurs_chosen_faces_and_is_identity_at_inference():
     assert np.array_equal(np.asarray(augment.RandomLowResolution(0.0, seed=3)(faces, training=True)), faces)
     again = np.asarray(augment.RandomLowResolution(1.0, seed=3)(faces, training=True))
     np.testing.assert_allclose(again, blurred)  # seeded: same faces, same result
+
+
+def test_evaluating_a_capped_run_scores_the_faces_it_was_tested_on(tmp_path):
+    data_dir, model_dir = train_small_model(tmp_path, PER_CLASS, "--epochs", "1", "--batch-size", "16",
+                                            "--block-filters", "4,8", "--test-fraction", "0.2",
+                                            "--max-images-per-class", "20")
+    assert load_classifier(model_dir).metadata.trained_on["max_images_per_class"] == 20
+    json_path = tmp_path / "test.json"
+    assert evaluate.main(["--model", str(model_dir), "--data-dir", str(data_dir), "--split", "test",
+                          "--json", str(json_path)]) == 0
+    recorded = json.loads((model_dir / "test_metrics.json").read_text())
+    report = json.loads(json_path.read_text())
+    assert report["images"] == recorded["images"] == 8  # 20% of 20 per class
+    assert report["confusion_matrix"] == recorded["confusion_matrix"]
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--test-fraction", "0.01"], "without test images"),
+    (["--low-resolution", "0.5", "--no-augment"], "--no-augment"),
+    (["--other-weight", "2"], "--extra-data-dir"),
+])
+def test_training_options_that_cannot_work_are_one_clear_line(tmp_path, capsys, flags, words):
+    from trainer import task
+
+    data_dir = write_synthetic_dataset(tmp_path / "data", per_class=20)
+    argv = ["--data-dir", str(data_dir), "--output-dir", str(tmp_path / "model"), "--epochs", "1",
+            "--block-filters", "4,8", *flags]
+    try:
+        status = task.main(argv)
+    except SystemExit as exit_:  # argparse's usage error
+        status = exit_.code
+    assert status == 2
+    err = capsys.readouterr().err.strip()
+    assert "error:" in err and words in err and "Traceback" not in err
+    assert not (tmp_path / "model").exists()
+
+
+def test_an_expression_folder_without_images_is_refused(tmp_path):
+    other = write_other_expressions(tmp_path / "other")
+    (other / "fear").mkdir()
+    names = expressions.other_expression_names(str(other))
+    assert names == ("angry", "fear", "neutral")
+    with pytest.raises(ValueError, match="fear"):
+        expressions.list_other_examples(str(other), names)

@@ -130,8 +130,18 @@ def _carve(examples: list[Example], fraction: float, seed: int) -> set[str]:
     return carved
 
 
+def first_per_class(examples: list[Example], limit: int) -> list[Example]:
+    """At most `limit` examples of each label, in listing order (limit 0: all); for quick smoke runs."""
+    if not limit:
+        return examples
+    return [e for label in sorted({e.label for e in examples})
+            for e in [e for e in examples if e.label == label][:limit]]
+
+
 def split_as_trained(examples: list[Example], trained_on: dict) -> Split:
-    """The split a model's trainer carved, from the fraction and seed in its metadata's `trained_on`."""
+    """The split a model's trainer carved, from the fraction, seed and per-class cap in its metadata's
+    `trained_on`."""
+    examples = first_per_class(examples, trained_on.get("max_images_per_class", 0))
     return split_examples(examples, trained_on.get("validation_fraction", DEFAULT_VALIDATION_FRACTION),
                           trained_on.get("split_seed", DEFAULT_SPLIT_SEED), trained_on.get("test_fraction", 0.0))
 

@@ -59,8 +59,11 @@ def other_expression_names(extra_dir: str) -> tuple[str, ...]:
 
 def list_other_examples(extra_dir: str, names: tuple[str, ...]) -> list[datasets.Example]:
     """The images of extra_dir/<name>/ for each of `names` (from `other_expression_names`), labelled
-    len(CLASS_NAMES) + i for the i-th name."""
+    len(CLASS_NAMES) + i for the i-th name. Raises ValueError if one of them holds no image."""
     examples = datasets.list_examples(os.fspath(extra_dir), names)
+    empty = [name for i, name in enumerate(names) if not any(e.label == i for e in examples)]
+    if empty:
+        raise ValueError(f"extra data folder {extra_dir} has expression folders without images: {', '.join(empty)}")
     return [dataclasses.replace(e, label=e.label + len(CLASS_NAMES)) for e in examples]
 
 

@@ -87,11 +87,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="folder with one sub-folder per other expression (e.g. fer2013/train-other): its faces "
                              "train the network as auxiliary classes; only happy/sad is served (trainer/expressions.py)")
     parser.add_argument("--other-weight", type=float, default=expressions.DEFAULT_OTHER_WEIGHT,
-                        help="loss weight of each face of another expression (happy and sad faces average 1)")
+                        help="loss weight of each face of another expression (happy and sad faces average 1; "
+                             "default %(default)s)")
     parser.add_argument("--low-resolution", type=float, default=0.0, metavar="P",
                         help="probability that a training face is shrunk to 16-36 px and enlarged back, as small "
                              "faces in photos are (0 = off)")
-    parser.add_argument("--validation-fraction", type=float, default=datasets.DEFAULT_VALIDATION_FRACTION)
+    parser.add_argument("--validation-fraction", type=float, default=datasets.DEFAULT_VALIDATION_FRACTION,
+                        help="fraction of each class's faces held out for choices (default %(default)s; with "
+                             "--test-fraction, of the faces left after the test split)")
     parser.add_argument("--test-fraction", type=float, default=0.0,
                         help="carve this fraction of the faces as a test split first, on which nothing is chosen "
                              "(0 = none); with the default seed it is the validation split of models trained "
@@ -117,6 +120,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--low-resolution must be a probability between 0 and 1")
     if args.other_weight < 0:
         parser.error("--other-weight must be 0 or more")
+    if args.low_resolution and args.no_augment:
+        parser.error("--low-resolution is an augmentation: it cannot be used with --no-augment")
+    if args.other_weight != expressions.DEFAULT_OTHER_WEIGHT and not args.extra_data_dir:
+        parser.error("--other-weight weighs the faces of --extra-data-dir: give that folder too")
     if args.extra_data_dir and args.backbone != BACKBONE_NONE:
         parser.error("--extra-data-dir works with the from-scratch CNN only (--backbone none)")
     if args.backbone == BACKBONE_NONE and (args.backbone_weights or args.backbone_input_size):
@@ -209,16 +216,19 @@ def train(args: argparse.Namespace) -> dict:
     num_outputs = len(CLASS_NAMES) + len(other_names)
     # Backbone weights that cannot be had fail now too (the data does not touch the seed).
     network = make_network(args, num_outputs)
-    examples = first_per_class(datasets.list_examples(args.data_dir), args.max_images_per_class)
+    examples = datasets.first_per_class(datasets.list_examples(args.data_dir), args.max_images_per_class)
     split = datasets.split_examples(examples, args.validation_fraction, args.split_seed, args.test_fraction)
     log.info("split: %s", json.dumps(split.counts()))
     x_train, y_train = datasets.load_arrays(split.train)
     x_val, y_val = datasets.load_arrays(split.validation)
     if len(np.unique(y_train)) < len(CLASS_NAMES) or len(np.unique(y_val)) < len(CLASS_NAMES):
         raise ValueError("every class needs images in both the training and the validation split")
+    if args.test_fraction and len({e.label for e in split.test}) < len(CLASS_NAMES):
+        raise ValueError(f"--test-fraction {args.test_fraction} leaves a class without test images: use a larger "
+                         "fraction or more images")
     weights = augment.class_weights(y_train, len(CLASS_NAMES))[y_train].astype(np.float32)
     if other_names:
-        others = first_per_class(expressions.list_other_examples(args.extra_data_dir, other_names),
+        others = datasets.first_per_class(expressions.list_other_examples(args.extra_data_dir, other_names),
                                  args.max_images_per_class)
         x_other, y_other = datasets.load_arrays(others)
         log.info("other expressions: %s", json.dumps(dict(zip(other_names, np.bincount(
@@ -271,6 +281,7 @@ def train(args: argparse.Namespace) -> dict:
         trained_on={"data_dir": Path(args.data_dir).name, "split": split.counts(),
                     "validation_fraction": args.validation_fraction, "split_seed": args.split_seed,
                     **({"test_fraction": args.test_fraction} if args.test_fraction else {}),
+                    **({"max_images_per_class": args.max_images_per_class} if args.max_images_per_class else {}),
                     **({"extra_data_dir": Path(args.extra_data_dir).name, "other_expressions": list(other_names),
                         "other_faces": int(len(y_train) - len(split.train))} if other_names else {})},
         validation_metrics=report,
@@ -306,14 +317,6 @@ def train(args: argparse.Namespace) -> dict:
              metadata.model_version, args.output_dir, report["accuracy"], report["roc_auc"],
              report["per_class"][CLASS_NAMES[-1]]["recall"], report["ece"], temperature, threshold)
     return report
-
-
-def first_per_class(examples: list[datasets.Example], limit: int) -> list[datasets.Example]:
-    """At most `limit` examples of each label, in listing order (limit 0: all); for quick smoke runs."""
-    if not limit:
-        return examples
-    return [e for label in sorted({e.label for e in examples})
-            for e in [e for e in examples if e.label == label][:limit]]
 
 
 def test_metrics(module: ServingModule, test: list[datasets.Example], metadata: ModelMetadata) -> dict:
