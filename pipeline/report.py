@@ -34,7 +34,7 @@ from pipeline.outputs import (ERRORS_FILE, LABELS_FILE, REPORT_FILE, SUMMARY_FIL
                               output_files, output_lines)
 from pipeline.report_html import Grid, ReportView, Tile, render_report
 from pipeline.thumbnails import Thumbnails
-from pipeline.rows import FACE_COLUMNS, NO_FACE
+from pipeline.rows import FACE_COLUMNS, NO_FACE, FaceInfo
 
 HTML_MIME: str = "text/html; charset=utf-8"
 
@@ -111,6 +111,19 @@ def probability_columns(header: list[str] | None) -> tuple[tuple[str, ...], list
     return tuple(header[i][len(PROBABILITY_PREFIX):] for i in columns), columns
 
 
+def face_rank(fields: list[str], face_column: int | None) -> int | None:
+    """The rank of a row's face (1 = largest), or None where the whole image was the face: a file without face
+    columns, a `--faces none` run (nothing searched) or a row whose face columns cannot be read."""
+    if face_column is None:
+        return None
+    cells = (fields[face_column:face_column + len(FACE_COLUMNS)] + [""] * len(FACE_COLUMNS))[:len(FACE_COLUMNS)]
+    try:
+        info = FaceInfo.parse(cells)
+    except ValueError:
+        return None
+    return info.face if info.faces_found > 0 and info.face > 0 else None
+
+
 def scan_labels(lines: Iterable[str], grid_size: int = GRID_SIZE, bins: int = HISTOGRAM_BINS) -> LabelStats:
     """One streaming pass over labels.csv lines; memory depends on grid_size and bins, not on the row count."""
     reader = csv.reader(lines)
@@ -148,10 +161,8 @@ def scan_labels(lines: Iterable[str], grid_size: int = GRID_SIZE, bins: int = HI
         uncertain.offer(-max(probabilities), fields)
 
     def picked(fields: list[str]) -> Picked:
-        rank = fields[face_column] if face_column is not None and face_column < len(fields) else ""
-        whole = face_column is None or not fields[face_column + 1]  # --faces none: nothing was searched
         return Picked(fields[PATH_COLUMN], fields[LABEL_COLUMN], tuple(float(fields[i]) for i in columns),
-                      None if whole or not rank or fields[face_column + 1] == "0" else int(rank))
+                      face_rank(fields, face_column))
 
     return LabelStats(class_names, counts, histogram,
                       {name: [picked(f) for f in top.best()] for name, top in confident.items()},

@@ -267,3 +267,17 @@ def test_histogram_count_axis_has_whole_ticks_where_they_belong(tallest):
     for y, value in ticks:
         assert y == pytest.approx(y0 - per_count * (value - v0), abs=0.11)
     assert len({v for _, v in ticks}) == len(ticks)  # no repeated labels
+
+
+def test_face_rank_reads_the_rows_face_columns_as_the_job_writes_them():
+    from pipeline.rows import FACE_COLUMNS, FaceInfo, WHOLE_IMAGE
+    column = 7  # after path, label, p_happy, p_sad, model_version, file_size, file_modified
+    prefix = ["a.jpg", "happy", "0.9", "0.1", "v", "10", "2026-01-01T00:00:00"]
+    second_face = FaceInfo(2, 3, (10.0, 20.0, 30.0, 40.0), 0.99)
+    assert report.face_rank(prefix + second_face.fields(), column) == 2
+    assert report.face_rank(prefix + FaceInfo(0, 0).fields(), column) is None  # no face found
+    assert report.face_rank(prefix + WHOLE_IMAGE.fields(), column) is None  # --faces none: nothing searched
+    assert report.face_rank(prefix, None) is None  # a labels.csv written before the face columns
+    assert report.face_rank(prefix + ["1"], column) is None  # cut short
+    assert report.face_rank(prefix + ["x", "y", "", ""], column) is None  # unreadable
+    assert len(second_face.fields()) == len(FACE_COLUMNS)
