@@ -25,7 +25,7 @@ from model.align import find_face_inputs
 from model.contract import CLASS_NAMES, is_image_path
 from model.faces import FaceFinder, decode_for_faces
 from model.preprocess import ImageDecodeError, preprocess_image
-from model.saved import Classifier, load_classifier
+from model.saved import Classifier, ModelLoadError, load_classifier
 from trainer.data import list_examples, split_as_trained
 from trainer.metrics import roc_auc
 
@@ -125,17 +125,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--composites", help="FER2013 data folder the model was trained on (for its split)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
-    classifier, finder = load_classifier(args.model), FaceFinder()
-    results = {}
-    if args.data_dir:
-        results["photos"] = photo_metrics(classifier, finder, args.data_dir)
-        print("photos:", json.dumps(results["photos"]), flush=True)
-    if args.faceless:
-        results["faceless"] = faceless_share(classifier, finder, args.faceless)
-        print("faceless:", json.dumps(results["faceless"]), flush=True)
-    if args.composites:
-        results["composites"] = composite_agreement(classifier, finder, args.composites)
-        print("composites:", json.dumps(results["composites"]), flush=True)
+    if not (args.data_dir or args.faceless or args.composites):
+        parser.error("nothing to check: give --data-dir, --faceless and/or --composites")
+    missing = [folder for folder in args.faceless if not Path(folder).is_dir()]
+    if missing:
+        print(f"error: faceless folder not found: {missing[0]}", file=sys.stderr)
+        return 2
+    try:
+        classifier = load_classifier(args.model)
+        finder = FaceFinder()
+        results = {}
+        if args.data_dir:
+            results["photos"] = photo_metrics(classifier, finder, args.data_dir)
+            print("photos:", json.dumps(results["photos"]), flush=True)
+        if args.faceless:
+            results["faceless"] = faceless_share(classifier, finder, args.faceless)
+            print("faceless:", json.dumps(results["faceless"]), flush=True)
+        if args.composites:
+            results["composites"] = composite_agreement(classifier, finder, args.composites)
+            print("composites:", json.dumps(results["composites"]), flush=True)
+    except (ModelLoadError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0
