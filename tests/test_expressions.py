@@ -70,6 +70,7 @@ def test_auxiliary_classes_train_a_served_two_class_model(multitask, tmp_path):
     report = json.loads(json_path.read_text())
     assert report["images"] == 12
     assert report["confusion_matrix"] == recorded["confusion_matrix"]
+    assert recorded["model_version"] == meta.model_version and recorded["split"] == "test"
 
 
 def test_evaluating_a_test_split_that_was_never_carved_is_one_clear_line(tiny_model_dir, tmp_path, capsys):
@@ -98,6 +99,9 @@ def test_other_expressions_named_like_served_classes_are_refused(tmp_path):
     write_other_expressions(tmp_path / "other", names=("angry", "happy"))
     with pytest.raises(ValueError, match="happy"):
         expressions.other_expression_names(str(tmp_path / "other"))
+    write_other_expressions(tmp_path / "cased", names=("angry", "Sad"))
+    with pytest.raises(ValueError, match="Sad"):  # a served class in another letter case is the same class
+        expressions.other_expression_names(str(tmp_path / "cased"))
     with pytest.raises(FileNotFoundError):
         expressions.other_expression_names(str(tmp_path / "missing"))
 

@@ -37,7 +37,7 @@ def other_expression_names(extra_dir: str) -> tuple[str, ...]:
     """The sub-folders of extra_dir that hold images, sorted; the served classes' names are refused.
 
     Raises FileNotFoundError if extra_dir is missing or holds no sub-folder, ValueError if one is named like a
-    served class (its faces would be counted twice under two labels).
+    served class, in any letter case (its faces would be counted twice under two labels).
     """
     if not is_folder(extra_dir):
         raise FileNotFoundError(f"extra data folder not found: {extra_dir}")
@@ -50,7 +50,7 @@ def other_expression_names(extra_dir: str) -> tuple[str, ...]:
                         if path.startswith(base) and "/" in path[len(base):]})
     if not names:
         raise FileNotFoundError(f"extra data folder has no sub-folder of images: {extra_dir}")
-    served = sorted(set(names) & set(CLASS_NAMES))
+    served = sorted(name for name in names if name.casefold() in {c.casefold() for c in CLASS_NAMES})
     if served:
         raise ValueError(f"extra data folder {extra_dir} holds {', '.join(served)}: it is for other expressions "
                          f"than {', '.join(CLASS_NAMES)} (those come from --data-dir)")

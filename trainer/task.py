@@ -310,11 +310,11 @@ def train(args: argparse.Namespace) -> dict:
             test_report = test_metrics(module, split.test, metadata)
             (Path(export_dir) / TEST_METRICS_FILENAME).write_text(json.dumps(test_report, indent=2) + "\n",
                                                                   encoding="utf-8")
-            log.info("test split (%d faces): accuracy %.4f, AUC %.4f, last-class recall %.4f, ECE %.4f",
-                     test_report["images"], test_report["accuracy"], test_report["roc_auc"],
+            log.info("test split (%d faces): accuracy %.4f, AUC %.4f, %s recall %.4f, ECE %.4f",
+                     test_report["images"], test_report["accuracy"], test_report["roc_auc"], CLASS_NAMES[-1],
                      test_report["per_class"][CLASS_NAMES[-1]]["recall"], test_report["ece"])
-    log.info("exported %s to %s: accuracy %.4f, AUC %.4f, last-class recall %.4f, ECE %.4f (T=%.3f, threshold %.3f)",
-             metadata.model_version, args.output_dir, report["accuracy"], report["roc_auc"],
+    log.info("exported %s to %s: accuracy %.4f, AUC %.4f, %s recall %.4f, ECE %.4f (T=%.3f, threshold %.3f)",
+             metadata.model_version, args.output_dir, report["accuracy"], report["roc_auc"], CLASS_NAMES[-1],
              report["per_class"][CLASS_NAMES[-1]]["recall"], report["ece"], temperature, threshold)
     return report
 
@@ -324,7 +324,8 @@ def test_metrics(module: ServingModule, test: list[datasets.Example], metadata: 
     validation (as recorded in its metadata)."""
     images, labels = datasets.load_arrays(test)
     probabilities = metrics.softmax(batched_logits(module, images) / metadata.temperature)
-    return metrics.classification_report(labels, metadata.decide(probabilities), probabilities, CLASS_NAMES)
+    report = metrics.classification_report(labels, metadata.decide(probabilities), probabilities, CLASS_NAMES)
+    return {"model_version": metadata.model_version, "split": "test", **report}
 
 
 def main(argv: list[str] | None = None) -> int:
