@@ -56,3 +56,39 @@ def test_classification_report_counts():
     assert report["accuracy"] == 0.6
     assert report["confusion_matrix"]["counts"] == [[1, 1], [1, 2]]
     assert report["per_class"]["sad"] == {"precision": 2 / 3, "recall": 2 / 3, "support": 3}
+
+
+def noisy_predictions(n: int, error_rate: float, seed: int):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    wrong = rng.random(n) < error_rate
+    predicted = np.where(wrong, 1 - labels, labels)
+    p_first = np.clip(np.where(predicted == 0, 0.8, 0.2) + rng.normal(0, 0.1, n), 0, 1)
+    return labels, predicted, np.stack([p_first, 1 - p_first], axis=1)
+
+
+def test_bootstrap_intervals_hold_the_figures_and_narrow_with_more_images():
+    names = ("happy", "sad")
+    labels, predicted, probabilities = noisy_predictions(200, 0.1, seed=1)
+    small = metrics.bootstrap_intervals(labels, predicted, probabilities, names, resamples=300)
+    report = metrics.classification_report(labels, predicted, probabilities, names)
+    assert small["accuracy"][0] < report["accuracy"] < small["accuracy"][1]
+    assert small["roc_auc"][0] < report["roc_auc"] < small["roc_auc"][1]
+    for name in names:
+        assert small["recall"][name][0] < report["per_class"][name]["recall"] < small["recall"][name][1]
+    assert small == metrics.bootstrap_intervals(labels, predicted, probabilities, names, resamples=300)  # seeded
+    large = metrics.bootstrap_intervals(*noisy_predictions(5000, 0.1, seed=2), names, resamples=300)
+    width = lambda bounds: bounds[1] - bounds[0]  # noqa: E731
+    assert width(large["accuracy"]) < width(small["accuracy"]) / 3  # about 1/sqrt(25) as wide
+    perfect = metrics.bootstrap_intervals(labels, labels, probabilities, names, resamples=50)
+    assert perfect["accuracy"] == [1.0, 1.0]
+
+
+def test_bootstrap_needs_images_and_resamples():
+    import pytest
+
+    labels, predicted, probabilities = noisy_predictions(10, 0.1, seed=3)
+    with pytest.raises(ValueError):
+        metrics.bootstrap_intervals(labels[:0], predicted[:0], probabilities[:0], ("happy", "sad"))
+    with pytest.raises(ValueError):
+        metrics.bootstrap_intervals(labels, predicted, probabilities, ("happy", "sad"), resamples=0)

@@ -44,7 +44,10 @@ def test_evaluate_reproduces_the_recorded_validation_metrics(trained, tmp_path, 
     assert report["images"] == 12
     assert report["confusion_matrix"] == recorded["confusion_matrix"]
     assert report["roc_auc"] == pytest.approx(recorded["roc_auc"], abs=1e-6)
-    assert "accuracy" in capsys.readouterr().out
+    low, high = report["intervals"]["accuracy"]  # the default bootstrap
+    assert low <= report["accuracy"] <= high and report["intervals"]["resamples"] == 1000
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "95% intervals (bootstrap, 1000 resamples)" in printed
 
 
 def test_evaluate_all_counts_every_image(trained, tmp_path):
@@ -52,6 +55,10 @@ def test_evaluate_all_counts_every_image(trained, tmp_path):
     json_path = tmp_path / "eval.json"
     assert evaluate.main(["--model", str(output_dir), "--data-dir", str(data_dir), "--json", str(json_path)]) == 0
     assert json.loads(json_path.read_text())["images"] == 2 * PER_CLASS
+    assert evaluate.main(["--model", str(output_dir), "--data-dir", str(data_dir), "--json", str(json_path),
+                          "--bootstrap", "0"]) == 0
+    assert "intervals" not in json.loads(json_path.read_text())
+    assert evaluate.main(["--model", str(output_dir), "--data-dir", str(data_dir), "--bootstrap", "-1"]) == 2
 
 
 def test_missing_data_dir_is_one_clear_line(tmp_path, capsys):

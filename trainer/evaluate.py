@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "gs:// (default: the folder of --json; without either, no figures)")
     parser.add_argument("--top-mistakes", type=int, default=figures.TOP_MISTAKES,
                         help="most confident mistakes of each kind shown in the HTML page")
+    parser.add_argument("--bootstrap", type=int, default=metrics.BOOTSTRAP_RESAMPLES, metavar="N",
+                        help=f"resamples for the {round(metrics.BOOTSTRAP_LEVEL * 100)}%% intervals of accuracy, ROC AUC and "
+                             f"recall (percentile bootstrap over the images; 0: none; default %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -77,12 +80,16 @@ def predict(model_dir: str, data_dir: str, split: str = "all") -> Predictions:
     return Predictions(meta, [e.path for e in examples], images, labels, probabilities, meta.decide(probabilities))
 
 
-def report_of(predictions: Predictions, data_dir: str, split: str) -> dict:
-    """The metrics dictionary printed and written as JSON."""
+def report_of(predictions: Predictions, data_dir: str, split: str, bootstrap: int = 0) -> dict:
+    """The metrics dictionary printed and written as JSON; with bootstrap > 0, also "intervals" (see
+    `metrics.bootstrap_intervals`), how far the figures could move on other faces drawn the same way."""
     meta = predictions.metadata
     report = metrics.classification_report(predictions.labels, predictions.predicted, predictions.probabilities,
                                            meta.class_names)
     report.update({"model_version": meta.model_version, "data_dir": str(data_dir), "split": split})
+    if bootstrap > 0 and len(predictions.labels):
+        report["intervals"] = metrics.bootstrap_intervals(predictions.labels, predictions.predicted,
+                                                          predictions.probabilities, meta.class_names, bootstrap)
     return report
 
 
@@ -118,6 +125,14 @@ def format_report(report: dict) -> str:
     lines.append("confusion matrix (rows true, columns predicted): " + " ".join(names))
     for name, row in zip(names, report["confusion_matrix"]["counts"]):
         lines.append(f"  {name:>8}: " + " ".join(f"{count:>6}" for count in row))
+    intervals = report.get("intervals")
+    if intervals:
+        def span(bounds: list[float]) -> str:
+            return f"{bounds[0]:.4f}-{bounds[1]:.4f}" if bounds else "n/a"
+
+        lines.append(f"{intervals['level']:.0%} intervals (bootstrap, {intervals['resamples']} resamples): "
+                     f"accuracy {span(intervals['accuracy'])}   ROC AUC {span(intervals['roc_auc'])}   "
+                     + "   ".join(f"{name} recall {span(b)}" for name, b in intervals["recall"].items()))
     return "\n".join(lines)
 
 
@@ -126,12 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.top_mistakes < 0:
         print("error: --top-mistakes must be 0 or more", file=sys.stderr)
         return 2
+    if args.bootstrap < 0:
+        print("error: --bootstrap must be 0 or more", file=sys.stderr)
+        return 2
     try:
         predictions = predict(args.model, args.data_dir, args.split)
     except (ModelLoadError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    report = report_of(predictions, args.data_dir, args.split)
+    report = report_of(predictions, args.data_dir, args.split, args.bootstrap)
     print(format_report(report))
     if args.json_path:
         write_text(args.json_path, json.dumps(report, indent=2) + "\n")
