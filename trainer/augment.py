@@ -92,9 +92,11 @@ def mixup(alpha: float, seed: int):
 
 def train_dataset(images: np.ndarray, labels: np.ndarray, weights: np.ndarray, num_outputs: int, *, seed: int,
                   batch_size: int, augment: bool = True, low_resolution: float = 0.0,
-                  mixup_alpha: float = 0.0) -> tf.data.Dataset:
-    """Shuffled, augmented batches of (faces [b, 48, 48, 1], one-hot targets [b, num_outputs], weights [b])."""
-    targets = keras.utils.to_categorical(labels, num_outputs).astype(np.float32)
+                  mixup_alpha: float = 0.0, targets: np.ndarray | None = None) -> tf.data.Dataset:
+    """Shuffled, augmented batches of (faces [b, 48, 48, 1], targets [b, num_outputs], weights [b]); the targets
+    are one-hot labels unless given (e.g. distillation's soft targets, [n, num_outputs])."""
+    if targets is None:
+        targets = keras.utils.to_categorical(labels, num_outputs).astype(np.float32)
     dataset = tf.data.Dataset.from_tensor_slices((images, targets, weights.astype(np.float32)))
     dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     if augment:

@@ -13,6 +13,9 @@ Workflow:
 adapted to the 48x48 greyscale face inside the model; `--backbone-weights imagenet` or a local weights file
 starts it from pretrained weights (default: random initialisation). The export is the same either way.
 
+`--extra-data-dir` adds other expressions as auxiliary classes (trainer/expressions.py); `--teacher` distils
+already trained models into this one (trainer/distill.py); `--test-fraction` holds out faces for final figures.
+
 `--data-dir` and `--output-dir` may be local or gs://: data is read through Beam's FileSystems, and a remote
 model is exported to a local temporary folder and then uploaded.
 
@@ -39,7 +42,7 @@ from model.network import (BACKBONE_CHOICES, BACKBONE_NONE, BACKBONES, DEFAULT_B
 from trainer.files import check_reachable, local_folder_for
 from trainer import augment
 from trainer import data as datasets
-from trainer import expressions, metrics
+from trainer import distill, expressions, metrics
 from trainer.export import ServingModule, batched_logits, export_model, weights_digest
 
 METRICS_FILENAME: str = "metrics.json"
@@ -92,6 +95,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--low-resolution", type=float, default=0.0, metavar="P",
                         help="probability that a training face is shrunk to 16-36 px and enlarged back, as small "
                              "faces in photos are (0 = off)")
+    parser.add_argument("--teacher", action="append", default=[], metavar="MODEL_DIR",
+                        help="distil: blend each happy/sad face's target with this exported model's answer (repeat "
+                             "for several teachers, averaged); trainer/distill.py")
+    parser.add_argument("--teacher-weight", type=float, default=distill.DEFAULT_TEACHER_WEIGHT,
+                        help="share of each target taken from the teachers (default %(default)s)")
     parser.add_argument("--validation-fraction", type=float, default=datasets.DEFAULT_VALIDATION_FRACTION,
                         help="fraction of each class's faces held out for choices (default %(default)s; with "
                              "--test-fraction, of the faces left after the test split)")
@@ -124,6 +132,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--low-resolution is an augmentation: it cannot be used with --no-augment")
     if args.other_weight != expressions.DEFAULT_OTHER_WEIGHT and not args.extra_data_dir:
         parser.error("--other-weight weighs the faces of --extra-data-dir: give that folder too")
+    if not 0.0 < args.teacher_weight <= 1.0:
+        parser.error("--teacher-weight must be above 0 and at most 1")
+    if args.teacher_weight != distill.DEFAULT_TEACHER_WEIGHT and not args.teacher:
+        parser.error("--teacher-weight weighs the answers of --teacher: give a teacher too")
+    if args.teacher and args.mixup:
+        parser.error("--teacher and --mixup cannot be combined (mixup blends the targets the teachers give)")
     if args.extra_data_dir and args.backbone != BACKBONE_NONE:
         parser.error("--extra-data-dir works with the from-scratch CNN only (--backbone none)")
     if args.backbone == BACKBONE_NONE and (args.backbone_weights or args.backbone_input_size):
@@ -227,6 +241,13 @@ def train(args: argparse.Namespace) -> dict:
         raise ValueError(f"--test-fraction {args.test_fraction} leaves a class without test images: use a larger "
                          "fraction or more images")
     weights = augment.class_weights(y_train, len(CLASS_NAMES))[y_train].astype(np.float32)
+    teacher_p = np.zeros((0, len(CLASS_NAMES)), np.float32)
+    if args.teacher:
+        teachers = distill.load_teachers(args.teacher)
+        distill.check_teachers(teachers, Path(args.data_dir).name, examples, split)
+        teacher_p = distill.teacher_probabilities(teachers, x_train)
+        log.info("teachers agree with the labels on %.4f of the training faces",
+                 float((teacher_p.argmax(axis=1) == y_train).mean()))
     if other_names:
         others = datasets.first_per_class(expressions.list_other_examples(args.extra_data_dir, other_names),
                                  args.max_images_per_class)
@@ -254,7 +275,9 @@ def train(args: argparse.Namespace) -> dict:
     history = network.fit(
         augment.train_dataset(x_train, y_train, weights, num_outputs, seed=args.seed, batch_size=args.batch_size,
                               augment=not args.no_augment, low_resolution=args.low_resolution,
-                              mixup_alpha=args.mixup),
+                              mixup_alpha=args.mixup,
+                              targets=distill.soft_targets(y_train, teacher_p, args.teacher_weight, num_outputs)
+                              if args.teacher else None),
         validation_data=None if other_names else (x_val, keras.utils.to_categorical(y_val, num_outputs)),
         epochs=args.epochs,
         callbacks=callbacks,
@@ -294,6 +317,8 @@ def train(args: argparse.Namespace) -> dict:
             "mixup": args.mixup,
             **({"low_resolution": args.low_resolution} if args.low_resolution else {}),
             **({"other_weight": args.other_weight} if other_names else {}),
+            **({"teachers": [t.metadata.model_version for t in teachers], "teacher_weight": args.teacher_weight}
+               if args.teacher else {}),
             "mirror_average": not args.no_mirror_average, "seed": args.seed,
             "backbone": args.backbone,
             "backbone_weights": (os.path.basename(args.backbone_weights) if args.backbone_weights
