@@ -37,12 +37,11 @@ import tensorflow as tf
 
 from model.contract import CLASS_NAMES
 from model.metadata import RULE_THRESHOLD, ModelMetadata
-from model.network import (BACKBONE_CHOICES, BACKBONE_NONE, BACKBONES, DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT,
-                           IMAGENET, build_network)
+from model.network import BACKBONE_NONE, BACKBONES, IMAGENET, build_network
 from trainer.files import check_reachable, local_folder_for
 from trainer import augment
 from trainer import data as datasets
-from trainer import distill, expressions, metrics
+from trainer import distill, expressions, metrics, options
 from trainer.export import ServingModule, batched_logits, export_model, weights_digest
 
 METRICS_FILENAME: str = "metrics.json"
@@ -51,101 +50,6 @@ WARMUP_EPOCHS: int = 2
 WEIGHT_DECAY: float = 1e-4
 
 log = logging.getLogger("trainer")
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m trainer.task", description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", required=True,
-                        help="folder with one sub-folder of images per class, local or gs://")
-    parser.add_argument("--output-dir", required=True,
-                        help="where the SavedModel and facelabel.json go, local or gs://")
-    parser.add_argument("--epochs", type=int, default=40, help="maximum epochs (early stopping may end sooner)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=2e-3, help="peak learning rate (AdamW)")
-    parser.add_argument("--max-minutes", type=float, default=0,
-                        help="time budget for the whole run (0 = none): after the first epoch the learning-rate "
-                             "schedule is shortened to the epochs that fit, and training stops before overrunning")
-    parser.add_argument("--patience", type=int, default=15, help="epochs without validation AUC gain before stopping")
-    parser.add_argument("--label-smoothing", type=float, default=0.05)
-    parser.add_argument("--dropout", type=float, default=DEFAULT_DROPOUT)
-    parser.add_argument("--block-filters", default=",".join(map(str, DEFAULT_BLOCK_FILTERS)),
-                        help="comma-separated filters per conv block, e.g. 32,64,128,256 (backbone none only)")
-    parser.add_argument("--backbone", choices=BACKBONE_CHOICES, default=BACKBONE_NONE,
-                        help="feature extractor: none = the from-scratch CNN; otherwise an ImageNet network adapted "
-                             "to 48x48 greyscale faces inside the model")
-    parser.add_argument("--backbone-weights", default=None, metavar="imagenet|FILE",
-                        help="start the backbone from these weights: 'imagenet' (downloaded by Keras, or found in "
-                             "~/.keras/models) or a local weights file of the backbone without its top "
-                             "(default: random initialisation)")
-    parser.add_argument("--backbone-input-size", type=int, default=0,
-                        help="side the face is resized to for the backbone (0 = the backbone's default: "
-                             + ", ".join(f"{name} {spec.input_size}" for name, spec in BACKBONES.items()) + ")")
-    parser.add_argument("--no-augment", action="store_true", help="train without data augmentation")
-    parser.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
-                        help="mixup: blend each training face and its label with another's, weight ~ Beta(ALPHA, "
-                             "ALPHA) (0 = off; 0.2 is the usual value)")
-    parser.add_argument("--no-mirror-average", action="store_true",
-                        help="serve the plain network instead of averaging each face with its mirror image")
-    parser.add_argument("--extra-data-dir", default=None,
-                        help="folder with one sub-folder per other expression (e.g. fer2013/train-other): its faces "
-                             "train the network as auxiliary classes; only happy/sad is served (trainer/expressions.py)")
-    parser.add_argument("--other-weight", type=float, default=expressions.DEFAULT_OTHER_WEIGHT,
-                        help="loss weight of each face of another expression (happy and sad faces average 1; "
-                             "default %(default)s)")
-    parser.add_argument("--low-resolution", type=float, default=0.0, metavar="P",
-                        help="probability that a training face is shrunk to 16-36 px and enlarged back, as small "
-                             "faces in photos are (0 = off)")
-    parser.add_argument("--teacher", action="append", default=[], metavar="MODEL_DIR",
-                        help="distil: blend each happy/sad face's target with this exported model's answer (repeat "
-                             "for several teachers, averaged); trainer/distill.py")
-    parser.add_argument("--teacher-weight", type=float, default=distill.DEFAULT_TEACHER_WEIGHT,
-                        help="share of each target taken from the teachers (default %(default)s)")
-    parser.add_argument("--validation-fraction", type=float, default=datasets.DEFAULT_VALIDATION_FRACTION,
-                        help="fraction of each class's faces held out for choices (default %(default)s; with "
-                             "--test-fraction, of the faces left after the test split)")
-    parser.add_argument("--test-fraction", type=float, default=0.0,
-                        help="carve this fraction of the faces as a test split first, on which nothing is chosen "
-                             "(0 = none); with the default seed it is the validation split of models trained "
-                             "without one")
-    parser.add_argument("--split-seed", type=int, default=datasets.DEFAULT_SPLIT_SEED)
-    parser.add_argument("--seed", type=int, default=1, help="seed for weights, shuffling and augmentation")
-    parser.add_argument("--max-images-per-class", type=int, default=0,
-                        help="use at most this many images per class (0 = all); for quick smoke runs")
-    args = parser.parse_args(argv)
-    try:
-        args.block_filters = tuple(int(f) for f in args.block_filters.split(","))
-    except ValueError:
-        parser.error(f"--block-filters must be comma-separated integers, got {args.block_filters!r}")
-    if args.mixup < 0:
-        parser.error("--mixup must be positive (or 0 for off)")
-    if args.max_minutes < 0:
-        parser.error("--max-minutes must be positive (or 0 for no budget)")
-    if not 0.0 < args.validation_fraction < 1.0:
-        parser.error("--validation-fraction must be between 0 and 1")
-    if not 0.0 <= args.test_fraction < 1.0 or args.test_fraction + args.validation_fraction >= 1.0:
-        parser.error("--test-fraction must be 0 or more, and with --validation-fraction below 1")
-    if not 0.0 <= args.low_resolution <= 1.0:
-        parser.error("--low-resolution must be a probability between 0 and 1")
-    if args.other_weight < 0:
-        parser.error("--other-weight must be 0 or more")
-    if args.low_resolution and args.no_augment:
-        parser.error("--low-resolution is an augmentation: it cannot be used with --no-augment")
-    if args.other_weight != expressions.DEFAULT_OTHER_WEIGHT and not args.extra_data_dir:
-        parser.error("--other-weight weighs the faces of --extra-data-dir: give that folder too")
-    if not 0.0 < args.teacher_weight <= 1.0:
-        parser.error("--teacher-weight must be above 0 and at most 1")
-    if args.teacher_weight != distill.DEFAULT_TEACHER_WEIGHT and not args.teacher:
-        parser.error("--teacher-weight weighs the answers of --teacher: give a teacher too")
-    if args.teacher and args.mixup:
-        parser.error("--teacher and --mixup cannot be combined (mixup blends the targets the teachers give)")
-    if args.extra_data_dir and args.backbone != BACKBONE_NONE:
-        parser.error("--extra-data-dir works with the from-scratch CNN only (--backbone none)")
-    if args.backbone == BACKBONE_NONE and (args.backbone_weights or args.backbone_input_size):
-        parser.error("--backbone-weights and --backbone-input-size need a --backbone")
-    if args.backbone_input_size and args.backbone_input_size < BACKBONES[args.backbone].min_input_size:
-        parser.error(f"--backbone-input-size must be at least {BACKBONES[args.backbone].min_input_size} "
-                     f"for {args.backbone}")
-    return args
 
 
 class AdjustableCosineDecay(keras.optimizers.schedules.CosineDecay):
@@ -355,7 +259,7 @@ def test_metrics(module: ServingModule, test: list[datasets.Example], metadata: 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    args = parse_args(argv)
+    args = options.parse_args(argv, __doc__.split("\n")[0])
     try:
         train(args)
     except (FileNotFoundError, ValueError) as err:
