@@ -40,17 +40,21 @@ TIGHT_CROP_BORDER: float = 0.3
 # Faces the detector is less sure of than this are not reported: MTCNN's output network score (0..1), at its own
 # default (threshold_onet 0.8).
 MIN_FACE_SCORE: float = 0.8
-# Small faces need more certainty. Measured on the 300 shared landscapes enlarged to 640x480 and 150 of them to
-# 1600x1200 (photo sizes): MTCNN at 0.8 reported 107 false faces, 95% of them under 48 pixels (median 25, score
-# 0.87); with this rule 7 remain, while every face found in 240 FER2013 faces pasted into scenes and 518 of 522
-# found in 531 muxspace photos are kept (scratch measurement of 2026-11-30, described in README "Which images work").
+# Small faces need more certainty. Measured 2026-11-30 with a scratch script over the stored MTCNN candidates
+# (both search passes) of the 300 shared landscapes enlarged to 640x480, 1600x1200 and 800x800, 1,799 FER2013
+# validation faces pasted into 640x480 scenes and the 2,655 muxspace photos: MTCNN at its own 0.8 reports false
+# faces in about a third of the enlarged landscapes, 95% of them under 48 pixels (median 25, score 0.87); small
+# faces from 0.95 left 6, 8 and 7 of the 300 with a false face, from 0.97 3, 4 and 4, while the pasted faces found
+# stay 91.0% and muxspace loses one photo's face (2,614 of 2,655 found instead of 2,615).
 SMALL_FACE_SIDE: float = 48.0
-SMALL_FACE_MIN_SCORE: float = 0.95
+SMALL_FACE_MIN_SCORE: float = 0.97
 MIN_REPORTED_FACE_SIDE: float = 24.0
-# MTCNN's first two stages keep their defaults (0.6 and 0.7). Tried 2026-11-30: keeping candidates from 0.4 in both
-# found 93.7% instead of 91.0% of FER2013 validation faces pasted into 640x480 scenes (bare face's label 89.1%
-# instead of 86.8%; muxspace unchanged), but 20-22 of the 300 landscapes enlarged to 640x480, 1600x1200 or 800x800
-# then got a false face instead of 6-8, so a camera's empty frames would be labelled more often.
+# MTCNN's first two stages keep their defaults (0.6 and 0.7), and larger faces its output network's 0.8. Tried
+# 2026-11-30: (1) candidates from 0.4 in the first two stages find 93.7-95.1% of the pasted faces, but 10-22 of the
+# 300 enlarged landscapes then get a false face, or, with medium faces held to 0.95 to prevent that, 13 of
+# muxspace's 228 medium-sized real faces are lost, and detection takes about a fifth longer; (2) faces of 96 pixels
+# and more from 0.5 find 92.2% of the pasted faces, but such unsure detections can be mis-scaled: in a test group
+# photo one came out 175x245 pixels around a 130-pixel face, with its landmarks scaled alike.
 # Images whose detection copies fall in one bucket of this many pixels (per side) are detected in one batch.
 SIZE_BUCKET: int = 64
 # Detection copies are resized with this filter (antialiased when shrinking).
