@@ -25,7 +25,9 @@ NATIVE_NOISE = re.compile(
     r"|computation placer already registered"
     r"|TF-TRT Warning: Could not find TensorRT"
     r"|This TensorFlow binary is optimized to use available CPU instructions"
-    r"|To enable the following instructions: .* in other operations, rebuild TensorFlow")
+    r"|To enable the following instructions: .* in other operations, rebuild TensorFlow"
+    # MTCNN's output network given no candidate (a photo without faces): TensorFlow logs the empty batch it skips.
+    r"|Local rendezvous is aborting with status: INVALID_ARGUMENT: Incompatible shapes: \[0,")
 # Library log messages (Python logging) that are noise for a user of this job.
 LOG_NOISE = re.compile(r"Resource module is not available for current platform")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"

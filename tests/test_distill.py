@@ -51,8 +51,14 @@ def test_a_teacher_that_saw_the_held_out_faces_is_refused(teacher, tmp_path, cap
         distill.check_teachers(teachers, data_dir.name, examples, other_seed)
     same = datasets.split_examples(examples, 0.15, datasets.DEFAULT_SPLIT_SEED, 0.2)
     distill.check_teachers(teachers, data_dir.name, examples, same)  # the teacher's own split: allowed
-    with pytest.raises(ValueError, match="cannot check"):
-        distill.check_teachers(teachers, "another-folder", examples, same)
+    # Another folder of the same name holding other faces (its recorded digest differs) is refused too.
+    with pytest.raises(ValueError, match="other faces"):
+        distill.check_teachers(teachers, data_dir.name, examples[1:], same)
+    legacy = load_classifier(teacher_dir)
+    legacy.metadata.trained_on.pop("data_digest")  # a model recorded before digests: judged by its folder's name
+    with pytest.raises(ValueError, match="other faces"):
+        distill.check_teachers([legacy], "another-folder", examples, same)
+    distill.check_teachers([legacy], data_dir.name, examples, same)
     # Through the command line: one error line, exit status 2, nothing exported.
     argv = ["--data-dir", str(data_dir), "--output-dir", str(tmp_path / "student"), *SMALL, "--test-fraction",
             "0.2", "--split-seed", str(datasets.DEFAULT_SPLIT_SEED + 7), "--teacher", str(teacher_dir)]
@@ -80,3 +86,12 @@ def test_a_teacher_that_is_not_a_model_is_one_clear_line(teacher, tmp_path, caps
     assert task.main(["--data-dir", str(data_dir), "--output-dir", str(tmp_path / "m"), *SMALL,
                       "--teacher", str(tmp_path / "nothing")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_folder_name_is_recorded_the_same_from_inside_the_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    assert datasets.folder_name(str(folder) + "/") == "faces"
+    monkeypatch.chdir(folder)
+    assert datasets.folder_name(".") == "faces"
+    assert datasets.folder_name("gs://bucket/data/faces/") == "faces"

@@ -45,6 +45,7 @@ def test_photos_and_faceless_folders_with_the_shipped_model(tmp_path, shared_fac
     for i in range(2):
         scene(seed=200 + i).save(faceless / f"scene_{i}.jpg", quality=92)
     Image.new("L", (320, 240), 128).save(faceless / "grey_frame.png")
+    (faceless / "junk.jpg").write_text("not an image")  # unreadable: listed apart, not counted as no face
     with_a_face = tmp_path / "not-faceless"
     with_a_face.mkdir()
     photo = scene(seed=300)
@@ -62,6 +63,8 @@ def test_photos_and_faceless_folders_with_the_shipped_model(tmp_path, shared_fac
     assert results["faceless"]["images"] == 4
     assert results["faceless"]["given_a_label"] == [str(with_a_face / "someone.jpg")]
     assert results["faceless"]["no_face_share"] == pytest.approx(3 / 4)
+    assert results["faceless"]["unreadable"] == [str(faceless / "junk.jpg")]
+    assert results["photos"]["unreadable"] == 0
     printed = capsys.readouterr().out
     assert printed.startswith("photos: ") and "faceless: " in printed
 
@@ -73,6 +76,13 @@ def test_user_mistakes_are_one_error_line(tmp_path, capsys):
     assert "faceless folder not found" in capsys.readouterr().err
     assert photos.main(["--model", str(DEFAULT_MODEL_DIR), "--data-dir", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith("error: data folder not found")
+    (tmp_path / "empty").mkdir()
+    assert photos.main(["--model", str(DEFAULT_MODEL_DIR), "--faceless", str(tmp_path / "empty")]) == 2
+    assert "no readable images" in capsys.readouterr().err
+    for label in ("happy", "sad"):
+        (tmp_path / "classes" / label).mkdir(parents=True)
+    assert photos.main(["--model", str(DEFAULT_MODEL_DIR), "--data-dir", str(tmp_path / "classes")]) == 2
+    assert "no images" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         photos.main(["--model", str(DEFAULT_MODEL_DIR)])
     assert exit_info.value.code == 2

@@ -59,6 +59,7 @@ def test_evaluate_all_counts_every_image(trained, tmp_path):
                           "--bootstrap", "0"]) == 0
     assert "intervals" not in json.loads(json_path.read_text())
     assert evaluate.main(["--model", str(output_dir), "--data-dir", str(data_dir), "--bootstrap", "-1"]) == 2
+    assert evaluate.main(["--model", str(output_dir), "--data-dir", str(data_dir), "--bootstrap", "1"]) == 2
 
 
 def test_missing_data_dir_is_one_clear_line(tmp_path, capsys):
@@ -145,3 +146,12 @@ def test_views_ensemble_of_a_model_with_itself_scores_as_the_model(trained, tmp_
     assert ensemble["passes_per_face"] == 4
     assert ensemble["roc_auc"] == pytest.approx(sets["face + mirror (shipped)"]["roc_auc"], abs=1e-6)
     assert ensemble["accuracy"] == pytest.approx(sets["face + mirror (shipped)"]["accuracy"])
+
+
+def test_evaluating_a_split_without_images_is_one_clear_line(trained, tmp_path, capsys):
+    from conftest import write_synthetic_dataset
+
+    _, output_dir = trained
+    tiny = write_synthetic_dataset(tmp_path / "tiny", per_class=1)  # too few for a validation split
+    assert evaluate.main(["--model", str(output_dir), "--data-dir", str(tiny), "--split", "validation"]) == 2
+    assert capsys.readouterr().err.startswith("error: no images to evaluate")

@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import os
 from collections import defaultdict
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
@@ -136,6 +136,20 @@ def first_per_class(examples: list[Example], limit: int) -> list[Example]:
         return examples
     return [e for label in sorted({e.label for e in examples})
             for e in [e for e in examples if e.label == label][:limit]]
+
+
+def listing_digest(examples: list[Example]) -> str:
+    """SHA-256 (hex) over the sorted content hashes of every listed face: which faces a data folder held, whatever
+    its path or name; recorded in a model's metadata so a later run can tell whether it sees the same faces."""
+    return hashlib.sha256("\n".join(sorted(e.content_hash for e in examples)).encode()).hexdigest()
+
+
+def folder_name(data_dir: str) -> str:
+    """The last part of a data folder's path as recorded in metadata (no machine-specific path): "train" for
+    "../data/train/" and for "." run inside it."""
+    if FileSystems.get_scheme(data_dir) is None:
+        return Path(os.path.abspath(data_dir)).name
+    return PurePath(data_dir.rstrip("/")).name
 
 
 def split_as_trained(examples: list[Example], trained_on: dict) -> Split:

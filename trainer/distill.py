@@ -38,25 +38,29 @@ def load_teachers(model_dirs: list[str]) -> list[Classifier]:
     return teachers
 
 
-def check_teachers(teachers: list[Classifier], data_dir_name: str, examples: list[datasets.Example],
+def check_teachers(teachers: list[Classifier], data_dir_name: str, listed: list[datasets.Example],
                    split: datasets.Split) -> None:
     """Refuse a teacher that saw faces this run holds out for its final figures.
 
-    examples: every face listed from --data-dir (named data_dir_name), so each teacher's own split can be carved
-    again from its metadata. Raises ValueError if a teacher was trained on another folder, or on any face of the
-    test split (of the validation split when there is no test split). A teacher trained on validation faces when
-    a test split exists is allowed and logged: only the validation figures (threshold, early stopping) are then
+    data_dir_name: `data.folder_name` of --data-dir; listed: every face listed from it (before any per-class cap), so each teacher's own split can be
+    carved again from its metadata. Raises ValueError if a teacher was trained on another set of faces (its
+    recorded `data_digest` differs; for a model recorded before digests, its folder name differs), or on any face
+    of the test split (of the validation split when there is no test split). A teacher trained on validation faces
+    when a test split exists is allowed and logged: only the validation figures (threshold, early stopping) are then
     optimistic, the test figures stay honest.
     """
+    digest = datasets.listing_digest(listed)
     held_out = split.test or split.validation
     held_out_name = datasets.TEST if split.test else datasets.VALIDATION
     for teacher in teachers:
         meta = teacher.metadata
         trained_on = meta.trained_on or {}
-        if trained_on.get("data_dir") != data_dir_name:
-            raise ValueError(f"teacher {meta.model_version} was trained on {trained_on.get('data_dir')!r}, not "
-                             f"{data_dir_name!r}: cannot check that it never saw this run's held-out faces")
-        seen = {e.content_hash for e in datasets.split_as_trained(examples, trained_on).train}
+        recorded = trained_on.get("data_digest")
+        if recorded != digest and (recorded is not None or trained_on.get("data_dir") != data_dir_name):
+            raise ValueError(f"teacher {meta.model_version} was trained on other faces than --data-dir holds "
+                             f"(folder {trained_on.get('data_dir')!r}): cannot check that it never saw this run's "
+                             "held-out faces")
+        seen = {e.content_hash for e in datasets.split_as_trained(listed, trained_on).train}
         leaked = sum(1 for e in held_out if e.content_hash in seen)
         if leaked:
             raise ValueError(f"teacher {meta.model_version} was trained on {leaked} of this run's {len(held_out)} "

@@ -73,6 +73,8 @@ def predict(model_dir: str, data_dir: str, split: str = "all") -> Predictions:
         if split == datasets.TEST and not parts.test:
             raise ValueError(f"model {meta.model_version} was trained without a test split (see --test-fraction)")
         examples = parts.part(split)
+    if not examples:
+        raise ValueError(f"no images to evaluate in {data_dir}" + ("" if split == "all" else f" ({split} split)"))
     images, labels = datasets.load_arrays(examples)
     probabilities = np.concatenate(
         [classifier(images[i:i + BATCH_SIZE]) for i in range(0, len(images), BATCH_SIZE)]
@@ -133,6 +135,9 @@ def format_report(report: dict) -> str:
         lines.append(f"{intervals['level']:.0%} intervals (bootstrap, {intervals['resamples']} resamples): "
                      f"accuracy {span(intervals['accuracy'])}   ROC AUC {span(intervals['roc_auc'])}   "
                      + "   ".join(f"{name} recall {span(b)}" for name, b in intervals["recall"].items()))
+        fewest = min(stats["support"] for stats in report["per_class"].values())
+        if fewest < metrics.BOOTSTRAP_MIN_SUPPORT:
+            lines.append(f"  (a class has only {fewest} images: intervals from so few are too narrow to trust)")
     return "\n".join(lines)
 
 
@@ -141,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.top_mistakes < 0:
         print("error: --top-mistakes must be 0 or more", file=sys.stderr)
         return 2
-    if args.bootstrap < 0:
-        print("error: --bootstrap must be 0 or more", file=sys.stderr)
+    if args.bootstrap < 0 or 0 < args.bootstrap < metrics.BOOTSTRAP_MIN_RESAMPLES:
+        print(f"error: --bootstrap must be 0 (no intervals) or at least {metrics.BOOTSTRAP_MIN_RESAMPLES}",
+              file=sys.stderr)
         return 2
     try:
         predictions = predict(args.model, args.data_dir, args.split)

@@ -144,6 +144,10 @@ def classification_report(labels: np.ndarray, predicted: np.ndarray, probabiliti
 BOOTSTRAP_RESAMPLES: int = 1000
 BOOTSTRAP_LEVEL: float = 0.95
 BOOTSTRAP_SEED: int = 0
+# Fewer resamples than this give no usable 95% interval; a class with fewer images than this gives intervals that
+# collapse (every resample of an all-correct class is all correct), so they are flagged when printed.
+BOOTSTRAP_MIN_RESAMPLES: int = 100
+BOOTSTRAP_MIN_SUPPORT: int = 30
 
 
 def bootstrap_intervals(labels: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray,

@@ -37,8 +37,10 @@ COMPOSITE_SEED: int = 2026
 UNDECIDED: float = 0.5
 
 
-def largest_face_probabilities(classifier: Classifier, finder: FaceFinder, contents: list[bytes]) -> np.ndarray:
-    """p_<first class> of each image's largest face as the job computes it; NaN where no face (or unreadable)."""
+def largest_face_probabilities(classifier: Classifier, finder: FaceFinder, contents: list[bytes],
+                               unreadable: list[int] | None = None) -> np.ndarray:
+    """p_<first class> of each image's largest face as the job computes it; NaN where no face or unreadable (the
+    indexes of unreadable images are appended to `unreadable` when given)."""
     out = np.full(len(contents), np.nan)
     for start in range(0, len(contents), BATCH):
         decoded = []
@@ -46,7 +48,8 @@ def largest_face_probabilities(classifier: Classifier, finder: FaceFinder, conte
             try:
                 decoded.append((start + i, decode_for_faces(data)))
             except ImageDecodeError:
-                pass
+                if unreadable is not None:
+                    unreadable.append(start + i)
         chosen = find_face_inputs(finder, [d.image for _, d in decoded], all_faces=False)
         inputs = [(i, largest[0].pixels) for (i, _), largest in zip(decoded, chosen) if largest]
         if inputs:
@@ -55,9 +58,15 @@ def largest_face_probabilities(classifier: Classifier, finder: FaceFinder, conte
 
 
 def photo_metrics(classifier: Classifier, finder: FaceFinder, data_dir: str) -> dict:
+    """scored() of the folder's photos, plus how many could not be read (those count as wrong, as no face does).
+    Raises ValueError for a folder without images."""
     examples = list_examples(data_dir)
-    p_first = largest_face_probabilities(classifier, finder, [e.content for e in examples])
-    return scored(classifier, np.array([e.label for e in examples]), p_first)
+    if not examples:
+        raise ValueError(f"no images in the class folders of {data_dir}")
+    unreadable: list[int] = []
+    p_first = largest_face_probabilities(classifier, finder, [e.content for e in examples], unreadable)
+    result = scored(classifier, np.array([e.label for e in examples]), p_first)
+    return {**result, "no_face": result["no_face"] - len(unreadable), "unreadable": len(unreadable)}
 
 
 def scored(classifier: Classifier, labels: np.ndarray, p_first: np.ndarray) -> dict:
@@ -73,11 +82,17 @@ def scored(classifier: Classifier, labels: np.ndarray, p_first: np.ndarray) -> d
 
 
 def faceless_share(classifier: Classifier, finder: FaceFinder, folders: list[str]) -> dict:
+    """Share of the readable images in `folders` in which no face is found; unreadable ones are listed apart.
+    Raises ValueError when the folders hold no readable image."""
     paths = sorted(p for folder in folders for p in Path(folder).rglob("*") if is_image_path(str(p)))
-    p_first = largest_face_probabilities(classifier, finder, [p.read_bytes() for p in paths])
+    unreadable: list[int] = []
+    p_first = largest_face_probabilities(classifier, finder, [p.read_bytes() for p in paths], unreadable)
+    readable = len(paths) - len(unreadable)
+    if not readable:
+        raise ValueError(f"no readable images in {', '.join(folders)}")
     labelled = [str(p) for p, value in zip(paths, p_first) if not np.isnan(value)]
-    return {"images": len(paths), "no_face_share": round(1 - len(labelled) / max(1, len(paths)), 4),
-            "given_a_label": labelled}
+    return {"images": readable, "no_face_share": round(1 - len(labelled) / readable, 4),
+            "given_a_label": labelled, "unreadable": [str(paths[i]) for i in unreadable]}
 
 
 def composite(face: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -100,6 +115,8 @@ def composite_agreement(classifier: Classifier, finder: FaceFinder, data_dir: st
 
     parts = split_as_trained(list_examples(data_dir), classifier.metadata.trained_on)
     validation = parts.test or parts.validation  # faces no choice was made on, where the model has such a split
+    if not validation:
+        raise ValueError(f"the model's held-out split of {data_dir} has no faces")
     bare = classifier.metadata.decide(classifier(np.stack([preprocess_image(e.content) for e in validation])))
     rng = np.random.default_rng(COMPOSITE_SEED)
     contents = []
@@ -144,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.composites:
             results["composites"] = composite_agreement(classifier, finder, args.composites)
             print("composites:", json.dumps(results["composites"]), flush=True)
-    except (ModelLoadError, FileNotFoundError) as err:
+    except (ModelLoadError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.json:

@@ -134,7 +134,8 @@ def train(args: argparse.Namespace) -> dict:
     num_outputs = len(CLASS_NAMES) + len(other_names)
     # Backbone weights that cannot be had fail now too (the data does not touch the seed).
     network = make_network(args, num_outputs)
-    examples = datasets.first_per_class(datasets.list_examples(args.data_dir), args.max_images_per_class)
+    listed = datasets.list_examples(args.data_dir)
+    examples = datasets.first_per_class(listed, args.max_images_per_class)
     split = datasets.split_examples(examples, args.validation_fraction, args.split_seed, args.test_fraction)
     log.info("split: %s", json.dumps(split.counts()))
     x_train, y_train = datasets.load_arrays(split.train)
@@ -148,7 +149,7 @@ def train(args: argparse.Namespace) -> dict:
     teacher_p = np.zeros((0, len(CLASS_NAMES)), np.float32)
     if args.teacher:
         teachers = distill.load_teachers(args.teacher)
-        distill.check_teachers(teachers, Path(args.data_dir).name, examples, split)
+        distill.check_teachers(teachers, datasets.folder_name(args.data_dir), listed, split)
         teacher_p = distill.teacher_probabilities(teachers, x_train)
         log.info("teachers agree with the labels on %.4f of the training faces",
                  float((teacher_p.argmax(axis=1) == y_train).mean()))
@@ -205,7 +206,8 @@ def train(args: argparse.Namespace) -> dict:
         positive_class=positive,
         threshold=threshold,
         temperature=temperature,
-        trained_on={"data_dir": Path(args.data_dir).name, "split": split.counts(),
+        trained_on={"data_dir": datasets.folder_name(args.data_dir), "data_digest": datasets.listing_digest(listed),
+                    "split": split.counts(),
                     "validation_fraction": args.validation_fraction, "split_seed": args.split_seed,
                     **({"test_fraction": args.test_fraction} if args.test_fraction else {}),
                     **({"max_images_per_class": args.max_images_per_class} if args.max_images_per_class else {}),
