@@ -13,6 +13,9 @@ import numpy as np
 from model.contract import SERVING_INPUT, SERVING_OUTPUT, SERVING_SIGNATURE
 from model.metadata import METADATA_FILENAME, ModelMetadata
 
+# Faces per call when a caller hands a classifier more than one batch.
+PREDICT_BATCH_SIZE: int = 256
+
 SAVED_MODEL_FILENAME: str = "saved_model.pb"
 
 
@@ -34,6 +37,13 @@ class Classifier:
 
         outputs = self.signature(**{SERVING_INPUT: tf.convert_to_tensor(images, dtype=tf.float32)})
         return outputs[SERVING_OUTPUT].numpy()
+
+    def in_batches(self, images: np.ndarray, batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
+        """Probabilities [n, classes] of any number of faces [n, 48, 48, 1], run batch_size at a time (bounded
+        memory); [0, classes] for none."""
+        if not len(images):
+            return np.zeros((0, len(self.metadata.class_names)), np.float32)
+        return np.concatenate([self(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
 def check_model_dir(model_dir: str | Path) -> ModelMetadata:

@@ -22,7 +22,6 @@ from trainer import data as datasets
 
 # Share of each target taken from the teachers (the rest is the one-hot label), unless --teacher-weight says.
 DEFAULT_TEACHER_WEIGHT: float = 0.5
-BATCH_SIZE: int = 256
 
 log = logging.getLogger("trainer")
 
@@ -42,8 +41,8 @@ def check_teachers(teachers: list[Classifier], data_dir_name: str, listed: list[
                    split: datasets.Split) -> None:
     """Refuse a teacher that saw faces this run holds out for its final figures.
 
-    data_dir_name: `data.folder_name` of --data-dir; listed: every face listed from it (before any per-class cap), so each teacher's own split can be
-    carved again from its metadata. Raises ValueError if a teacher was trained on another set of faces (its
+    data_dir_name: `data.folder_name` of --data-dir; listed: every face listed from it (before any per-class cap),
+    so each teacher's own split can be carved again from its metadata. Raises ValueError if a teacher was trained on another set of faces (its
     recorded `data_digest` differs; for a model recorded before digests, its folder name differs), or on any face
     of the test split (of the validation split when there is no test split). A teacher trained on validation faces
     when a test split exists is allowed and logged: only the validation figures (threshold, early stopping) are then
@@ -77,11 +76,7 @@ def check_teachers(teachers: list[Classifier], data_dir_name: str, listed: list[
 def teacher_probabilities(teachers: list[Classifier], images: np.ndarray) -> np.ndarray:
     """Mean calibrated probabilities of the teachers, float32 [n, len(CLASS_NAMES)], for faces [n, 48, 48, 1]
     of 0..255."""
-    total = np.zeros((len(images), len(CLASS_NAMES)), np.float64)
-    for teacher in teachers:
-        for start in range(0, len(images), BATCH_SIZE):
-            total[start:start + BATCH_SIZE] += teacher(images[start:start + BATCH_SIZE])
-    return (total / max(1, len(teachers))).astype(np.float32)
+    return np.mean([teacher.in_batches(images) for teacher in teachers], axis=0, dtype=np.float64).astype(np.float32)
 
 
 def soft_targets(labels: np.ndarray, teacher_p: np.ndarray, weight: float, num_outputs: int) -> np.ndarray:

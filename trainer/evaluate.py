@@ -28,7 +28,6 @@ from trainer import figures, metrics
 from trainer.files import local_copy, write_text
 
 SPLITS: tuple[str, ...] = ("all", datasets.TRAIN, datasets.VALIDATION, datasets.TEST)
-BATCH_SIZE: int = 256
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -76,9 +75,7 @@ def predict(model_dir: str, data_dir: str, split: str = "all") -> Predictions:
     if not examples:
         raise ValueError(f"no images to evaluate in {data_dir}" + ("" if split == "all" else f" ({split} split)"))
     images, labels = datasets.load_arrays(examples)
-    probabilities = np.concatenate(
-        [classifier(images[i:i + BATCH_SIZE]) for i in range(0, len(images), BATCH_SIZE)]
-    ) if len(images) else np.zeros((0, len(meta.class_names)), np.float32)
+    probabilities = classifier.in_batches(images)
     return Predictions(meta, [e.path for e in examples], images, labels, probabilities, meta.decide(probabilities))
 
 
@@ -89,7 +86,7 @@ def report_of(predictions: Predictions, data_dir: str, split: str, bootstrap: in
     report = metrics.classification_report(predictions.labels, predictions.predicted, predictions.probabilities,
                                            meta.class_names)
     report.update({"model_version": meta.model_version, "data_dir": str(data_dir), "split": split})
-    if bootstrap > 0 and len(predictions.labels):
+    if bootstrap > 0:
         report["intervals"] = metrics.bootstrap_intervals(predictions.labels, predictions.predicted,
                                                           predictions.probabilities, meta.class_names, bootstrap)
     return report
