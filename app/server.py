@@ -212,7 +212,11 @@ def create_app(model_dir: str) -> Flask:
 
 def main(argv: list[str] | None = None) -> int:
     console.configure_logging()
-    parser = argparse.ArgumentParser(prog="python -m app.server", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m app.server",
+        description=__doc__.split("\n")[0],
+        allow_abbrev=False,
+    )
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR),
                         help="SavedModel folder, local or gs:// (default: the shipped model)")
     parser.add_argument("--host", default=DEFAULT_HOST,

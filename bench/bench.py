@@ -393,7 +393,11 @@ def format_table(results: dict) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench",
+        description=__doc__.split("\n")[0],
+        allow_abbrev=False,
+    )
     parser.add_argument("--images", type=int, default=DEFAULT_IMAGES, help="faces in the full set (default %(default)s)")
     parser.add_argument("--large-photos", type=int, default=DEFAULT_LARGE_PHOTOS, help="generated 3000x2000 JPEGs (default %(default)s)")
     parser.add_argument("--memory-points", type=lambda s: [int(v) for v in s.split(",") if v], default=None,

@@ -120,7 +120,7 @@ def measure(case: str, megapixels: float, colour: bool, folder: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--megapixels", type=float, default=12.0)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--colour", action="store_true", help="decode to RGB (as the face detector does)")

@@ -93,7 +93,11 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.photos", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.photos",
+        description=__doc__.split("\n")[0],
+        allow_abbrev=False,
+    )
     parser.add_argument("--photos", type=int, default=DEFAULT_PHOTOS, help="photos per size (default %(default)s)")
     parser.add_argument("--crops", type=int, default=DEFAULT_CROPS, help="FER2013 crops (default %(default)s)")
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="SavedModel folder (default: shipped)")

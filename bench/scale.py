@@ -177,7 +177,11 @@ def counts(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scale",
+        description=__doc__.split("\n")[0],
+        allow_abbrev=False,
+    )
     parser.add_argument("--synthetic", type=counts, default=list(DEFAULT_SYNTHETIC),
                         help="comma-separated row counts sent through WriteOutputs (default %(default)s)")
     parser.add_argument("--real", type=counts, default=list(DEFAULT_REAL),

@@ -73,7 +73,8 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> OneLineParser:
     """The job's own flags (the Flex Template's parameters are derived from these: pipeline/flex_template)."""
     parser = OneLineParser(prog="python -m pipeline.run", description=__doc__.split("\n")[0],
-                           epilog="Any other --flag is passed to Beam's PipelineOptions.")
+                           epilog="Any other --flag is passed to Beam's PipelineOptions.",
+                           allow_abbrev=False)  # a shortened flag is refused, never taken for ours or Beam's
     parser.add_argument("--input", required=True,
                         help="an existing folder (walked recursively, image files by extension in any case), an "
                              "existing file, or else a glob as in bash with globstar: * ? [..] {a,b} within a name, "

@@ -104,6 +104,8 @@ def test_empty_folder_writes_header_only_outputs(tiny_model_dir, tmp_path):
      "error: not a SavedModel"),
     (lambda d, m: ["--input", str(d), "--output", str(d / "o"), "--model", m, "--batchsize=3"],
      "error: unrecognized argument: --batchsize=3"),
+    (lambda d, m: ["--input", str(d), "--output", str(d / "o"), "--model", m, "--face", "all"],
+     "error: unrecognized argument: --face (did you mean --faces?)"),
     (lambda d, m: ["--output", str(d / "o")], "error: the following arguments are required: --input"),
 ])
 def test_user_mistakes_print_one_line_and_exit_2(tiny_model_dir, tmp_path, capsys, make_args, message):

@@ -29,7 +29,11 @@ from trainer.export import ServingModule, export_model
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m trainer.backbone_speed", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.backbone_speed",
+        description=__doc__.split("\n")[0],
+        allow_abbrev=False,
+    )
     parser.add_argument("--networks", default=",".join(BACKBONE_CHOICES),
                         help=f"comma-separated, from: {', '.join(BACKBONE_CHOICES)}")
     parser.add_argument("--batch-size", type=int, default=256)

@@ -31,7 +31,11 @@ SPLITS: tuple[str, ...] = ("all", datasets.TRAIN, datasets.VALIDATION, datasets.
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m trainer.evaluate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.evaluate",
+        description=__doc__.split("\n")[0],
+        allow_abbrev=False,
+    )
     parser.add_argument("--model", required=True, help="exported model folder, local or gs://")
     parser.add_argument("--data-dir", required=True,
                         help="folder with one sub-folder of images per class, local or gs://")

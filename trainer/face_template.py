@@ -35,7 +35,11 @@ def eye_positions(contents: list[bytes]) -> tuple[np.ndarray, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.face_template", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.face_template",
+        description=__doc__.split("\n")[0],
+        allow_abbrev=False,
+    )
     parser.add_argument("--data-dir", required=True, help="folder with one sub-folder per class (FER2013 faces)")
     parser.add_argument("--faces", type=int, default=DEFAULT_FACES, help="how many training faces to measure")
     args = parser.parse_args(argv)

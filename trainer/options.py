@@ -10,7 +10,7 @@ from trainer import distill, expressions
 
 def parse_args(argv: list[str] | None, description: str = "Train the happy/sad network.") -> argparse.Namespace:
     """The parsed options, block filters as a tuple of ints; argparse exits with status 2 on a usage error."""
-    parser = argparse.ArgumentParser(prog="python -m trainer.task", description=description)
+    parser = argparse.ArgumentParser(prog="python -m trainer.task", description=description, allow_abbrev=False)
     parser.add_argument("--data-dir", required=True,
                         help="folder with one sub-folder of images per class, local or gs://")
     parser.add_argument("--output-dir", required=True,

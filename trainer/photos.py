@@ -135,7 +135,11 @@ def composite_agreement(classifier: Classifier, finder: FaceFinder, data_dir: st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.photos", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.photos",
+        description=__doc__.split("\n")[0],
+        allow_abbrev=False,
+    )
     parser.add_argument("--model", required=True, help="exported facelabel model folder")
     parser.add_argument("--data-dir", help="folder with one sub-folder per class of face photos")
     parser.add_argument("--faceless", nargs="*", default=[], help="folders of photos without faces")

@@ -138,7 +138,11 @@ def format_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.views", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.views",
+        description=__doc__.split("\n")[0],
+        allow_abbrev=False,
+    )
     parser.add_argument("--model", required=True, help="exported model folder (local)")
     parser.add_argument("--data-dir", required=True, help="the folder-per-class data the model was trained on")
     parser.add_argument("--ensemble-with", metavar="MODEL",
