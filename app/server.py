@@ -10,8 +10,8 @@ Uploads are limited to MAX_UPLOAD_BYTES (a clean 413 message beyond that), decod
 in memory only: nothing is written to disk. It binds 127.0.0.1 unless told otherwise: this is a local tool, not a service.
 """
 
-# First: TensorFlow starts here with its C++ start-up noise filtered (see pipeline/console.py).
-from pipeline import console  # isort: skip
+# First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
+from model import console  # isort: skip
 
 import argparse
 import base64

@@ -19,6 +19,9 @@ Workflow (one run; every measurement is a fresh subprocess, run one after anothe
 The module is also the worker: `python -m bench.bench --worker limit|micro ...` prints one BENCH_RESULT line.
 """
 
+# First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
+from model import console  # isort: skip  # noqa: F401
+
 import argparse
 import json
 import os

@@ -10,6 +10,9 @@ Workflow (every run a fresh `python -m pipeline.run` subprocess, one after anoth
     python -m bench.photos --photos 20 --crops 2000 --json photos.json      # part of `make bench`
 """
 
+# First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
+from model import console  # isort: skip  # noqa: F401
+
 import argparse
 import json
 import sys

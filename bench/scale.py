@@ -18,6 +18,9 @@ Run it against another checkout's WriteOutputs (e.g. the one before sharding) wi
 the worker imports `pipeline.write_outputs.WriteOutputs`, or `pipeline.transforms.WriteOutputs` where it lived.
 """
 
+# First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
+from model import console  # isort: skip  # noqa: F401
+
 import argparse
 import json
 import os

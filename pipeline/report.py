@@ -270,7 +270,7 @@ def positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline import console  # TensorFlow (for the face finder) starts with its C++ noise filtered
+    from model import console  # TensorFlow (for the face finder) starts with its C++ noise filtered
 
     console.configure_logging()
     parser = argparse.ArgumentParser(

@@ -26,8 +26,8 @@ import os
 import sys
 import time
 
-# First: TensorFlow starts here with its C++ start-up noise filtered (see pipeline/console.py).
-from pipeline import console  # isort: skip
+# First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
+from model import console  # isort: skip
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems

@@ -54,3 +54,21 @@ def test_images_are_read_once_hashing_keeps_the_bytes_for_decoding(dataset):
     shutil.rmtree(dataset)  # a second read would now fail
     images, labels = datasets.load_arrays(examples)
     assert (images == expected).all() and len(labels) == len(examples)
+
+
+def test_split_as_trained_refuses_other_faces(dataset, tmp_path):
+    listed = datasets.list_examples(dataset)
+    split = datasets.split_examples(listed)
+    recorded = {"split": split.counts(), "validation_fraction": 0.15, "split_seed": 2013}
+    assert datasets.split_as_trained(listed, recorded).counts() == split.counts()
+    assert datasets.split_as_trained(listed, {**recorded, "data_digest": datasets.listing_digest(listed)}).validation
+    fewer = listed[1:]
+    with pytest.raises(ValueError, match="not the faces the model was trained on"):  # by content digest
+        datasets.split_as_trained(fewer, {**recorded, "data_digest": datasets.listing_digest(listed)})
+    with pytest.raises(ValueError, match="counts differ"):  # a model recorded before digests: by its counts
+        datasets.split_as_trained(listed + write_more(tmp_path), recorded)
+    assert datasets.split_as_trained(fewer, {}).validation  # metadata that records neither is trusted
+
+
+def write_more(tmp_path) -> list[datasets.Example]:
+    return datasets.list_examples(write_synthetic_dataset(tmp_path / "more", per_class=30))

@@ -148,10 +148,21 @@ def test_views_ensemble_of_a_model_with_itself_scores_as_the_model(trained, tmp_
     assert ensemble["accuracy"] == pytest.approx(sets["face + mirror (shipped)"]["accuracy"])
 
 
-def test_evaluating_a_split_without_images_is_one_clear_line(trained, tmp_path, capsys):
+def test_evaluating_a_folder_without_images_is_one_clear_line(trained, tmp_path, capsys):
+    _, output_dir = trained
+    for name in ("happy", "sad"):
+        (tmp_path / "empty" / name).mkdir(parents=True)
+    assert evaluate.main(["--model", str(output_dir), "--data-dir", str(tmp_path / "empty")]) == 2
+    assert capsys.readouterr().err.startswith("error: no images to evaluate")
+
+
+def test_a_split_of_other_faces_than_the_model_trained_on_is_refused(trained, tmp_path, capsys):
     from conftest import write_synthetic_dataset
 
     _, output_dir = trained
-    tiny = write_synthetic_dataset(tmp_path / "tiny", per_class=1)  # too few for a validation split
-    assert evaluate.main(["--model", str(output_dir), "--data-dir", str(tiny), "--split", "validation"]) == 2
-    assert capsys.readouterr().err.startswith("error: no images to evaluate")
+    other = write_synthetic_dataset(tmp_path / "data", per_class=PER_CLASS + 1)  # same folder name, one more face
+    assert evaluate.main(["--model", str(output_dir), "--data-dir", str(other), "--split", "validation"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --split validation of") and "not the faces the model was trained on" in err
+    assert "\n" not in err.strip()
+    assert evaluate.main(["--model", str(output_dir), "--data-dir", str(other), "--split", "all"]) == 0

@@ -9,6 +9,9 @@ images/s. Accuracy is not measured here (that needs training).
     python -m trainer.backbone_speed [--networks none,mobilenetv3small] [--json FILE]
 """
 
+# First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
+from model import console  # isort: skip  # noqa: F401
+
 import argparse
 import json
 import os

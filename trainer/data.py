@@ -154,10 +154,24 @@ def folder_name(data_dir: str) -> str:
 
 def split_as_trained(examples: list[Example], trained_on: dict) -> Split:
     """The split a model's trainer carved, from the fraction, seed and per-class cap in its metadata's
-    `trained_on`."""
-    examples = first_per_class(examples, trained_on.get("max_images_per_class", 0))
-    return split_examples(examples, trained_on.get("validation_fraction", DEFAULT_VALIDATION_FRACTION),
-                          trained_on.get("split_seed", DEFAULT_SPLIT_SEED), trained_on.get("test_fraction", 0.0))
+    `trained_on`; examples: every face listed from the data folder (before any per-class cap).
+
+    Raises ValueError when the examples are not the faces the model was trained on, so that a "validation" or
+    "test" split of some other folder is never scored as if the model had not seen it: told by the recorded
+    `data_digest` (see `listing_digest`) or, for models recorded before digests, by the recorded images per class
+    in each part. Metadata that records neither is trusted."""
+    recorded_digest = trained_on.get("data_digest")
+    if recorded_digest is not None and listing_digest(examples) != recorded_digest:
+        raise ValueError(f"these are not the faces the model was trained on (folder {trained_on.get('data_dir')!r}, "
+                         "by content): its split cannot be carved from them; score every image instead")
+    capped = first_per_class(examples, trained_on.get("max_images_per_class", 0))
+    split = split_examples(capped, trained_on.get("validation_fraction", DEFAULT_VALIDATION_FRACTION),
+                           trained_on.get("split_seed", DEFAULT_SPLIT_SEED), trained_on.get("test_fraction", 0.0))
+    recorded_counts = trained_on.get("split")
+    if recorded_digest is None and recorded_counts and recorded_counts != split.counts():
+        raise ValueError(f"these are not the faces the model was trained on (folder {trained_on.get('data_dir')!r}: "
+                         "its split's counts differ): its split cannot be carved from them; score every image instead")
+    return split
 
 
 def load_arrays(examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,9 @@ that a model trained with `--test-fraction` never made a choice on (its final fi
 `--model`, `--data-dir`, `--json` and `--figures` may be local or gs:// (through Beam's FileSystems).
 """
 
+# First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
+from model import console  # isort: skip  # noqa: F401
+
 import argparse
 import dataclasses
 import json
@@ -72,7 +75,10 @@ def predict(model_dir: str, data_dir: str, split: str = "all") -> Predictions:
     meta = classifier.metadata
     examples = datasets.list_examples(data_dir, meta.class_names)
     if split != "all":
-        parts = datasets.split_as_trained(examples, meta.trained_on)
+        try:
+            parts = datasets.split_as_trained(examples, meta.trained_on)
+        except ValueError as err:
+            raise ValueError(f"--split {split} of {data_dir}: {err} (--split all)") from None
         if split == datasets.TEST and not parts.test:
             raise ValueError(f"model {meta.model_version} was trained without a test split (see --test-fraction)")
         examples = parts.part(split)

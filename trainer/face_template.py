@@ -6,6 +6,9 @@ median (x, y) of both eye landmarks in 48x48 face pixels with their spread and t
     python -m trainer.face_template --data-dir ../shared/data/fer2013/train --faces 2000
 """
 
+# First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
+from model import console  # isort: skip  # noqa: F401
+
 import argparse
 import io
 import sys

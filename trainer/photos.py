@@ -13,6 +13,9 @@ Three checks, each printed and written as JSON:
         --faceless ../shared/data/no-faces/scenes --composites ../shared/data/fer2013/train
 """
 
+# First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
+from model import console  # isort: skip  # noqa: F401
+
 import argparse
 import json
 import sys
@@ -113,7 +116,10 @@ def composite(face: Image.Image, rng: np.random.Generator) -> Image.Image:
 def composite_agreement(classifier: Classifier, finder: FaceFinder, data_dir: str) -> dict:
     import io
 
-    parts = split_as_trained(list_examples(data_dir), classifier.metadata.trained_on)
+    try:
+        parts = split_as_trained(list_examples(data_dir), classifier.metadata.trained_on)
+    except ValueError as err:
+        raise ValueError(f"--composites {data_dir}: {err}") from None
     validation = parts.test or parts.validation  # faces no choice was made on, where the model has such a split
     if not validation:
         raise ValueError(f"the model's held-out split of {data_dir} has no faces")

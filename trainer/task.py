@@ -22,6 +22,9 @@ model is exported to a local temporary folder and then uploaded.
     python -m trainer.task --data-dir ../shared/data/fer2013/train --output-dir /tmp/model
 """
 
+# First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
+from model import console  # isort: skip  # noqa: F401
+
 import argparse
 import datetime
 import json

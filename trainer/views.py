@@ -17,6 +17,9 @@ Note that the temperature and threshold are fitted and scored on the same split,
 shipped model; the comparison between view sets is fair, the absolute numbers are the training-time ones.
 """
 
+# First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
+from model import console  # isort: skip  # noqa: F401
+
 import argparse
 import json
 import sys
