@@ -26,6 +26,9 @@ def test_scored_counts_an_image_without_a_face_as_wrong_and_undecided(tiny_model
     assert result["sad_recall"] == pytest.approx(2 / 3, abs=1e-4)
     # p_sad of the faceless photo is 0.5: it ranks above the sad photo called happy (0.3), below the others.
     assert result["roc_auc"] == pytest.approx(5 / 6, abs=1e-4)
+    as_unreadable = photos.scored(classifier, labels, p_happy, unreadable=[1])  # the same NaN, from a bad file
+    assert as_unreadable["no_face"] == 0 and as_unreadable["unreadable"] == 1
+    assert as_unreadable["accuracy"] == result["accuracy"]
 
 
 def photo_folder(root, shared_faces):

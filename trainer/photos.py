@@ -29,7 +29,7 @@ from model.contract import CLASS_NAMES, is_image_path
 from model.faces import FaceFinder, decode_for_faces
 from model.preprocess import ImageDecodeError, preprocess_image
 from model.saved import Classifier, ModelLoadError, load_classifier
-from trainer.data import list_examples, split_as_trained
+from trainer.data import Example, list_examples, split_as_trained
 from trainer.metrics import roc_auc
 
 BATCH: int = 32
@@ -61,24 +61,22 @@ def largest_face_probabilities(classifier: Classifier, finder: FaceFinder, conte
 
 
 def photo_metrics(classifier: Classifier, finder: FaceFinder, data_dir: str) -> dict:
-    """scored() of the folder's photos, plus how many could not be read (those count as wrong, as no face does).
+    """scored() of the folder's photos in the default mode (unreadable ones count as wrong, as no face does).
     Raises ValueError for a folder without images."""
     examples = list_examples(data_dir)
     if not examples:
         raise ValueError(f"no images in the class folders of {data_dir}")
-    unreadable: list[int] = []
-    p_first = largest_face_probabilities(classifier, finder, [e.content for e in examples], unreadable)
-    result = scored(classifier, np.array([e.label for e in examples]), p_first)
-    return {**result, "no_face": result["no_face"] - len(unreadable), "unreadable": len(unreadable)}
+    return labelled_in_default_mode(classifier, finder, examples)
 
 
-def scored(classifier: Classifier, labels: np.ndarray, p_first: np.ndarray) -> dict:
-    """Accuracy, ROC AUC and sad recall of p_<first class> (NaN: no face, counted wrong, 0.5 for the AUC)."""
+def scored(classifier: Classifier, labels: np.ndarray, p_first: np.ndarray, unreadable: list[int] = ()) -> dict:
+    """Accuracy, ROC AUC and sad recall of p_<first class> (NaN: no face or unreadable, counted wrong, 0.5 for
+    the AUC); "no_face" and "unreadable" count the two kinds of NaN apart (unreadable: indexes into labels)."""
     chosen = classifier.metadata.decide(np.stack([p_first, 1 - p_first], axis=1))
     found = ~np.isnan(p_first)
     correct = found & (chosen == labels)
     sad = CLASS_NAMES.index("sad")
-    return {"images": len(labels), "no_face": int((~found).sum()),
+    return {"images": len(labels), "no_face": int((~found).sum()) - len(unreadable), "unreadable": len(unreadable),
             "accuracy": round(float(correct.mean()), 4),
             "roc_auc": round(roc_auc(labels == sad, 1 - np.where(found, p_first, UNDECIDED)), 4),
             "sad_recall": round(float((correct & (labels == sad)).sum() / max(1, (labels == sad).sum())), 4)}
@@ -136,8 +134,14 @@ def composite_agreement(classifier: Classifier, finder: FaceFinder, data_dir: st
     labels = np.array([e.label for e in validation])
     return {"composites": len(contents), "face_found": round(float(found.mean()), 4),
             "same_label_as_bare_face": round(float((found & (chosen == bare)).mean()), 4),
-            "validation_default_mode": scored(classifier, labels, largest_face_probabilities(
-                classifier, finder, [e.content for e in validation]))}
+            "validation_default_mode": labelled_in_default_mode(classifier, finder, validation)}
+
+
+def labelled_in_default_mode(classifier: Classifier, finder: FaceFinder, examples: list[Example]) -> dict:
+    """scored() of the images as they are, each through the job's default mode (its largest face)."""
+    unreadable: list[int] = []
+    p_first = largest_face_probabilities(classifier, finder, [e.content for e in examples], unreadable)
+    return scored(classifier, np.array([e.label for e in examples]), p_first, unreadable)
 
 
 def main(argv: list[str] | None = None) -> int:
