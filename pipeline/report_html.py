@@ -134,7 +134,7 @@ def render_report(view: ReportView) -> str:
         f"<style>{STYLE}</style></head><body><main>",
         render_header(view),
         render_counts(view),
-        render_histogram(view.histogram, view.class_names, first),
+        render_histogram(view.histogram, view.class_names, first, row_unit(view)),
         *(render_grid(grid, view.class_names) for grid in view.grids),
         render_errors(view),
         f'<footer>Generated {esc(view.generated_at)} by <code>python -m pipeline.report</code>. Thumbnails are the '
@@ -159,11 +159,16 @@ def render_header(view: ReportView) -> str:
             f"{meta}</header>")
 
 
+def row_unit(view: ReportView) -> str:
+    """What a row of labels.csv stands for: "faces" with --faces all (a row per face), else "images"."""
+    return "faces" if (view.summary or {}).get("faces") == FACES_ALL_MODE else "images"
+
+
 def render_counts(view: ReportView) -> str:
     """Rows of labels.csv per label (one per image, or per face with --faces all), failures and the total."""
     summary = view.summary or {}
-    per_face = summary.get("faces") == FACES_ALL_MODE
-    unit = "faces" if per_face else "images"
+    unit = row_unit(view)
+    per_face = unit == "faces"
     failed = view.errors_total
     # With a row per face, rows are not images: the run's own count of matched images is the total then.
     matched = summary.get("images_matched", view.labelled + failed) if per_face else view.labelled + failed
@@ -191,12 +196,14 @@ def render_counts(view: ReportView) -> str:
             f'<tbody>{"".join(rows)}</tbody></table>{unreadable}</section>')
 
 
-def render_histogram(histogram: Sequence[Sequence[int]], class_names: tuple[str, ...], first: str) -> str:
-    """An SVG bar chart of p_<first class>, each bar stacked by the label the image got."""
+def render_histogram(histogram: Sequence[Sequence[int]], class_names: tuple[str, ...], first: str,
+                     unit: str = "images") -> str:
+    """An SVG bar chart of p_<first class>, each bar stacked by the label its rows got; unit: what a row is
+    ("images", or "faces" with --faces all), as the chart's text says."""
     totals = [sum(counts) for counts in histogram]
     title = f'<h2>Distribution of p_{esc(first)}</h2>'
     if not totals or not any(totals):
-        return f'<section id="histogram">{title}<p class="empty">No labelled images.</p></section>'
+        return f'<section id="histogram">{title}<p class="empty">No labelled {unit}.</p></section>'
     # Gridlines at whole, round counts: a step of 1, 2 or 5 x 10^n, about Y_GRIDLINES of them up to the tallest bar.
     step = nice_ceiling(math.ceil(max(totals) / Y_GRIDLINES))
     lines = math.ceil(max(totals) / step)
@@ -233,10 +240,10 @@ def render_histogram(histogram: Sequence[Sequence[int]], class_names: tuple[str,
                         f'height="{y0 - y1:.2f}" fill="{colour(slot, len(class_names))}"/>')
             stacked += count
         shapes.append(f'<g class="bin" data-count="{totals[index]}"><title>p_{esc(first)} {low:.2f} to {high:.2f}: '
-                      f'{totals[index]:,} images ({detail or "none"})</title>{"".join(bars)}</g>')
+                      f'{totals[index]:,} {unit} ({detail or "none"})</title>{"".join(bars)}</g>')
     legend = "".join(f'<span><span class="swatch" style="background:{colour(i, len(class_names))}"></span>'
                      f"labelled {esc(name)}</span>" for i, name in enumerate(class_names))
-    return (f'<section id="histogram">{title}<p class="note">Images per bin of width {1 / len(histogram):g}, '
+    return (f'<section id="histogram">{title}<p class="note">{unit.capitalize()} per bin of width {1 / len(histogram):g}, '
             "coloured by the label they got; hover a bar for its counts.</p>"
             f'<svg viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" width="100%" role="img" '
             f'aria-label="histogram of p_{esc(first)}">{"".join(shapes)}</svg><p class="legend">{legend}</p>'

@@ -281,3 +281,14 @@ def test_face_rank_reads_the_rows_face_columns_as_the_job_writes_them():
     assert report.face_rank(prefix + ["1"], column) is None  # cut short
     assert report.face_rank(prefix + ["x", "y", "", ""], column) is None  # unreadable
     assert len(second_face.fields()) == len(FACE_COLUMNS)
+
+
+def test_histogram_names_what_a_row_is():
+    from pipeline.report_html import render_histogram
+
+    histogram = [[2, 1], [0, 3]]
+    per_face = render_histogram(histogram, ("happy", "sad"), "happy", "faces")
+    assert "Faces per bin" in per_face and "3 faces (happy 2, sad 1)" in per_face and "images" not in per_face
+    per_image = render_histogram(histogram, ("happy", "sad"), "happy")
+    assert "Images per bin" in per_image and "3 images (sad 3)" in per_image
+    assert "No labelled faces." in render_histogram([[0, 0]], ("happy", "sad"), "happy", "faces")
