@@ -130,6 +130,20 @@ def test_mixup_blends_faces_targets_and_class_weights_alike():
     assert ((share_happy > 0.01) & (share_happy < 0.99)).any()  # something was actually blended
 
 
+def test_training_auc_reads_soft_targets_as_the_class_they_lean_to():
+    soft = np.array([[0.7, 0.3], [0.2, 0.8], [0.9, 0.1], [0.4, 0.6]], np.float32)  # mixup / distillation targets
+    logits = np.array([[2, 0], [0, 2], [1, 0], [0, 1]], np.float32)
+    hard_auc = augment.HardTargetAUC(from_logits=True)
+    hard_auc.update_state(soft, logits)
+    keras_auc = keras.metrics.AUC(from_logits=True)
+    keras_auc.update_state(np.round(soft), logits)
+    assert float(hard_auc.result()) == pytest.approx(float(keras_auc.result())) == pytest.approx(1.0)
+    one_hot = np.eye(2, dtype=np.float32)[[0, 1, 1, 0]]  # one-hot targets: exactly Keras's AUC
+    hard_auc.reset_state(), keras_auc.reset_state()
+    hard_auc.update_state(one_hot, logits), keras_auc.update_state(one_hot, logits)
+    assert float(hard_auc.result()) == float(keras_auc.result())
+
+
 def test_views_of_a_model_without_training_config_is_one_clear_line(tiny_model_dir, tmp_path, capsys):
     assert views.main(["--model", str(tiny_model_dir), "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -24,6 +24,16 @@ LOW_RESOLUTION_SEED_OFFSET: int = 7  # augmentation layers use seed .. seed + 7
 MIXUP_SEED_OFFSET: int = 100
 
 
+class HardTargetAUC(keras.metrics.AUC):
+    """Keras's ROC AUC, with each target rounded to 0 or 1 first. Mixup and distillation train on soft targets,
+    which keras.metrics.AUC takes as labels and then reports 0; rounded, a soft target counts as the class it
+    leans to, so the training log's AUC stays meaningful. One-hot targets (every validation split, and training
+    without mixup or teachers) are unchanged, so runs monitored on it choose the same epoch as before."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(tf.round(y_true), y_pred, sample_weight)
+
+
 class RandomLowResolution(keras.layers.Layer):
     """Each face, with the given probability, shrunk to a random side in LOW_RESOLUTION_SIDES (area averaging,
     as a small sensor region would record it) and enlarged back (bilinear, as `model.align` resamples).

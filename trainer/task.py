@@ -169,7 +169,7 @@ def train(args: argparse.Namespace) -> dict:
     schedule = AdjustableCosineDecay(
         initial_learning_rate=args.learning_rate / 10, decay_steps=steps_per_epoch * args.epochs,
         warmup_target=args.learning_rate, warmup_steps=steps_per_epoch * min(WARMUP_EPOCHS, args.epochs - 1))
-    watched = [keras.metrics.AUC(from_logits=True, name="auc")] if not other_names else []
+    watched = [augment.HardTargetAUC(from_logits=True, name="auc")] if not other_names else []
     network.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=WEIGHT_DECAY),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing),
