@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.bench import face_sources, link, measure_and_report, run_measured
+from bench.measuring import face_sources, link, measure_and_report, run_measured
 from model.contract import DEFAULT_MODEL_DIR
 
 # Photo sizes measured, in megapixels (4:3), and their JPEG quality (a phone's is about this).

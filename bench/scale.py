@@ -30,7 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.bench import IN_PROCESS_FLAGS, RESULT_PREFIX, face_sources, link, measure_and_report, run_measured
+from bench.bench import IN_PROCESS_FLAGS
+from bench.measuring import RESULT_PREFIX, face_sources, link, measure_and_report, run_measured
 
 # The real points label face crops: whole images, no face finding (as `bench.bench`'s pipeline runs).
 PIPELINE_FLAGS: tuple[str, ...] = ("--faces", "none")
