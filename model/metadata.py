@@ -36,6 +36,9 @@ class ModelMetadata:
     validation_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     created_at: str = ""
     training_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The int8 copy beside the SavedModel (model.lite), if made: its file, and its figures on a split of the
+    # training data next to the SavedModel's answers there (trainer.quantize --write).
+    int8: dict[str, Any] = dataclasses.field(default_factory=dict)
     format: int = METADATA_FORMAT
 
     def __post_init__(self) -> None:

@@ -1,19 +1,22 @@
-"""A RunInference model handler for facelabel SavedModels.
+"""A RunInference model handler for facelabel models: the SavedModel, or its int8 copy (`--precision int8`).
 
 Beam's own `TFModelHandlerNumpy` loads with `tf.keras.models.load_model`, which Keras 3 refuses for SavedModel
-folders (apache/beam#30616). This handler loads with `tf.saved_model.load` (via `model.saved`) and otherwise
-leaves everything to RunInference: batching, one shared model per worker process, and inference metrics.
+folders (apache/beam#30616), and Beam has no TensorFlow Lite handler. This handler loads with
+`tf.saved_model.load` (via `model.saved`) or LiteRT (via `model.lite`) and otherwise leaves everything to
+RunInference: batching, one shared model per worker process, and inference metrics.
 """
 
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import logging
+import os
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model.contract import DEFAULT_MODEL_DIR
+from model.lite import PRECISION_FLOAT32, PRECISION_INT8, PRECISIONS, LiteClassifier, load_int8_classifier
 from model.saved import Classifier, load_classifier
 from pipeline.model_files import localize_model
 
@@ -61,17 +64,22 @@ def limit_tensorflow_threads(threads: int) -> None:
         logging.getLogger("facelabel").debug("TensorFlow already initialised; thread pools left as they are")
 
 
-class SavedModelHandler(ModelHandler[np.ndarray, PredictionResult, Classifier]):
-    """Runs a facelabel SavedModel on batches of preprocessed faces (float32 [48, 48, 1] each).
+class ClassifierHandler(ModelHandler[np.ndarray, PredictionResult, Classifier | LiteClassifier]):
+    """Runs a facelabel model on batches of preprocessed faces (float32 [48, 48, 1] each): the SavedModel, or
+    with precision PRECISION_INT8 its int8 copy (whose rows carry the version `<version>+int8`).
 
     model_uri None means the shipped default model, found in the package installed where the model is loaded
     (a Dataflow worker's copy is not at the launching machine's path).
     """
 
     def __init__(self, model_uri: str | None, min_batch_size: int | None = None,
-                 max_batch_size: int | None = None, inference_threads: int = 0):
+                 max_batch_size: int | None = None, inference_threads: int = 0,
+                 precision: str = PRECISION_FLOAT32):
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self._model_uri = model_uri
+        self._precision = precision
         # Every distinct batch size costs TensorFlow's oneDNN kernels a new set of cached primitives (memory and
         # JIT time), so batches have one size unless a smaller minimum turns Beam's adaptive sizing back on.
         max_batch_size = max_batch_size or DEFAULT_MAX_BATCH_SIZE
@@ -79,11 +87,14 @@ class SavedModelHandler(ModelHandler[np.ndarray, PredictionResult, Classifier]):
         self._batch_kwargs = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
         self._inference_threads = inference_threads
 
-    def load_model(self) -> Classifier:
+    def load_model(self) -> Classifier | LiteClassifier:
+        folder = DEFAULT_MODEL_DIR if self._model_uri is None else localize_model(self._model_uri)
+        if self._precision == PRECISION_INT8:
+            return load_int8_classifier(folder, self._inference_threads or os.cpu_count() or 1)
         limit_tensorflow_threads(self._inference_threads)
-        return load_classifier(DEFAULT_MODEL_DIR if self._model_uri is None else localize_model(self._model_uri))
+        return load_classifier(folder)
 
-    def run_inference(self, batch: Sequence[np.ndarray], model: Classifier,
+    def run_inference(self, batch: Sequence[np.ndarray], model: Classifier | LiteClassifier,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
         probabilities = model(padded(np.stack(batch)))[: len(batch)]
         chosen = model.metadata.decide(probabilities)

@@ -104,7 +104,7 @@ class FaceKey(NamedTuple):
 
 
 def to_label_row(keyed: tuple[FileKey | FaceKey, PredictionResult]) -> LabelRow:
-    """(FileKey or FaceKey, PredictionResult from SavedModelHandler) -> LabelRow."""
+    """(FileKey or FaceKey, PredictionResult from ClassifierHandler) -> LabelRow."""
     key, result = keyed
     file, face = (key.file, key.face) if isinstance(key, FaceKey) else (key, WHOLE_IMAGE)
     return LabelRow(file.path, result.inference.label, result.inference.probabilities, result.model_id,

@@ -36,6 +36,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
 from model.contract import DEFAULT_MODEL_DIR
+from model.lite import INT8_VERSION_SUFFIX, PRECISION_FLOAT32, PRECISION_INT8, PRECISIONS, check_int8_model
 from pipeline.flags import at_least, error_rate, unknown_pipeline_args
 from pipeline.inputs import InputError, InputSpec, Survey, check_input, input_warnings, resolve_input, skipped_counts
 from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
@@ -103,6 +104,11 @@ def build_parser() -> OneLineParser:
                              "'all': one row per face found; 'none': no face finding, the whole image is the face "
                              "(fast, for folders of ready face crops). An image without a face gets the label "
                              f"{NO_FACE}")
+    parser.add_argument("--precision", choices=PRECISIONS, default=PRECISION_FLOAT32,
+                        help="'float32' (default): the SavedModel; 'int8': its int8 copy beside it (made by "
+                             "python -m trainer.quantize --write; the shipped model has one), several times faster "
+                             "per face on most CPUs; a few faces near the threshold may get the other label, so its "
+                             f"rows carry the model version with {INT8_VERSION_SUFFIX}")
     parser.add_argument("--report", action="store_true",
                         help="after a run that waits for its end, also write report.html (counts, histogram, "
                              "errors, faces) into --output; see python -m pipeline.report")
@@ -186,12 +192,14 @@ def check_runner_paths(args: argparse.Namespace, options: PipelineOptions) -> No
             raise UserError(f"{flag} {path} is on this machine; {runner} workers need a gs:// path")
 
 
-def check_model(model_uri: str):
+def check_model(model_uri: str, precision: str = PRECISION_FLOAT32):
     """Check the model's metadata and serving signature here (without loading it: the workers load it, once
-    per process), so a wrong path or shape fails now rather than on every worker. Returns its metadata."""
+    per process), so a wrong path or shape fails now rather than on every worker; with precision int8, that
+    it has an int8 copy. Returns the metadata of the model as served (an int8 copy's version ends in +int8)."""
     from model.saved import ModelLoadError, check_classifier  # TensorFlow: imported only once it is needed
     try:
-        return check_classifier(localize_model(model_uri))
+        metadata = check_classifier(localize_model(model_uri))
+        return check_int8_model(localize_model(model_uri)) if precision == PRECISION_INT8 else metadata
     except (ModelLoadError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
     except Exception as err:
@@ -223,7 +231,7 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir:
     worker_model = None if is_default_model(args.model) else args.model
     labelled = read["images"] | "LabelImages" >> LabelImages(
         worker_model, args.min_batch_size, args.max_batch_size, inference_threads(args, pipeline.options),
-        args.faces, info["model_version"], len(class_names))
+        args.faces, info["model_version"], len(class_names), args.precision)
     labels = (labelled["labels"], read["carried"]) | "AllLabels" >> beam.Flatten()
     errors = (read["errors"], labelled["errors"]) | "AllErrors" >> beam.Flatten()
     _ = {"matched": read["matched"], "labels": labels, "errors": errors, "carried": read["carried"]} | \
@@ -248,7 +256,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         raise UserError(str(err)) from None
     check_runner_paths(args, options)
     source, survey = check_input_path(args.input)
-    metadata = check_model(args.model)
+    metadata = check_model(args.model, args.precision)
     check_output(args.output)
     if args.incremental:
         check_previous_labels(FileSystems.join(args.output, LABELS_FILE))
@@ -264,6 +272,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         "max_error_rate": args.max_error_rate,
         "incremental": args.incremental,
         "faces": args.faces,
+        "precision": args.precision,
         "started_at": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
         "started_unix": started,
     }

@@ -24,10 +24,11 @@ from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, R
 
 from model.align import face_inputs
 from model.faces import decode_for_faces
+from model.lite import PRECISION_FLOAT32
 from model.preprocess import DecodedImage, ImageDecodeError, preprocess_image
 from pipeline.face_handler import FaceFinderHandler
 from pipeline.inputs import InputSpec, ListInput, display_path
-from pipeline.model_handler import SavedModelHandler
+from pipeline.model_handler import ClassifierHandler
 from pipeline.outputs import SUMMARY_FILE, read_label_rows
 from pipeline.rows import ErrorRow, FaceInfo, FaceKey, FileKey, LabelRow, no_face_row, to_label_row
 from pipeline.write_outputs import WriteOutputs  # noqa: F401  (re-exported: moved to pipeline.write_outputs)
@@ -272,13 +273,13 @@ class LabelImages(beam.PTransform):
     Two models in a row (Beam's cascade pattern), each with its own RunInference and model handler:
         Decode -> FindFaces (face detector) -> AlignFaces -> Classify (the SavedModel) -> ToRows
     With faces=FACES_NONE there is no detector: Preprocess (the whole image) -> Classify -> ToRows.
-    model_uri None: the shipped default model (see SavedModelHandler). model_version and class_count (of the
-    model) fill the rows of images without a face.
+    model_uri None: the shipped default model (see ClassifierHandler); precision: its SavedModel or int8 copy.
+    model_version and class_count (of the model as served) fill the rows of images without a face.
     """
 
     def __init__(self, model_uri: str | None, min_batch_size: int | None = None, max_batch_size: int | None = None,
                  inference_threads: int = 0, faces: str = FACES_LARGEST, model_version: str = "",
-                 class_count: int = 2):
+                 class_count: int = 2, precision: str = PRECISION_FLOAT32):
         super().__init__()
         if faces not in FACE_MODES:
             raise ValueError(f"faces must be one of {FACE_MODES}, got {faces!r}")
@@ -287,7 +288,7 @@ class LabelImages(beam.PTransform):
         self._class_count = class_count
         self._inference_threads = inference_threads
         self._handler = KeyedModelHandler(
-            SavedModelHandler(model_uri, min_batch_size, max_batch_size, inference_threads))
+            ClassifierHandler(model_uri, min_batch_size, max_batch_size, inference_threads, precision))
 
     def expand(self, images):
         if self._faces == FACES_NONE:

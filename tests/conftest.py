@@ -71,6 +71,22 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_int8_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """tiny_model_dir with an int8 copy beside it (model.lite), calibrated on other synthetic faces."""
+    import shutil
+
+    from model.lite import INT8_FILENAME
+    from trainer.quantize import convert
+
+    folder = tmp_path_factory.mktemp("tiny_int8") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    representative = np.stack([np.asarray(synthetic_face(i % 2 == 0, seed=5000 + i), np.float32)[..., None]
+                               for i in range(32)])
+    (folder / INT8_FILENAME).write_bytes(convert(str(folder), "int8", representative))
+    return folder
+
+
+@pytest.fixture(scope="session")
 def shared_faces() -> Path:
     """The shared FER2013 faces; missing data fails loudly in CI and skips elsewhere."""
     if not (SHARED_FACES / "happy").is_dir() or not (SHARED_FACES / "sad").is_dir():

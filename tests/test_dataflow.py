@@ -184,7 +184,7 @@ def test_workers_load_the_shipped_model_from_their_own_install(tiny_model_dir, m
     assert job.is_default_model("model/default") and job.is_default_model(str(DEFAULT_MODEL_DIR))
     assert not job.is_default_model(str(tiny_model_dir)) and not job.is_default_model("gs://b/model/default")
     monkeypatch.setattr(model_handler, "DEFAULT_MODEL_DIR", tiny_model_dir)
-    assert model_handler.SavedModelHandler(None).load_model().metadata.model_version == "tiny-test-model"
+    assert model_handler.ClassifierHandler(None).load_model().metadata.model_version == "tiny-test-model"
 
 
 def test_multi_process_run_writes_the_same_labels(tiny_model_dir, tmp_path):

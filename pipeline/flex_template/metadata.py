@@ -20,7 +20,7 @@ TEMPLATE_DESCRIPTION: str = ("Label face images as happy or sad: labels.csv, err
                              "output folder (labels and errors as sorted shards above 250,000 rows)")
 # Job flags the template takes, in this order. Paths must be gs:// (Dataflow workers cannot see a disk); a flag
 # with choices accepts exactly those.
-TEMPLATE_PARAMETERS: tuple[str, ...] = ("input", "output", "model", "faces")
+TEMPLATE_PARAMETERS: tuple[str, ...] = ("input", "output", "model", "faces", "precision")
 GCS_PATH_REGEX: str = "^gs://.+"
 # Job flags the template does not take, and why.
 LEFT_OUT: dict[str, str] = {
