@@ -8,7 +8,8 @@ Workflow (one run; every measurement is a fresh subprocess, run one after anothe
    function's FLOPs per image, and achieved GFLOP/s against the CPU's theoretical peak.
 3. Per count: the limit loop (read -> preprocess_image -> load_classifier'd SavedModel in batches), then
    `python -m pipeline.run --faces none` (the same work: no face finding) in-process and with multi_processing
-   x2; `bench.photos` measures the face-finding modes. Inside throughput comes from the worker's
+   x2; where the model has an int8 copy (model/lite.py), the loop and the in-process run again with it
+   (`--precision int8`); `bench.photos` measures the face-finding modes. Inside throughput comes from the worker's
    own timing (limit) or summary.json's images_labelled / wall_seconds (pipeline); process wall time includes
    interpreter start. Peak RSS of the process tree is polled from /proc every 0.1 s; wait4's ru_maxrss (the
    largest single reaped process) is the cross-check.
@@ -16,7 +17,8 @@ Workflow (one run; every measurement is a fresh subprocess, run one after anothe
 
     python -m bench.bench --images 400 --large-photos 4 --memory-points 200,400 --model /tmp/model --json r.json
 
-The module is also the worker: `python -m bench.bench --worker limit|micro ...` prints one BENCH_RESULT line.
+The module also starts the workers (bench/workers.py): `python -m bench.bench --worker limit|micro ...` prints one
+BENCH_RESULT line.
 """
 
 # First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
@@ -28,126 +30,25 @@ import os
 import re
 import resource
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from bench.measuring import (FACE_CLASSES, MB, POLL_SECONDS, RESULT_PREFIX, SEED, T0_ENV, face_sources, link,
+from bench.measuring import (FACE_CLASSES, MB, POLL_SECONDS, RESULT_PREFIX, SEED, face_sources, link,
                              measure_and_report, run_measured)
-from model.contract import DEFAULT_MODEL_DIR, INPUT_SHAPE, is_image_path
+from bench.workers import BATCH_SIZE, has_int8_copy, worker_limit, worker_micro
+from model.contract import DEFAULT_MODEL_DIR
+from model.lite import PRECISION_FLOAT32, PRECISION_INT8, PRECISIONS
 
 DEFAULT_IMAGES: int = 30_000
 DEFAULT_LARGE_PHOTOS: int = 20
 DEFAULT_MEMORY_POINT: int = 10_000
 LARGE_PHOTO_SIZE: tuple[int, int] = (3000, 2000)
 LARGE_PHOTO_QUALITY: int = 90
-BATCH_SIZE: int = 256
-MICRO_FACES: int = 2_000          # faces decoded in the decode-alone measurement
-MICRO_MIN_SECONDS: float = 3.0    # inference-alone runs at least this long
 MULTI_PROCESS_FLAGS: tuple[str, ...] = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
 IN_PROCESS_FLAGS: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 EXIT_USER_ERROR: int = 2
-
-
-# ---------------------------------------------------------------- workers (run in a fresh subprocess)
-
-def list_images(folder: Path) -> list[str]:
-    """Every image file under folder, sorted (the pipeline walks folders the same way)."""
-    return sorted(os.path.join(d, f) for d, _, names in os.walk(folder) for f in names if is_image_path(f))
-
-
-def worker_limit(input_dir: Path, model_dir: str, output_dir: Path) -> dict:
-    """The limit: read, preprocess and classify in a plain loop, batches of BATCH_SIZE; write a CSV."""
-    import csv
-    imported = time.perf_counter()
-    from model.preprocess import ImageDecodeError, preprocess_image
-    from model.saved import load_classifier
-    loading = time.perf_counter()
-    classifier = load_classifier(model_dir)
-    started = time.perf_counter()
-    ready_after_spawn = time.time() - float(os.environ.get(T0_ENV, time.time()))
-    rows, failed, batch, batch_paths = [], 0, [], []
-
-    def flush() -> None:
-        probabilities = classifier(np.stack(batch))
-        names = classifier.metadata.class_names
-        for path, chosen, p in zip(batch_paths, classifier.metadata.decide(probabilities), probabilities):
-            rows.append((path, names[chosen], *(f"{v:.6f}" for v in p)))
-        batch.clear(), batch_paths.clear()
-
-    for path in list_images(input_dir):
-        try:
-            with open(path, "rb") as handle:
-                batch.append(preprocess_image(handle.read()))
-            batch_paths.append(path)
-        except (OSError, ImageDecodeError):
-            failed += 1
-        if len(batch) == BATCH_SIZE:
-            flush()
-    if batch:
-        flush()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open(output_dir / "labels.csv", "w", newline="") as handle:
-        csv.writer(handle).writerows(sorted(rows))
-    inside = time.perf_counter() - started
-    return {"images_labelled": len(rows), "images_failed": failed, "inside_seconds": inside,
-            "images_per_second": len(rows) / inside, "import_seconds": loading - imported,
-            "load_seconds": started - loading, "model_ready_after_spawn_seconds": ready_after_spawn}
-
-
-def served_flops_per_image(signature) -> dict:
-    """FLOPs of one image through the served function (the network twice when the model averages face and mirror).
-
-    The signature is retraced for a batch of 1 and frozen (variables -> constants, nested calls inlined), so
-    every shape is known: `analytic` = 2 x MACs of Conv2D/MatMul ops, `profiler` = tf.compat.v1.profiler's
-    float_operation total (also counts element-wise ops such as BatchNorm's mul/add).
-    """
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-    traced = tf.function(lambda x: signature(images=x)).get_concrete_function(
-        tf.TensorSpec([1, *INPUT_SHAPE], tf.float32))
-    graph = convert_variables_to_constants_v2(traced).graph
-    macs = 0
-    for op in graph.get_operations():
-        if op.type == "Conv2D":  # MACs = kernel h x w x input channels per output element
-            macs += int(np.prod(op.inputs[1].shape[:3])) * int(np.prod(op.outputs[0].shape))
-        elif op.type == "MatMul":
-            macs += int(np.prod(op.inputs[0].shape.as_list())) * int(op.outputs[0].shape[-1])
-    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    profiled = tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
-    return {"analytic": 2 * macs, "profiler": int(profiled)}
-
-
-def worker_micro(input_dir: Path, model_dir: str) -> dict:
-    """Decode+preprocess alone, inference alone on a preloaded array, and FLOPs per image."""
-    from model.preprocess import preprocess_image
-    from model.saved import load_classifier
-    results = {}
-    faces = [Path(p).read_bytes() for p in list_images(input_dir / "faces")[:MICRO_FACES]]
-    large = [Path(p).read_bytes() for p in list_images(input_dir / "large")]
-    arrays = []
-    for name, blobs in (("faces", faces), ("large", large)):
-        started = time.perf_counter()
-        arrays += [preprocess_image(data) for data in blobs]
-        seconds = time.perf_counter() - started
-        results[f"decode_{name}"] = {"images": len(blobs), "seconds": seconds,
-                                     "images_per_second": len(blobs) / seconds if blobs else 0.0}
-    classifier = load_classifier(model_dir)
-    batch = np.stack((arrays * (BATCH_SIZE // len(arrays) + 1))[:BATCH_SIZE])
-    classifier(batch)  # warm-up: first call traces and allocates
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < MICRO_MIN_SECONDS:
-        classifier(batch)
-        done += BATCH_SIZE
-    seconds = time.perf_counter() - started
-    results["inference"] = {"images": done, "seconds": seconds, "images_per_second": done / seconds,
-                            "batch_size": BATCH_SIZE}
-    results["flops_per_image"] = served_flops_per_image(classifier.signature)
-    results["model_version"] = classifier.metadata.model_version
-    return results
 
 
 # ---------------------------------------------------------------- parent: images, processes, memory
@@ -219,25 +120,36 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         files = count + len(photos)
         limit = run_measured(f"limit-{count}", [*worker, "limit", "--input", str(sets[count]),
                                                 "--output", str(work / f"out-limit-{count}")], logs)
+        first = len(runs)
         runs.append({"run": "limit loop", "files": files, **limit})
-        for label, flags in (("pipeline in-process", IN_PROCESS_FLAGS), ("pipeline multi_proc x2", MULTI_PROCESS_FLAGS)):
-            output = work / f"out-{label.split()[1]}-{count}"
-            result = run_measured(f"{label.split()[1]}-{count}", [
+        pipeline_runs = [("pipeline in-process", "in-process", IN_PROCESS_FLAGS),
+                         ("pipeline multi_proc x2", "multi", MULTI_PROCESS_FLAGS)]
+        if has_int8_copy(model):  # the model's int8 copy (--precision int8), in the loop and in-process
+            runs.append({"run": "limit loop int8", "files": files, "precision": PRECISION_INT8, **run_measured(
+                f"limit-int8-{count}", [*worker, "limit", "--precision", PRECISION_INT8, "--input", str(sets[count]),
+                                        "--output", str(work / f"out-limit-int8-{count}")], logs)})
+            pipeline_runs.append(("pipeline in-process int8", "in-process-int8",
+                                  (*IN_PROCESS_FLAGS, "--precision", PRECISION_INT8)))
+        for label, name, flags in pipeline_runs:
+            output = work / f"out-{name}-{count}"
+            result = run_measured(f"{name}-{count}", [
                 python, "-m", "pipeline.run", "--input", str(sets[count]), "--output", str(output),
                 "--model", model, "--faces", "none", *flags], logs)
             summary = json.loads((output / "summary.json").read_text())
             inside = summary["wall_seconds"]
             runs.append({"run": label, "files": files, **result, "images_labelled": summary["images_labelled"],
                          "images_failed": summary["images_failed"], "inside_seconds": inside,
-                         "images_per_second": summary["images_labelled"] / inside})
-        for run in runs[-3:]:
+                         "images_per_second": summary["images_labelled"] / inside,
+                         "precision": summary.get("precision", PRECISION_FLOAT32)})
+        for run in runs[first + 1:]:
             run["startup_seconds"] = run["process_seconds"] - run["inside_seconds"]
             run["throughput_ratio"] = run["images_per_second"] / limit["images_per_second"]
             run["wall_ratio"] = run["process_seconds"] / limit["process_seconds"]
     peak = cpu_peak(args.flops_per_cycle)
     for row in [micro["inference"], *runs]:
-        row["gflops"] = row["images_per_second"] * flops / 1e9
-        row["fraction_of_peak"] = row["gflops"] / peak["peak_gflops"]
+        if row.get("precision", PRECISION_FLOAT32) == PRECISION_FLOAT32:  # against the FP32 peak: float runs only
+            row["gflops"] = row["images_per_second"] * flops / 1e9
+            row["fraction_of_peak"] = row["gflops"] / peak["peak_gflops"]
     return {"images": args.images, "large_photos": len(photos), "large_photo_size": LARGE_PHOTO_SIZE,
             "model": model, "counts": counts, "cpu": peak, "micro": micro, "runs": runs,
             "ru_maxrss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / MB}
@@ -267,9 +179,12 @@ def format_table(results: dict) -> str:
     rows = [{**micro["decode_faces"], "run": "decode+preprocess faces"},
             {**micro["decode_large"], "run": f"decode+preprocess {size}"},
             {**micro["inference"], "run": f"inference alone, batch {BATCH_SIZE}"}]
+    if "inference_int8" in micro:
+        rows.append({**micro["inference_int8"], "run": f"inference alone int8, {BATCH_SIZE}"})
     for row in rows:
         row["files"], row["inside_seconds"] = row.pop("images"), row["seconds"]
-    rows[2]["files"] = None  # one preloaded batch, called repeatedly
+    for row in rows[2:]:
+        row["files"] = None  # one preloaded batch, called repeatedly
     header = " ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, _, w, _) in enumerate(COLUMNS))
     lines = [f"facelabel benchmark: {results['images']} faces + {results['large_photos']} photos {size}, "
              f"model {micro['model_version']} ({results['model']})", header, "-" * len(header)]
@@ -289,7 +204,8 @@ def format_table(results: dict) -> str:
         f"s; model ready {limit['model_ready_after_spawn_seconds']:.2f} s after spawn",
         "inside s: limit = its loop after the model load, pipeline = summary.json wall_seconds (pipeline "
         "construction to summary); start s = proc s - inside s",
-        "thru/lim = img/s over limit's, wall/lim = proc s over limit's (same files); RSS MB = peak summed VmRSS of "
+        "thru/lim = img/s over the (float32) limit's, wall/lim = proc s over its (same files); int8 rows: the "
+        "model's int8 copy (--precision int8), no FP32 GFLOP/s; RSS MB = peak summed VmRSS of "
         f"the process tree (polled every {POLL_SECONDS} s); maxrss = wait4 ru_maxrss (largest process)"])
 
 
@@ -309,6 +225,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--worker", choices=("limit", "micro"), help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--precision", choices=PRECISIONS, default=PRECISION_FLOAT32, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_points is None:
         args.memory_points = [DEFAULT_MEMORY_POINT]
@@ -320,7 +237,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
-        result = (worker_limit(args.input, args.model, args.output) if args.worker == "limit"
+        result = (worker_limit(args.input, args.model, args.output, args.precision) if args.worker == "limit"
                   else worker_micro(args.input, args.model))
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return 0
