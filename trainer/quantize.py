@@ -69,7 +69,7 @@ def convert(model_dir: str, variant: str, representative: np.ndarray) -> bytes:
     return converter.convert()
 
 
-def faces_per_second(predict, threads: int) -> float:
+def faces_per_second(predict) -> float:
     """Median faces/s of predict on PREDICT_BATCH_SIZE random faces, over TIMED_RUNS calls after a warm-up."""
     faces = np.random.default_rng(1).uniform(0, 255, (PREDICT_BATCH_SIZE, *INPUT_SHAPE)).astype(np.float32)
     predict(faces)
@@ -101,7 +101,7 @@ def compare(model_dir: str, data_dir: str, split: str, threads: int) -> tuple[di
     with local_copy(model_dir) as local_model:
         classifier = load_classifier(local_model)
         results = {"savedmodel": {**scores(predictions.probabilities), "megabytes": folder_megabytes(local_model),
-                                  "faces_per_second": faces_per_second(classifier, threads)}}
+                                  "faces_per_second": faces_per_second(classifier)}}
         for variant in VARIANTS:
             with console.native_stderr_filtered(LITE_NOISE):
                 flatbuffer = convert(local_model, variant, representative)
@@ -109,7 +109,7 @@ def compare(model_dir: str, data_dir: str, split: str, threads: int) -> tuple[di
                 probabilities = np.concatenate([lite(predictions.images[i:i + PREDICT_BATCH_SIZE])
                                                 for i in range(0, len(predictions.images), PREDICT_BATCH_SIZE)])
             results[variant] = {**scores(probabilities), "megabytes": len(flatbuffer) / 1e6,
-                                "faces_per_second": faces_per_second(lite, threads)}
+                                "faces_per_second": faces_per_second(lite)}
     return ({"model_version": meta.model_version, "split": split, "faces": len(predictions.labels),
              "threads": threads, "representative_faces": len(representative), "variants": results}, flatbuffer)
 
@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", required=True, help="the folder the model was trained on (its split)")
     parser.add_argument("--split", choices=evaluate.SPLITS, default=datasets.VALIDATION,
                         help="faces to score on (default: validation; test for models trained with one)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="TensorFlow Lite interpreter threads (default: every core)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="TensorFlow Lite interpreter threads (default: every core)")
     parser.add_argument("--json", dest="json_path", help="also write the results to this JSON file")
     parser.add_argument("--write", action="store_true",
                         help=f"store the int8 conversion in the model folder ({INT8_FILENAME}) and its figures in "
