@@ -1,13 +1,14 @@
 """Label the faces in a folder of images as happy or sad with Apache Beam.
 
 Workflow:
-1. Check the user's input, output and model before anything is launched (one clear line on a mistake).
+1. Check the user's input, output and model before anything is launched (pipeline.checks: one clear line on a
+   mistake).
 2. ReadImages: list the input (pipeline.inputs: an existing folder is walked, an existing file is one file,
    anything else is a shell-like glob) and read the files' bytes.
 3. LabelImages, two models in a row (Beam's cascade pattern): Decode -> FindFaces (RunInference with the face
-   detector) -> AlignFaces (`model.align`) -> Classify (RunInference with the SavedModel, batched, keyed by
-   path and face) -> rows; an image without a face becomes a `no_face` row. With --faces none: Preprocess (the
-   whole image) -> Classify.
+   detector) -> AlignFaces (`model.align`) -> Classify (RunInference with the SavedModel, or its int8 copy with
+   --precision int8; batched, keyed by path and face) -> rows; an image without a face becomes a `no_face`
+   row. With --faces none: Preprocess (the whole image) -> Classify.
 4. WriteOutputs: labels.csv, errors.csv and summary.json in the output folder.
 
 Only the job's own flags are declared here; every other flag goes to Beam's PipelineOptions, so the same
@@ -36,12 +37,12 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
 from model.contract import DEFAULT_MODEL_DIR
-from model.lite import INT8_VERSION_SUFFIX, PRECISION_FLOAT32, PRECISION_INT8, PRECISIONS, check_int8_model
+from model.lite import INT8_VERSION_SUFFIX, PRECISION_FLOAT32, PRECISIONS
+from pipeline.checks import (UserError, check_input_path, check_model, check_output, check_previous_labels,
+                             check_runner_paths, is_default_model, is_remote_runner)
 from pipeline.flags import at_least, error_rate, unknown_pipeline_args
-from pipeline.inputs import InputError, InputSpec, Survey, check_input, input_warnings, resolve_input, skipped_counts
-from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
-from pipeline.outputs import (LABELS_FILE, SUMMARY_FILE, IncompleteOutputError, output_files, output_names,
-                              promote_outputs, remove_quietly)
+from pipeline.inputs import InputSpec, skipped_counts
+from pipeline.outputs import LABELS_FILE, SUMMARY_FILE, output_names, promote_outputs, remove_quietly
 from pipeline.rows import NO_FACE
 from pipeline.summary import format_summary, too_many_errors
 from pipeline.transforms import FACE_MODES, FACES_LARGEST
@@ -49,19 +50,12 @@ from pipeline.transforms import FACE_MODES, FACES_LARGEST
 # In --output, replaced by the launch date: a scheduler's fixed request still writes each night to its own folder.
 DATE_PLACEHOLDER: str = "{date}"
 DATE_FORMAT: str = "%Y-%m-%d"
-WRITE_CHECK_FILE: str = ".facelabel-write-check"
 EXIT_USER_ERROR: int = 2
 EXIT_TOO_MANY_ERRORS: int = 3
 # Outputs are written here inside the output folder, then moved into place when the run succeeds.
 STAGING_PREFIX: str = ".facelabel-staging-"
-# Runners whose workers run on other machines, so they cannot read this machine's files (matched in lower case).
-REMOTE_RUNNER_MARKERS: tuple[str, ...] = ("dataflow",)
 
 log = logging.getLogger("facelabel")
-
-
-class UserError(Exception):
-    """A mistake in how the job was called; its message is shown as one line, without a traceback."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -130,80 +124,6 @@ def dated(output: str, now: datetime.datetime | None = None) -> str:
     """output with DATE_PLACEHOLDER replaced by the UTC date of `now` (default: the launch), as YYYY-MM-DD."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     return output.replace(DATE_PLACEHOLDER, now.strftime(DATE_FORMAT))
-
-
-def check_input_path(input_path: str) -> tuple[InputSpec, Survey]:
-    """What --input names (pipeline.inputs) and what listing it found; one error line if it cannot be used."""
-    try:
-        source = resolve_input(input_path)
-        survey = check_input(source)
-    except InputError as err:
-        raise UserError(str(err)) from None
-    for warning in input_warnings(source, survey):
-        log.warning("%s", warning)
-    return source, survey
-
-
-def check_output(output_dir: str) -> None:
-    """Make sure the output folder can be written before spending time on the run."""
-    probe = FileSystems.join(output_dir, WRITE_CHECK_FILE)
-    try:
-        check_reachable(output_dir)  # a missing bucket fails here, clearly, before any upload is attempted
-    except FileNotFoundError as err:
-        raise UserError(f"output folder is not writable: {err}") from None
-    try:
-        if is_local(output_dir):
-            os.makedirs(output_dir, exist_ok=True)
-        with FileSystems.create(probe) as handle:
-            handle.write(b"ok")
-        FileSystems.delete([probe])
-    except Exception as err:
-        raise UserError(f"output folder is not writable: {output_dir} ({root_cause(err)})") from None
-
-
-def check_previous_labels(labels_path: str) -> None:
-    """--incremental reads the earlier labels: a damaged shard set is one clear line now, not a failed job later."""
-    try:
-        output_files(labels_path)
-    except IncompleteOutputError as err:
-        raise UserError(f"cannot run --incremental: {err}; remove or restore the output's labels files") from None
-
-
-def is_remote_runner(options: PipelineOptions) -> bool:
-    """True for runners whose workers run on other machines (and cannot see this one's files)."""
-    runner = str(options.view_as(StandardOptions).runner or "").lower()
-    return any(marker in runner for marker in REMOTE_RUNNER_MARKERS)
-
-
-def is_default_model(model_uri: str) -> bool:
-    return is_local(model_uri) and os.path.abspath(model_uri) == str(DEFAULT_MODEL_DIR)
-
-
-def check_runner_paths(args: argparse.Namespace, options: PipelineOptions) -> None:
-    """Workers of a remote runner cannot see this machine's disk: input, output and model must be remote.
-
-    The shipped default model is the exception: it is part of the package every worker installs.
-    """
-    if not is_remote_runner(options):
-        return
-    runner = options.view_as(StandardOptions).runner
-    for flag, path in (("--input", args.input), ("--output", args.output), ("--model", args.model)):
-        if is_local(path) and not (flag == "--model" and is_default_model(path)):
-            raise UserError(f"{flag} {path} is on this machine; {runner} workers need a gs:// path")
-
-
-def check_model(model_uri: str, precision: str = PRECISION_FLOAT32):
-    """Check the model's metadata and serving signature here (without loading it: the workers load it, once
-    per process), so a wrong path or shape fails now rather than on every worker; with precision int8, that
-    it has an int8 copy. Returns the metadata of the model as served (an int8 copy's version ends in +int8)."""
-    from model.saved import ModelLoadError, check_classifier  # TensorFlow: imported only once it is needed
-    try:
-        metadata = check_classifier(localize_model(model_uri))
-        return check_int8_model(localize_model(model_uri)) if precision == PRECISION_INT8 else metadata
-    except (ModelLoadError, FileNotFoundError) as err:
-        raise UserError(str(err)) from None
-    except Exception as err:
-        raise UserError(f"cannot read model {model_uri} ({root_cause(err)})") from None
 
 
 def inference_threads(args: argparse.Namespace, options: PipelineOptions) -> int:

@@ -1,0 +1,100 @@
+"""The job's up-front checks, run where it is launched before anything is built: input, output, model, and the
+paths a remote runner's workers can reach. Each failure is a UserError, shown as one line without a traceback.
+"""
+
+import argparse
+import logging
+import os
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from model.contract import DEFAULT_MODEL_DIR
+from model.lite import PRECISION_FLOAT32, PRECISION_INT8, check_int8_model
+from pipeline.inputs import InputError, InputSpec, Survey, check_input, input_warnings, resolve_input
+from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
+from pipeline.outputs import IncompleteOutputError, output_files
+
+WRITE_CHECK_FILE: str = ".facelabel-write-check"
+# Runners whose workers run on other machines, so they cannot read this machine's files (matched in lower case).
+REMOTE_RUNNER_MARKERS: tuple[str, ...] = ("dataflow",)
+
+log = logging.getLogger("facelabel")
+
+
+class UserError(Exception):
+    """A mistake in how the job was called; its message is shown as one line, without a traceback."""
+
+
+def check_input_path(input_path: str) -> tuple[InputSpec, Survey]:
+    """What --input names (pipeline.inputs) and what listing it found; one error line if it cannot be used."""
+    try:
+        source = resolve_input(input_path)
+        survey = check_input(source)
+    except InputError as err:
+        raise UserError(str(err)) from None
+    for warning in input_warnings(source, survey):
+        log.warning("%s", warning)
+    return source, survey
+
+
+def check_output(output_dir: str) -> None:
+    """Make sure the output folder can be written before spending time on the run."""
+    probe = FileSystems.join(output_dir, WRITE_CHECK_FILE)
+    try:
+        check_reachable(output_dir)  # a missing bucket fails here, clearly, before any upload is attempted
+    except FileNotFoundError as err:
+        raise UserError(f"output folder is not writable: {err}") from None
+    try:
+        if is_local(output_dir):
+            os.makedirs(output_dir, exist_ok=True)
+        with FileSystems.create(probe) as handle:
+            handle.write(b"ok")
+        FileSystems.delete([probe])
+    except Exception as err:
+        raise UserError(f"output folder is not writable: {output_dir} ({root_cause(err)})") from None
+
+
+def check_previous_labels(labels_path: str) -> None:
+    """--incremental reads the earlier labels: a damaged shard set is one clear line now, not a failed job later."""
+    try:
+        output_files(labels_path)
+    except IncompleteOutputError as err:
+        raise UserError(f"cannot run --incremental: {err}; remove or restore the output's labels files") from None
+
+
+def is_remote_runner(options: PipelineOptions) -> bool:
+    """True for runners whose workers run on other machines (and cannot see this one's files)."""
+    runner = str(options.view_as(StandardOptions).runner or "").lower()
+    return any(marker in runner for marker in REMOTE_RUNNER_MARKERS)
+
+
+def is_default_model(model_uri: str) -> bool:
+    return is_local(model_uri) and os.path.abspath(model_uri) == str(DEFAULT_MODEL_DIR)
+
+
+def check_runner_paths(args: argparse.Namespace, options: PipelineOptions) -> None:
+    """Workers of a remote runner cannot see this machine's disk: input, output and model must be remote.
+
+    The shipped default model is the exception: it is part of the package every worker installs.
+    """
+    if not is_remote_runner(options):
+        return
+    runner = options.view_as(StandardOptions).runner
+    for flag, path in (("--input", args.input), ("--output", args.output), ("--model", args.model)):
+        if is_local(path) and not (flag == "--model" and is_default_model(path)):
+            raise UserError(f"{flag} {path} is on this machine; {runner} workers need a gs:// path")
+
+
+def check_model(model_uri: str, precision: str = PRECISION_FLOAT32):
+    """Check the model's metadata and serving signature here (without loading it: the workers load it, once
+    per process), so a wrong path or shape fails now rather than on every worker; with precision int8, that
+    it has an int8 copy. Returns the metadata of the model as served (an int8 copy's version ends in +int8)."""
+    from model.saved import ModelLoadError, check_classifier  # TensorFlow: imported only once it is needed
+    try:
+        metadata = check_classifier(localize_model(model_uri))
+        return check_int8_model(localize_model(model_uri)) if precision == PRECISION_INT8 else metadata
+    except (ModelLoadError, FileNotFoundError) as err:
+        raise UserError(str(err)) from None
+    except Exception as err:
+        raise UserError(f"cannot read model {model_uri} ({root_cause(err)})") from None
