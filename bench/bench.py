@@ -201,7 +201,8 @@ def format_table(results: dict) -> str:
         f"CPU peak: {cpu['cores']} cores x {cpu['mhz']:.0f} MHz x {cpu['flops_per_cycle']} FLOP/cycle = "
         f"{cpu['peak_gflops']:.1f} GFLOP/s FP32 ({cpu['model_name']}; {cpu['assumption']})",
         f"limit n={limit['files']}: load_classifier {limit['load_seconds']:.2f} s; imports {limit['import_seconds']:.2f} "
-        f"s; model ready {limit['model_ready_after_spawn_seconds']:.2f} s after spawn",
+        f"s (TensorFlow itself starts with the process); model ready {limit['model_ready_after_spawn_seconds']:.2f} s "
+        "after spawn",
         "inside s: limit = its loop after the model load, pipeline = summary.json wall_seconds (pipeline "
         "construction to summary); start s = proc s - inside s",
         "thru/lim = img/s over the (float32) limit's, wall/lim = proc s over its (same files); int8 rows: the "

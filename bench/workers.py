@@ -28,7 +28,7 @@ def list_images(folder: Path) -> list[str]:
 
 def load_for_bench(model_dir: str, precision: str):
     """The SavedModel, or with PRECISION_INT8 its int8 copy in LiteRT with a thread per core."""
-    from model.lite import PRECISION_INT8, load_int8_classifier
+    from model.lite import load_int8_classifier
     from model.saved import load_classifier
     if precision == PRECISION_INT8:
         return load_int8_classifier(model_dir, os.cpu_count() or 1)
@@ -113,28 +113,26 @@ def worker_micro(input_dir: Path, model_dir: str) -> dict:
                                      "images_per_second": len(blobs) / seconds if blobs else 0.0}
     classifier = load_classifier(model_dir)
     batch = np.stack((arrays * (BATCH_SIZE // len(arrays) + 1))[:BATCH_SIZE])
-    classifier(batch)  # warm-up: first call traces and allocates
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < MICRO_MIN_SECONDS:
-        classifier(batch)
-        done += BATCH_SIZE
-    seconds = time.perf_counter() - started
-    results["inference"] = {"images": done, "seconds": seconds, "images_per_second": done / seconds,
-                            "batch_size": BATCH_SIZE}
+    results["inference"] = inference_alone(classifier, batch)
     results["flops_per_image"] = served_flops_per_image(classifier.signature)
     results["model_version"] = classifier.metadata.model_version
     if has_int8_copy(model_dir):
-        lite = load_for_bench(model_dir, PRECISION_INT8)
-        lite(batch)
-        done, started = 0, time.perf_counter()
-        while time.perf_counter() - started < MICRO_MIN_SECONDS:
-            lite(batch)
-            done += BATCH_SIZE
-        seconds = time.perf_counter() - started
-        results["inference_int8"] = {"images": done, "seconds": seconds, "images_per_second": done / seconds,
-                                     "batch_size": BATCH_SIZE}
+        results["inference_int8"] = inference_alone(load_for_bench(model_dir, PRECISION_INT8), batch)
     return results
 
 
+def inference_alone(classifier, batch: np.ndarray) -> dict:
+    """Images/s of classifier called again and again on one preloaded batch, for at least MICRO_MIN_SECONDS
+    after a warm-up call (the first call traces and allocates)."""
+    classifier(batch)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < MICRO_MIN_SECONDS:
+        classifier(batch)
+        done += len(batch)
+    seconds = time.perf_counter() - started
+    return {"images": done, "seconds": seconds, "images_per_second": done / seconds, "batch_size": len(batch)}
+
+
 def has_int8_copy(model_dir: str) -> bool:
+    """Whether the model folder holds an int8 copy (model.lite) to measure beside the SavedModel."""
     return (Path(model_dir) / INT8_FILENAME).is_file()

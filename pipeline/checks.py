@@ -92,8 +92,9 @@ def check_model(model_uri: str, precision: str = PRECISION_FLOAT32):
     it has an int8 copy. Returns the metadata of the model as served (an int8 copy's version ends in +int8)."""
     from model.saved import ModelLoadError, check_classifier  # TensorFlow: imported only once it is needed
     try:
-        metadata = check_classifier(localize_model(model_uri))
-        return check_int8_model(localize_model(model_uri)) if precision == PRECISION_INT8 else metadata
+        local = localize_model(model_uri)
+        metadata = check_classifier(local)
+        return check_int8_model(local, model_uri) if precision == PRECISION_INT8 else metadata
     except (ModelLoadError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
     except Exception as err:

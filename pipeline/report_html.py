@@ -243,8 +243,8 @@ def render_histogram(histogram: Sequence[Sequence[int]], class_names: tuple[str,
                       f'{totals[index]:,} {unit} ({detail or "none"})</title>{"".join(bars)}</g>')
     legend = "".join(f'<span><span class="swatch" style="background:{colour(i, len(class_names))}"></span>'
                      f"labelled {esc(name)}</span>" for i, name in enumerate(class_names))
-    return (f'<section id="histogram">{title}<p class="note">{unit.capitalize()} per bin of width {1 / len(histogram):g}, '
-            "coloured by the label they got; hover a bar for its counts.</p>"
+    return (f'<section id="histogram">{title}<p class="note">{unit.capitalize()} per bin of width '
+            f"{1 / len(histogram):g}, coloured by the label they got; hover a bar for its counts.</p>"
             f'<svg viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" width="100%" role="img" '
             f'aria-label="histogram of p_{esc(first)}">{"".join(shapes)}</svg><p class="legend">{legend}</p>'
             "</section>")

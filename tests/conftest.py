@@ -75,14 +75,20 @@ def tiny_int8_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     """tiny_model_dir with an int8 copy beside it (model.lite), calibrated on other synthetic faces."""
     import shutil
 
-    from model.lite import INT8_FILENAME
+    import dataclasses
+
+    from model.lite import INT8_FILENAME, flatbuffer_digest
+    from model.metadata import ModelMetadata
     from trainer.quantize import convert
 
     folder = tmp_path_factory.mktemp("tiny_int8") / "model"
     shutil.copytree(tiny_model_dir, folder)
     representative = np.stack([np.asarray(synthetic_face(i % 2 == 0, seed=5000 + i), np.float32)[..., None]
                                for i in range(32)])
-    (folder / INT8_FILENAME).write_bytes(convert(str(folder), "int8", representative))
+    flatbuffer = convert(str(folder), "int8", representative)
+    (folder / INT8_FILENAME).write_bytes(flatbuffer)
+    metadata = ModelMetadata.read(folder)
+    dataclasses.replace(metadata, int8={"file": INT8_FILENAME, "sha256": flatbuffer_digest(flatbuffer)}).write(folder)
     return folder
 
 

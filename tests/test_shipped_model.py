@@ -48,3 +48,21 @@ def test_pipeline_labels_unseen_real_faces(default_model, shared_faces, tmp_path
     assert {row["model_version"] for row in rows} == {default_model.metadata.model_version}
     accuracy = sum(row["label"] == truth[row["path"]] for row in rows) / len(rows)
     assert accuracy >= MIN_SAMPLE_ACCURACY
+
+
+def test_the_shipped_int8_copy_answers_like_the_saved_model(default_model, shared_faces):
+    """The int8 copy beside the shipped model: its digest matches the metadata and, on validation faces, it gives
+    the SavedModel's label to nearly every face (the recorded figures: 3 of 1,799 differ)."""
+    import numpy as np
+
+    from model.lite import load_int8_classifier
+
+    lite = load_int8_classifier(DEFAULT_MODEL_DIR, threads=1)
+    recorded = default_model.metadata.int8
+    assert recorded["labels_changed"] <= 10 and recorded["accuracy"] >= MIN_VALIDATION_ACCURACY
+    split = datasets.split_as_trained(datasets.list_examples(shared_faces), default_model.metadata.trained_on)
+    images, _ = datasets.load_arrays(split.validation[:256])
+    meta = default_model.metadata
+    same = meta.decide(lite(images)) == meta.decide(default_model(images))
+    assert same.mean() >= 0.98
+    assert np.abs(lite(images) - default_model(images)).max() < 0.1

@@ -27,8 +27,9 @@ MIXUP_SEED_OFFSET: int = 100
 class HardTargetAUC(keras.metrics.AUC):
     """Keras's ROC AUC, with each target rounded to 0 or 1 first. Mixup and distillation train on soft targets,
     which keras.metrics.AUC takes as labels and then reports 0; rounded, a soft target counts as the class it
-    leans to, so the training log's AUC stays meaningful. One-hot targets (every validation split, and training
-    without mixup or teachers) are unchanged, so runs monitored on it choose the same epoch as before."""
+    leans to (an exact 50/50 target rounds to 0 for both classes, as tf.round rounds half to even), so the
+    training log's AUC stays meaningful. One-hot targets (every validation split, and training without mixup or
+    teachers) are unchanged, so runs monitored on it choose the same epoch as before."""
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         return super().update_state(tf.round(y_true), y_pred, sample_weight)

@@ -7,14 +7,16 @@ quantization guide (https://www.tensorflow.org/lite/performance/post_training_qu
 - `float32`: no quantization (checks the conversion itself);
 - `float16`: weights stored as float16, computed in float32;
 - `dynamic`: weights int8, activations quantized on the fly;
-- `int8`: weights and activations int8, activation ranges calibrated on REPRESENTATIVE_FACES training faces (the
-  model's own training split, never the evaluated faces); float32 input and output, so the signature is unchanged.
+- `int8`: weights and activations int8, activation ranges calibrated on REPRESENTATIVE_FACES faces of the model's
+  own training split (so `--data-dir` must be the folder it was trained on; with `--split validation` or `test`
+  none of the calibration faces is evaluated); float32 input and output, so the signature is unchanged.
 Each is scored on the evaluated split against the SavedModel's own answers (accuracy, ROC AUC, sad recall, ECE,
 labels that change) and timed in the plain loop (faces [256, 48, 48, 1] per call, median of TIMED_RUNS; the
 interpreter (LiteRT, `model.lite`) with `--threads` threads, the SavedModel with TensorFlow's default, every core).
 
-`--write` keeps the int8 conversion: it is stored in the (local) model folder as `model.lite.INT8_FILENAME` and
-its figures on the evaluated split under `int8` in the model's metadata, for `pipeline.run --precision int8`.
+`--write` keeps the int8 conversion: it is stored in the (local) model folder as `model.lite.INT8_FILENAME`, and
+its SHA-256 and figures on the evaluated split under `int8` in the model's metadata, for `pipeline.run --precision
+int8` (which refuses a copy whose digest is not the recorded one).
 
     python -m trainer.quantize --model model/default --data-dir ../shared/data/fer2013/train --split validation
 """
@@ -37,7 +39,7 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from model.contract import INPUT_SHAPE, SERVING_SIGNATURE
-from model.lite import INT8_FILENAME, LiteClassifier
+from model.lite import INT8_FILENAME, LiteClassifier, flatbuffer_digest
 from model.metadata import ModelMetadata
 from model.saved import PREDICT_BATCH_SIZE, ModelLoadError, load_classifier
 from trainer import data as datasets
@@ -48,8 +50,8 @@ VARIANTS: tuple[str, ...] = ("float32", "float16", "dynamic", "int8")
 REPRESENTATIVE_FACES: int = 500
 REPRESENTATIVE_SEED: int = 0
 TIMED_RUNS: int = 5
-# What the converter and the interpreter print natively on every use: nothing a user acts on.
-LITE_NOISE = re.compile(r"Created TensorFlow Lite XNNPACK delegate for CPU|fully_quantize: \d+, inference_type")
+# What the converter prints natively on every conversion: nothing a user acts on.
+LITE_NOISE = re.compile(r"fully_quantize: \d+, inference_type")
 
 
 def convert(model_dir: str, variant: str, representative: np.ndarray) -> bytes:
@@ -86,7 +88,11 @@ def compare(model_dir: str, data_dir: str, split: str, threads: int) -> tuple[di
     int8 flatbuffer."""
     predictions = evaluate.predict(model_dir, data_dir, split)
     meta = predictions.metadata
-    train = datasets.split_as_trained(datasets.list_examples(data_dir, meta.class_names), meta.trained_on).train
+    try:
+        train = datasets.split_as_trained(datasets.list_examples(data_dir, meta.class_names), meta.trained_on).train
+    except ValueError:
+        raise ValueError(f"--data-dir {data_dir} is not the folder model {meta.model_version} was trained on: its "
+                         "training faces calibrate the int8 copy") from None
     picked = np.random.default_rng(REPRESENTATIVE_SEED).permutation(len(train))[:REPRESENTATIVE_FACES]
     representative, _ = datasets.load_arrays([train[i] for i in sorted(picked)])
 
@@ -102,16 +108,18 @@ def compare(model_dir: str, data_dir: str, split: str, threads: int) -> tuple[di
         classifier = load_classifier(local_model)
         results = {"savedmodel": {**scores(predictions.probabilities), "megabytes": folder_megabytes(local_model),
                                   "faces_per_second": faces_per_second(classifier)}}
+        flatbuffers = {}
         for variant in VARIANTS:
             with console.native_stderr_filtered(LITE_NOISE):
-                flatbuffer = convert(local_model, variant, representative)
-                lite = LiteClassifier(flatbuffer, threads)
-                probabilities = np.concatenate([lite(predictions.images[i:i + PREDICT_BATCH_SIZE])
-                                                for i in range(0, len(predictions.images), PREDICT_BATCH_SIZE)])
-            results[variant] = {**scores(probabilities), "megabytes": len(flatbuffer) / 1e6,
+                flatbuffers[variant] = convert(local_model, variant, representative)
+            lite = LiteClassifier(flatbuffers[variant], threads)
+            probabilities = np.concatenate([lite(predictions.images[i:i + PREDICT_BATCH_SIZE])
+                                            for i in range(0, len(predictions.images), PREDICT_BATCH_SIZE)])
+            results[variant] = {**scores(probabilities), "megabytes": len(flatbuffers[variant]) / 1e6,
                                 "faces_per_second": faces_per_second(lite)}
     return ({"model_version": meta.model_version, "split": split, "faces": len(predictions.labels),
-             "threads": threads, "representative_faces": len(representative), "variants": results}, flatbuffer)
+             "threads": threads, "representative_faces": len(representative), "variants": results},
+            flatbuffers["int8"])
 
 
 def write_int8(model_dir: str, result: dict, flatbuffer: bytes) -> Path:
@@ -120,7 +128,8 @@ def write_int8(model_dir: str, result: dict, flatbuffer: bytes) -> Path:
     (folder / INT8_FILENAME).write_bytes(flatbuffer)
     int8 = result["variants"]["int8"]
     metadata = ModelMetadata.read(folder)
-    recorded = {"file": INT8_FILENAME, "split": result["split"], "faces": result["faces"],
+    recorded = {"file": INT8_FILENAME, "sha256": flatbuffer_digest(flatbuffer), "split": result["split"],
+                "faces": result["faces"],
                 "representative_faces": result["representative_faces"],
                 **{key: round(int8[key], 6) for key in ("accuracy", "roc_auc", "sad_recall", "ece")},
                 "labels_changed": int8["labels_changed"],
@@ -130,10 +139,12 @@ def write_int8(model_dir: str, result: dict, flatbuffer: bytes) -> Path:
 
 
 def folder_megabytes(folder: str) -> float:
+    """Size of every file under a folder, in megabytes (10^6 bytes)."""
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, names in os.walk(folder) for f in names) / 1e6
 
 
 def format_table(result: dict) -> str:
+    """compare()'s figures as a fixed-width table, one row per variant."""
     lines = [f"model {result['model_version']}, {result['split']} split ({result['faces']} faces), "
              f"{result['threads']} threads",
              f"{'variant':<11}{'accuracy':>9}{'ROC AUC':>9}{'sad rec':>9}{'ECE':>8}{'changed':>9}{'max dp':>8}"
