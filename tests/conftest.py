@@ -30,6 +30,14 @@ def synthetic_face(bright: bool, seed: int, size: int = 48) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a CSV written by the job (labels.csv, errors.csv), as dictionaries by column name."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
 def write_synthetic_dataset(root: Path, per_class: int) -> Path:
     """root/happy/*.png (bright) and root/sad/*.png (dark)."""
     for label, bright in (("happy", True), ("sad", False)):

@@ -1,22 +1,16 @@
 """The labelling job's --faces modes end to end: group photos, photos without faces, face crops, incremental."""
 
-import csv
 import json
 
 import pytest
 from PIL import Image
 
-from conftest import box_overlap, paste_face, scene, shared_face_files, synthetic_face
+from conftest import box_overlap, paste_face, read_rows, scene, shared_face_files, synthetic_face
 from pipeline import run as job
 from pipeline.rows import FACE_COLUMNS, NO_FACE
 
 MIN_BOX_OVERLAP: float = 0.4
 GROUP_FACES = [((110, 170), 150), ((330, 300), 170), ((540, 160), 130)]
-
-
-def read_rows(path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def box_of(row: dict) -> tuple[float, ...]:

@@ -1,22 +1,16 @@
 """`pipeline.run --precision int8`: the model's int8 copy labels like the SavedModel and marks its rows."""
 
-import csv
 import shutil
 import threading
 
 import numpy as np
 import pytest
 
-from conftest import synthetic_face
+from conftest import read_rows, synthetic_face
 from model.lite import INT8_FILENAME, INT8_VERSION_SUFFIX, load_int8_classifier
 from model.saved import load_classifier
 from pipeline import run as job
 from pipeline.model_handler import ClassifierHandler
-
-
-def read_rows(path):
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture
