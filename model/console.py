@@ -1,8 +1,9 @@
 """A quiet console: the job's own progress lines and summary, not the start-up noise of its libraries.
 
-Importing this module imports TensorFlow and looks for its devices with the process's stderr captured, then
-writes back every captured line except known start-up noise (absl's pre-initialisation notice, oneDNN and CUDA
-driver notices, `failed call to cuInit` on machines without a GPU). `configure_logging()` shows our logger
+Importing this module imports TensorFlow (its C++ log at errors only unless TF_CPP_MIN_LOG_LEVEL is set) and
+looks for its devices with the process's stderr captured, then writes back every captured line except known
+start-up noise (absl's pre-initialisation notice, oneDNN and CUDA driver notices, `failed call to cuInit` on
+machines without a GPU). `configure_logging()` shows our logger
 ("facelabel") from INFO and every library from WARNING, without Beam's misleading "Resource module is not
 available" warning (it means that PyTorch is not installed). Anything else a library prints, errors included,
 still reaches the screen.
@@ -33,6 +34,8 @@ LOG_NOISE = re.compile(r"Resource module is not available for current platform")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 OUR_LOGGER = "facelabel"
 STDERR_FD = 2
+TF_LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+ERRORS_ONLY = "2"  # TensorFlow's C++ log levels: 0 all, 1 no INFO, 2 no WARNING, 3 no ERROR
 
 
 @contextlib.contextmanager
@@ -76,7 +79,12 @@ def configure_logging() -> None:
 
 
 def start_tensorflow() -> None:
-    """Import TensorFlow and let it find its devices (where CUDA start-up is logged) with the noise filtered."""
+    """Import TensorFlow and let it find its devices (where CUDA start-up is logged) with the noise filtered.
+
+    Unless the user chose a level, TensorFlow's C++ log shows errors only (TF_CPP_MIN_LOG_LEVEL=2, as `make` sets):
+    its warnings come from inside library calls at any time, such as MTCNN's output network given no candidate
+    ("Local rendezvous is aborting ... Incompatible shapes: [0, ...]") on every photo without a face."""
+    os.environ.setdefault(TF_LOG_LEVEL_VARIABLE, ERRORS_ONLY)
     with native_stderr_filtered():
         import tensorflow as tf
 

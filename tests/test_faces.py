@@ -162,3 +162,23 @@ def test_small_faces_need_more_certainty():
     assert not is_credible(SMALL_FACE_MIN_SCORE - 0.01, SMALL_FACE_SIDE - 1)
     assert is_credible(SMALL_FACE_MIN_SCORE, SMALL_FACE_SIDE - 1)
     assert not is_credible(1.0, MIN_REPORTED_FACE_SIDE - 1)
+
+
+def test_searching_faceless_photos_prints_no_tensorflow_warnings(tmp_path):
+    """MTCNN's output network given no candidate makes TensorFlow log a warning per faceless batch; the quiet
+    console keeps TensorFlow's C++ log to errors unless the user sets TF_CPP_MIN_LOG_LEVEL (make does, a bare
+    `python -m pipeline.run` does not)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("from model import console\n"
+              "from PIL import Image\n"
+              "from model.faces import FaceFinder\n"
+              "finder = FaceFinder()\n"
+              "print([len(found) for found in finder.find([Image.new('RGB', (640, 480), (90, 90, 90))] * 4)])\n")
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[0, 0, 0, 0]"
+    assert "rendezvous" not in done.stderr and "W0000" not in done.stderr, done.stderr[-2000:]
