@@ -118,6 +118,24 @@ def test_user_mistakes_print_one_line_and_exit_2(tiny_model_dir, tmp_path, capsy
     assert "\n" not in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("damage", ["no variables", "truncated variables"])
+def test_a_damaged_model_is_one_error_line(tiny_model_dir, tmp_path, capsys, damage):
+    """A half-copied model folder passes a look at saved_model.pb; it is loaded up front, as the workers would."""
+    synthetic_face(True, seed=1).save(tmp_path / "face.png")
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    if damage == "no variables":
+        shutil.rmtree(model / "variables")
+    else:
+        data = next((model / "variables").glob("variables.data-*"))
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    status = job.main(["--input", str(tmp_path / "face.png"), "--output", str(tmp_path / "o"),
+                       "--model", str(model)])
+    assert status == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot load SavedModel") and "\n" not in err and "Traceback" not in err
+
+
 def test_unwritable_output_is_refused(tiny_model_dir, tmp_path, capsys):
     synthetic_face(True, seed=1).save(tmp_path / "face.png")
     blocker = tmp_path / "a_file"
