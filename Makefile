@@ -66,7 +66,7 @@ help: ## List the targets
 	@echo
 	@echo "Variables: INPUT, OUTPUT, MODEL (default $(MODEL)), DATA_DIR (default $(DATA_DIR)),"
 	@echo "           TRAIN_MINUTES (default $(TRAIN_MINUTES)), TRAIN_FLAGS, LABEL_FLAGS, PYTEST_FLAGS, BENCH_FLAGS,"
-	@echo "           PHOTO_BENCH_FLAGS;"
+	@echo "           PHOTO_BENCH_FLAGS, SPLIT (default $(SPLIT)), FIGURES (default $(FIGURES)), SCALE_FLAGS;"
 	@echo "           for dataflow: PROJECT, REGION, TEMP, JOB_NAME,"
 	@echo "           DATAFLOW_FLAGS (default $(DATAFLOW_FLAGS))"
 	@echo "           for the Flex Template: IMAGE, TEMPLATE, FLEX_FLAGS (default $(FLEX_FLAGS))"
@@ -122,7 +122,7 @@ flex-launch: ## Launch the Flex Template once: make flex-launch TEMPLATE=gs://..
 		--project="$(PROJECT)" --region="$(REGION)" --temp-location="$(TEMP)" $(FLEX_FLAGS) \
 		--parameters="input=$(INPUT)$(comma)output=$(OUTPUT)$(if $(filter gs://%,$(MODEL)),$(comma)model=$(MODEL))"
 
-train: $(STAMP) ## Train and export the default model (and its int8 copy) into model/default (about 47 min on 2 cores)
+train: $(STAMP) ## Train and export the default model (and its int8 copy) into model/default (about 45 min on 2 cores)
 	rm -rf $(MODEL).new
 	$(PYTHON) -m trainer.task --data-dir $(DATA_DIR) --output-dir $(MODEL).new --max-minutes $(TRAIN_MINUTES) $(TRAIN_FLAGS)
 	$(PYTHON) -m trainer.quantize --model $(MODEL).new --data-dir $(DATA_DIR) --write
