@@ -13,7 +13,6 @@ in memory only: nothing is written to disk. It binds 127.0.0.1 unless told other
 # First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
 from model import console  # isort: skip
 
-import argparse
 import base64
 import dataclasses
 import io
@@ -212,10 +211,9 @@ def create_app(model_dir: str) -> Flask:
 
 def main(argv: list[str] | None = None) -> int:
     console.configure_logging()
-    parser = argparse.ArgumentParser(
+    parser = console.OneLineParser(
         prog="python -m app.server",
         description=__doc__.split("\n")[0],
-        allow_abbrev=False,
     )
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR),
                         help="SavedModel folder, local or gs:// (default: the shipped model)")

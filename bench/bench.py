@@ -22,7 +22,7 @@ BENCH_RESULT line.
 """
 
 # First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
-from model import console  # isort: skip  # noqa: F401
+from model import console  # isort: skip
 
 import argparse
 import json
@@ -211,10 +211,9 @@ def format_table(results: dict) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = console.OneLineParser(
         prog="python -m bench.bench",
         description=__doc__.split("\n")[0],
-        allow_abbrev=False,
     )
     parser.add_argument("--images", type=int, default=DEFAULT_IMAGES, help="faces in the full set (default %(default)s)")
     parser.add_argument("--large-photos", type=int, default=DEFAULT_LARGE_PHOTOS, help="generated 3000x2000 JPEGs (default %(default)s)")

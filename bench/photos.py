@@ -11,7 +11,7 @@ Workflow (every run a fresh `python -m pipeline.run` subprocess, one after anoth
 """
 
 # First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
-from model import console  # isort: skip  # noqa: F401
+from model import console  # isort: skip
 
 import argparse
 import json
@@ -96,10 +96,9 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = console.OneLineParser(
         prog="python -m bench.photos",
         description=__doc__.split("\n")[0],
-        allow_abbrev=False,
     )
     parser.add_argument("--photos", type=int, default=DEFAULT_PHOTOS, help="photos per size (default %(default)s)")
     parser.add_argument("--crops", type=int, default=DEFAULT_CROPS, help="FER2013 crops (default %(default)s)")

@@ -19,7 +19,7 @@ the worker imports `pipeline.write_outputs.WriteOutputs`, or `pipeline.transform
 """
 
 # First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
-from model import console  # isort: skip  # noqa: F401
+from model import console  # isort: skip
 
 import argparse
 import json
@@ -181,10 +181,9 @@ def counts(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = console.OneLineParser(
         prog="python -m bench.scale",
         description=__doc__.split("\n")[0],
-        allow_abbrev=False,
     )
     parser.add_argument("--synthetic", type=counts, default=list(DEFAULT_SYNTHETIC),
                         help="comma-separated row counts sent through WriteOutputs (default %(default)s)")

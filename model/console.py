@@ -9,6 +9,7 @@ available" warning (it means that PyTorch is not installed). Anything else a lib
 still reaches the screen.
 """
 
+import argparse
 import contextlib
 import logging
 import os
@@ -32,6 +33,7 @@ NATIVE_NOISE = re.compile(
 # Library log messages (Python logging) that are noise for a user of this job.
 LOG_NOISE = re.compile(r"Resource module is not available for current platform")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+USAGE_ERROR_STATUS = 2
 OUR_LOGGER = "facelabel"
 STDERR_FD = 2
 TF_LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
@@ -90,5 +92,17 @@ def start_tensorflow() -> None:
 
         tf.config.list_physical_devices()
 
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse for every command of the project: a usage mistake prints one line (not usage + message) and exits
+    with status 2; shortened flags are refused (allow_abbrev off), never guessed."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(USAGE_ERROR_STATUS, f"error: {message} (see --help)\n")
 
 start_tensorflow()

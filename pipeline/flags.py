@@ -1,6 +1,6 @@
 """Checks of the job's own command-line flags: argparse types and the unknown-flag message.
 
-Each bad value becomes one `error:` line from the parser (see pipeline.run.OneLineParser), never a traceback.
+Each bad value becomes one `error:` line from the parser (see model.console.OneLineParser), never a traceback.
 """
 
 import argparse

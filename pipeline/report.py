@@ -273,10 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     from model import console  # TensorFlow (for the face finder) starts with its C++ noise filtered
 
     console.configure_logging()
-    parser = argparse.ArgumentParser(
+    parser = console.OneLineParser(
         prog="python -m pipeline.report",
         description=__doc__.split("\n")[0],
-        allow_abbrev=False,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="output folder of a labelling run, local or gs://")
     parser.add_argument("--output", help=f"where to write the page (default: RUN_DIR/{REPORT_FILE})")

@@ -58,18 +58,11 @@ STAGING_PREFIX: str = ".facelabel-staging-"
 log = logging.getLogger("facelabel")
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage mistake prints one line (not usage + message) before exiting with status 2."""
-
-    def error(self, message: str):
-        self.exit(EXIT_USER_ERROR, f"error: {message} (see --help)\n")
-
-
-def build_parser() -> OneLineParser:
+def build_parser() -> console.OneLineParser:
     """The job's own flags (the Flex Template's parameters are derived from these: pipeline/flex_template)."""
-    parser = OneLineParser(prog="python -m pipeline.run", description=__doc__.split("\n")[0],
-                           epilog="Any other --flag is passed to Beam's PipelineOptions.",
-                           allow_abbrev=False)  # a shortened flag is refused, never taken for ours or Beam's
+    # A shortened flag is refused (OneLineParser), never taken for ours or Beam's.
+    parser = console.OneLineParser(prog="python -m pipeline.run", description=__doc__.split("\n")[0],
+                                   epilog="Any other --flag is passed to Beam's PipelineOptions.")
     parser.add_argument("--input", required=True,
                         help="an existing folder (walked recursively, image files by extension in any case), an "
                              "existing file, or else a glob as in bash with globstar: * ? [..] {a,b} within a name, "

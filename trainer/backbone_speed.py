@@ -10,7 +10,7 @@ images/s. Accuracy is not measured here (that needs training).
 """
 
 # First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
-from model import console  # isort: skip  # noqa: F401
+from model import console  # isort: skip
 
 import argparse
 import json
@@ -32,10 +32,9 @@ from trainer.export import ServingModule, export_model
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = console.OneLineParser(
         prog="python -m trainer.backbone_speed",
         description=__doc__.split("\n")[0],
-        allow_abbrev=False,
     )
     parser.add_argument("--networks", default=",".join(BACKBONE_CHOICES),
                         help=f"comma-separated, from: {', '.join(BACKBONE_CHOICES)}")

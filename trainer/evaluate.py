@@ -14,7 +14,7 @@ that a model trained with `--test-fraction` never made a choice on (its final fi
 """
 
 # First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
-from model import console  # isort: skip  # noqa: F401
+from model import console  # isort: skip
 
 import argparse
 import dataclasses
@@ -34,10 +34,9 @@ SPLITS: tuple[str, ...] = ("all", datasets.TRAIN, datasets.VALIDATION, datasets.
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = console.OneLineParser(
         prog="python -m trainer.evaluate",
         description=__doc__.split("\n")[0],
-        allow_abbrev=False,
     )
     parser.add_argument("--model", required=True, help="exported model folder, local or gs://")
     parser.add_argument("--data-dir", required=True,

@@ -7,9 +7,8 @@ median (x, y) of both eye landmarks in 48x48 face pixels with their spread and t
 """
 
 # First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
-from model import console  # isort: skip  # noqa: F401
+from model import console  # isort: skip
 
-import argparse
 import io
 import sys
 
@@ -38,10 +37,9 @@ def eye_positions(contents: list[bytes]) -> tuple[np.ndarray, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = console.OneLineParser(
         prog="python -m trainer.face_template",
         description=__doc__.split("\n")[0],
-        allow_abbrev=False,
     )
     parser.add_argument("--data-dir", required=True, help="folder with one sub-folder per class (FER2013 faces)")
     parser.add_argument("--faces", type=int, default=DEFAULT_FACES, help="how many training faces to measure")

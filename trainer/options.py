@@ -3,6 +3,8 @@ an option that cannot work into one usage line (exit status 2) before any data i
 
 import argparse
 
+from model import console
+
 from model.network import BACKBONE_CHOICES, BACKBONE_NONE, BACKBONES, DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT
 from trainer import data as datasets
 from trainer import distill, expressions
@@ -10,7 +12,7 @@ from trainer import distill, expressions
 
 def parse_args(argv: list[str] | None, description: str = "Train the happy/sad network.") -> argparse.Namespace:
     """The parsed options, block filters as a tuple of ints; argparse exits with status 2 on a usage error."""
-    parser = argparse.ArgumentParser(prog="python -m trainer.task", description=description, allow_abbrev=False)
+    parser = console.OneLineParser(prog="python -m trainer.task", description=description)
     parser.add_argument("--data-dir", required=True,
                         help="folder with one sub-folder of images per class, local or gs://")
     parser.add_argument("--output-dir", required=True,

@@ -14,9 +14,8 @@ Three checks, each printed and written as JSON:
 """
 
 # First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
-from model import console  # isort: skip  # noqa: F401
+from model import console  # isort: skip
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -131,7 +130,6 @@ def composite_agreement(classifier: Classifier, finder: FaceFinder, data_dir: st
     p_first = largest_face_probabilities(classifier, finder, contents)
     found = ~np.isnan(p_first)
     chosen = classifier.metadata.decide(np.stack([p_first, 1 - p_first], axis=1))
-    labels = np.array([e.label for e in validation])
     return {"composites": len(contents), "face_found": round(float(found.mean()), 4),
             "same_label_as_bare_face": round(float((found & (chosen == bare)).mean()), 4),
             "validation_default_mode": labelled_in_default_mode(classifier, finder, validation)}
@@ -145,10 +143,9 @@ def labelled_in_default_mode(classifier: Classifier, finder: FaceFinder, example
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = console.OneLineParser(
         prog="python -m trainer.photos",
         description=__doc__.split("\n")[0],
-        allow_abbrev=False,
     )
     parser.add_argument("--model", required=True, help="exported facelabel model folder")
     parser.add_argument("--data-dir", help="folder with one sub-folder per class of face photos")

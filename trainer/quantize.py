@@ -24,7 +24,6 @@ int8` (which refuses a copy whose digest is not the recorded one).
 # First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
 from model import console  # isort: skip
 
-import argparse
 import dataclasses
 import json
 import os
@@ -158,8 +157,7 @@ def format_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.quantize", description=__doc__.split("\n")[0],
-                                     allow_abbrev=False)
+    parser = console.OneLineParser(prog="python -m trainer.quantize", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="exported model folder, local or gs://")
     parser.add_argument("--data-dir", required=True, help="the folder the model was trained on (its split)")
     parser.add_argument("--split", choices=evaluate.SPLITS, default=datasets.VALIDATION,

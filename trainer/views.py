@@ -18,9 +18,8 @@ shipped model; the comparison between view sets is fair, the absolute numbers ar
 """
 
 # First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
-from model import console  # isort: skip  # noqa: F401
+from model import console  # isort: skip
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -141,10 +140,9 @@ def format_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = console.OneLineParser(
         prog="python -m trainer.views",
         description=__doc__.split("\n")[0],
-        allow_abbrev=False,
     )
     parser.add_argument("--model", required=True, help="exported model folder (local)")
     parser.add_argument("--data-dir", required=True, help="the folder-per-class data the model was trained on")
