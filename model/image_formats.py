@@ -121,8 +121,10 @@ def check_decode_memory(image: Image.Image, full_size: tuple[int, int], colour: 
     needed = decode_memory_bytes(image, full_size, colour)
     if needed > MAX_DECODE_BYTES:
         width, height = image.size
+        # A JPEG decoded at reduced scale names its full size too: the scale is not what makes it large.
+        scaled = "" if tuple(full_size) == (width, height) else f" of a {full_size[0]}x{full_size[1]} image"
         raise ImageDecodeError(
-            f"image too large: decoding {width}x{height} pixels ({image.format} {image.mode}) needs about "
+            f"image too large: decoding {width}x{height} pixels{scaled} ({image.format} {image.mode}) needs about "
             f"{needed // BYTES_PER_MEGABYTE:,} MB, over the limit of {MAX_DECODE_BYTES // BYTES_PER_MEGABYTE:,} MB")
 
 
