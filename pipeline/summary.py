@@ -25,14 +25,14 @@ def format_summary(summary: dict, outputs: list[str] | None = None) -> str:
     carried = summary.get("images_carried_over", 0)
     carried_note = f" ({carried:,} of them carried over unchanged)" if carried else ""
     no_face = summary.get("images_no_face", 0)
-    lines = [f"facelabel: {matched:,} images matched{carried_note}: {labelled:,} labelled, {no_face:,} without a "
+    lines = [f"facelabel: {matched:,} image{'' if matched == 1 else 's'} matched{carried_note}: {labelled:,} labelled, {no_face:,} without a "
              f"face, {failed:,} failed ({share(failed, matched)})"]
     counts = {name: count for name, count in summary["labels"].items() if name != NO_FACE}
     faces = sum(counts.values())
     per = "faces" if summary.get("faces") == FACES_ALL else "images"
     lines.append("  labels:  " + "   ".join(f"{name} {count:,} ({share(count, faces)})"
                                            for name, count in counts.items())
-                 + f"   ({per}; {summary.get('faces', FACES_NONE)} faces mode)")
+                 + f"   ({per}; --faces {summary.get('faces', FACES_NONE)})")
     skipped = summary.get("files_skipped") or {}
     if skipped:
         lines.append("  skipped: " + ", ".join(f"{count:,} {kind}" for kind, count in skipped.items())

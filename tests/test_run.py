@@ -198,3 +198,16 @@ def test_the_date_placeholder_in_output_becomes_the_launch_date():
     late = datetime.datetime(2026, 11, 30, 23, 59, tzinfo=datetime.timezone.utc)
     assert job.dated("gs://bucket/labels/{date}/", late) == "gs://bucket/labels/2026-11-30/"
     assert job.dated("out/plain", late) == "out/plain"
+
+
+def test_the_summary_counts_in_words():
+    from pipeline.summary import format_summary
+
+    summary = {"images_matched": 1, "images_failed": 0, "images_labelled": 1, "images_no_face": 0,
+               "labels": {"happy": 1, "sad": 0, "no_face": 0}, "errors_by_reason": {}, "wall_seconds": 2.0,
+               "model_version": "v", "output": "out", "faces": "none"}
+    text = format_summary(summary)
+    assert text.startswith("facelabel: 1 image matched: 1 labelled, 0 without a face, 0 failed")
+    assert "(images; --faces none)" in text
+    assert format_summary({**summary, "images_matched": 2}).startswith("facelabel: 2 images matched")
+    assert "(faces; --faces all)" in format_summary({**summary, "faces": "all"})
