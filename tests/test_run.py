@@ -211,3 +211,28 @@ def test_the_summary_counts_in_words():
     assert "(images; --faces none)" in text
     assert format_summary({**summary, "images_matched": 2}).startswith("facelabel: 2 images matched")
     assert "(faces; --faces all)" in format_summary({**summary, "faces": "all"})
+
+
+def test_progress_is_counted_while_faces_are_classified(tiny_model_dir, tmp_path, monkeypatch):
+    """The progress step sees rows as batches finish, not all at the end of the run (as it did after the Flatten
+    of labelled and faceless rows, where the DirectRunner delivers rows only once every image is done)."""
+    import time
+
+    from pipeline import model_handler, transforms
+
+    events = []
+    classify, progress = model_handler.ClassifierHandler.run_inference, transforms.ReportProgress.process
+    monkeypatch.setattr(model_handler.ClassifierHandler, "run_inference",
+                        lambda self, *args, **kwargs: events.append(("batch", time.monotonic()))
+                        or classify(self, *args, **kwargs))
+    monkeypatch.setattr(transforms.ReportProgress, "process",
+                        lambda self, row: events.append(("row", time.monotonic())) or progress(self, row))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(12):
+        synthetic_face(i % 2 == 0, seed=40 + i).save(folder / f"face_{i:02d}.png")
+    job.run(["--input", str(folder), "--output", str(tmp_path / "out"), "--model", str(tiny_model_dir),
+             "--faces", "none", "--max-batch-size", "2"])
+    kinds = [kind for kind, _ in events]
+    assert kinds.count("batch") == 6 and kinds.count("row") == 12
+    assert kinds.index("row") < len(kinds) - 1 - kinds[::-1].index("batch")  # a row before the last batch
