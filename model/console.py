@@ -3,10 +3,10 @@
 Importing this module imports TensorFlow (its C++ log at errors only unless TF_CPP_MIN_LOG_LEVEL is set) and
 looks for its devices with the process's stderr captured, then writes back every captured line except known
 start-up noise (absl's pre-initialisation notice, oneDNN and CUDA driver notices, `failed call to cuInit` on
-machines without a GPU). `configure_logging()` shows our logger
-("facelabel") from INFO and every library from WARNING, without Beam's misleading "Resource module is not
-available" warning (it means that PyTorch is not installed). Anything else a library prints, errors included,
-still reaches the screen.
+machines without a GPU). `configure_logging()` shows our logger ("facelabel") from INFO and every library from
+WARNING, without Beam's misleading "Resource module is not available" warning (it means that PyTorch is not
+installed). Anything else a library prints, errors included, still reaches the screen. `OneLineParser` is the
+command line of every command: a usage mistake is one line.
 """
 
 import argparse
@@ -93,7 +93,6 @@ def start_tensorflow() -> None:
         tf.config.list_physical_devices()
 
 
-
 class OneLineParser(argparse.ArgumentParser):
     """argparse for every command of the project: a usage mistake prints one line (not usage + message) and exits
     with status 2; shortened flags are refused (allow_abbrev off), never guessed."""
@@ -104,5 +103,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(USAGE_ERROR_STATUS, f"error: {message} (see --help)\n")
+
 
 start_tensorflow()

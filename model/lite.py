@@ -48,16 +48,23 @@ def check_int8_model(model_dir: str | Path, shown_as: str | None = None) -> Mode
     """The int8 copy's metadata (see int8_metadata) if model_dir holds this model's int8 copy; raises
     ModelLoadError (one line, naming the model as shown_as, default model_dir) if it has none, or one whose
     SHA-256 is not the one recorded in the metadata (a copy left from an earlier model, or none recorded)."""
+    return verified_int8_copy(model_dir, shown_as)[0]
+
+
+def verified_int8_copy(model_dir: str | Path, shown_as: str | None = None) -> tuple[ModelMetadata, bytes]:
+    """(int8_metadata, the flatbuffer) of model_dir's int8 copy, read once and checked against its recorded
+    SHA-256; raises ModelLoadError as check_int8_model says."""
     metadata = check_model_dir(model_dir)
     path = Path(model_dir) / INT8_FILENAME
     remake = (f"make one with python -m trainer.quantize --model {shown_as or model_dir} --data-dir <its training "
               "data> --write, or label with --precision float32")
     if not path.is_file():
         raise ModelLoadError(f"model {metadata.model_version} has no int8 copy ({INT8_FILENAME}): {remake}")
-    if metadata.int8.get("sha256") != flatbuffer_digest(path.read_bytes()):
+    flatbuffer = path.read_bytes()
+    if metadata.int8.get("sha256") != flatbuffer_digest(flatbuffer):
         raise ModelLoadError(f"the {INT8_FILENAME} beside model {metadata.model_version} is not the int8 copy its "
                              f"metadata records (left from another model?): {remake}")
-    return int8_metadata(metadata)
+    return int8_metadata(metadata), flatbuffer
 
 
 class LiteClassifier:
@@ -92,8 +99,8 @@ class LiteClassifier:
 def load_int8_classifier(model_dir: str | Path, threads: int) -> LiteClassifier:
     """The int8 copy in a local model folder, with int8_metadata; raises ModelLoadError (one line) when the
     folder has none or it cannot be loaded."""
-    metadata = check_int8_model(model_dir)  # also checks the flatbuffer's digest
+    metadata, flatbuffer = verified_int8_copy(model_dir)
     try:
-        return LiteClassifier((Path(model_dir) / INT8_FILENAME).read_bytes(), threads, metadata)
+        return LiteClassifier(flatbuffer, threads, metadata)
     except (ValueError, RuntimeError) as err:  # what LiteRT raises for a damaged flatbuffer
         raise ModelLoadError(f"cannot load {INT8_FILENAME} of {model_dir}: {err}") from None

@@ -40,11 +40,17 @@ class Classifier:
         return outputs[SERVING_OUTPUT].numpy()
 
     def in_batches(self, images: np.ndarray, batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
-        """Probabilities [n, classes] of any number of faces [n, 48, 48, 1], run batch_size at a time (bounded
-        memory); [0, classes] for none."""
-        if not len(images):
-            return np.zeros((0, len(self.metadata.class_names)), np.float32)
-        return np.concatenate([self(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+        """Probabilities [n, classes] of any number of faces [n, 48, 48, 1] (see predict_in_batches)."""
+        return predict_in_batches(self, images, len(self.metadata.class_names), batch_size)
+
+
+def predict_in_batches(predict, images: np.ndarray, classes: int, batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
+    """Probabilities [n, classes] from predict (any classifier called on a batch: the SavedModel, or its int8
+    copy in model.lite) for any number of faces [n, 48, 48, 1], batch_size at a time (bounded memory); [0, classes]
+    for none."""
+    if not len(images):
+        return np.zeros((0, classes), np.float32)
+    return np.concatenate([predict(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
 def check_model_dir(model_dir: str | Path) -> ModelMetadata:

@@ -42,11 +42,11 @@ def check_teachers(teachers: list[Classifier], data_dir_name: str, listed: list[
     """Refuse a teacher that saw faces this run holds out for its final figures.
 
     data_dir_name: `data.folder_name` of --data-dir; listed: every face listed from it (before any per-class cap),
-    so each teacher's own split can be carved again from its metadata. Raises ValueError if a teacher was trained on another set of faces (its
-    recorded `data_digest` differs; for a model recorded before digests, its folder name differs), or on any face
-    of the test split (of the validation split when there is no test split). A teacher trained on validation faces
-    when a test split exists is allowed and logged: only the validation figures (threshold, early stopping) are then
-    optimistic, the test figures stay honest.
+    so each teacher's own split can be carved again from its metadata. Raises ValueError if a teacher was trained
+    on another set of faces (its recorded `data_digest` differs; for a model recorded before digests, its folder
+    name differs), or on any face of the test split (of the validation split when there is no test split). A
+    teacher trained on validation faces when a test split exists is allowed and logged: only the validation
+    figures (threshold, early stopping) are then optimistic, the test figures stay honest.
     """
     digest = datasets.listing_digest(listed)
     held_out = split.test or split.validation

@@ -25,7 +25,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from model.metadata import RULE_THRESHOLD, ModelMetadata
-from model.saved import ModelLoadError, load_classifier
+from model.saved import Classifier, ModelLoadError, load_classifier
 from trainer import data as datasets
 from trainer import figures, metrics
 from trainer.files import local_copy, write_text
@@ -71,11 +71,18 @@ def predict(model_dir: str, data_dir: str, split: str = "all") -> Predictions:
     """Run the model on every image of the split."""
     with local_copy(model_dir) as local_model:  # TensorFlow loads local folders; variables are read at load
         classifier = load_classifier(local_model)
+    return predict_with(classifier, datasets.list_examples(data_dir, classifier.metadata.class_names), data_dir,
+                        split)
+
+
+def predict_with(classifier: Classifier, listed: list[datasets.Example], data_dir: str,
+                 split: str = "all") -> Predictions:
+    """predict() with the model already loaded and data_dir already listed (every face in it)."""
     meta = classifier.metadata
-    examples = datasets.list_examples(data_dir, meta.class_names)
+    examples = listed
     if split != "all":
         try:
-            parts = datasets.split_as_trained(examples, meta.trained_on)
+            parts = datasets.split_as_trained(listed, meta.trained_on)
         except ValueError as err:
             raise ValueError(f"--split {split} of {data_dir}: {err} (--split all)") from None
         if split == datasets.TEST and not parts.test:

@@ -40,7 +40,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from model.contract import INPUT_SHAPE, SERVING_SIGNATURE
 from model.lite import INT8_FILENAME, LiteClassifier, flatbuffer_digest
 from model.metadata import ModelMetadata
-from model.saved import PREDICT_BATCH_SIZE, ModelLoadError, load_classifier
+from model.saved import PREDICT_BATCH_SIZE, Classifier, ModelLoadError, load_classifier, predict_in_batches
 from trainer import data as datasets
 from trainer import evaluate, metrics
 from trainer.files import is_local, local_copy, write_text
@@ -85,15 +85,25 @@ def faces_per_second(predict) -> float:
 def compare(model_dir: str, data_dir: str, split: str, threads: int) -> tuple[dict, bytes]:
     """Scores, size and speed of the SavedModel and of each VARIANTS conversion on the split's faces; and the
     int8 flatbuffer."""
-    predictions = evaluate.predict(model_dir, data_dir, split)
-    meta = predictions.metadata
-    try:
-        train = datasets.split_as_trained(datasets.list_examples(data_dir, meta.class_names), meta.trained_on).train
-    except ValueError:
-        raise ValueError(f"--data-dir {data_dir} is not the folder model {meta.model_version} was trained on: its "
-                         "training faces calibrate the int8 copy") from None
-    picked = np.random.default_rng(REPRESENTATIVE_SEED).permutation(len(train))[:REPRESENTATIVE_FACES]
-    representative, _ = datasets.load_arrays([train[i] for i in sorted(picked)])
+    with local_copy(model_dir) as local_model:  # one load and one listing serve the scores and the calibration
+        classifier = load_classifier(local_model)
+        meta = classifier.metadata
+        listed = datasets.list_examples(data_dir, meta.class_names)
+        predictions = evaluate.predict_with(classifier, listed, data_dir, split)
+        try:
+            train = datasets.split_as_trained(listed, meta.trained_on).train
+        except ValueError:
+            raise ValueError(f"--data-dir {data_dir} is not the folder model {meta.model_version} was trained on: "
+                             "its training faces calibrate the int8 copy") from None
+        picked = np.random.default_rng(REPRESENTATIVE_SEED).permutation(len(train))[:REPRESENTATIVE_FACES]
+        representative, _ = datasets.load_arrays([train[i] for i in sorted(picked)])
+        return scored_variants(classifier, local_model, predictions, representative, split, threads)
+
+
+def scored_variants(classifier: Classifier, local_model: str, predictions: evaluate.Predictions,
+                    representative: np.ndarray, split: str, threads: int) -> tuple[dict, bytes]:
+    """compare()'s figures for the loaded SavedModel and each VARIANTS conversion of it, and the int8 buffer."""
+    meta = classifier.metadata
 
     def scores(probabilities: np.ndarray) -> dict:
         decided = meta.decide(probabilities)
@@ -103,19 +113,16 @@ def compare(model_dir: str, data_dir: str, split: str, threads: int) -> tuple[di
                 "labels_changed": int((decided != predictions.predicted).sum()),
                 "largest_probability_change": float(np.abs(probabilities - predictions.probabilities).max())}
 
-    with local_copy(model_dir) as local_model:
-        classifier = load_classifier(local_model)
-        results = {"savedmodel": {**scores(predictions.probabilities), "megabytes": folder_megabytes(local_model),
-                                  "faces_per_second": faces_per_second(classifier)}}
-        flatbuffers = {}
-        for variant in VARIANTS:
-            with console.native_stderr_filtered(LITE_NOISE):
-                flatbuffers[variant] = convert(local_model, variant, representative)
-            lite = LiteClassifier(flatbuffers[variant], threads)
-            probabilities = np.concatenate([lite(predictions.images[i:i + PREDICT_BATCH_SIZE])
-                                            for i in range(0, len(predictions.images), PREDICT_BATCH_SIZE)])
-            results[variant] = {**scores(probabilities), "megabytes": len(flatbuffers[variant]) / 1e6,
-                                "faces_per_second": faces_per_second(lite)}
+    results = {"savedmodel": {**scores(predictions.probabilities), "megabytes": folder_megabytes(local_model),
+                              "faces_per_second": faces_per_second(classifier)}}
+    flatbuffers = {}
+    for variant in VARIANTS:
+        with console.native_stderr_filtered(LITE_NOISE):
+            flatbuffers[variant] = convert(local_model, variant, representative)
+        lite = LiteClassifier(flatbuffers[variant], threads)
+        probabilities = predict_in_batches(lite, predictions.images, len(meta.class_names))
+        results[variant] = {**scores(probabilities), "megabytes": len(flatbuffers[variant]) / 1e6,
+                            "faces_per_second": faces_per_second(lite)}
     return ({"model_version": meta.model_version, "split": split, "faces": len(predictions.labels),
              "threads": threads, "representative_faces": len(representative), "variants": results},
             flatbuffers["int8"])
