@@ -5,7 +5,8 @@ looks for its devices with the process's stderr captured, then writes back every
 start-up noise (absl's pre-initialisation notice, oneDNN and CUDA driver notices, `failed call to cuInit` on
 machines without a GPU). `configure_logging()` shows our logger ("facelabel") from INFO and every library from
 WARNING, without Beam's misleading "Resource module is not available" warning (it means that PyTorch is not
-installed). Anything else a library prints, errors included, still reaches the screen. `OneLineParser` is the
+installed) and its worker processes' notices about their own options; a record of a worker process shows as its
+message alone. Anything else a library prints, errors included, still reaches the screen. `OneLineParser` is the
 command line of every command: a usage mistake is one line.
 """
 
@@ -30,8 +31,15 @@ NATIVE_NOISE = re.compile(
     r"|To enable the following instructions: .* in other operations, rebuild TensorFlow"
     # MTCNN's output network given no candidate (a photo without faces): TensorFlow logs the empty batch it skips.
     r"|Local rendezvous is aborting with status: INVALID_ARGUMENT: Incompatible shapes: \[0,")
-# Library log messages (Python logging) that are noise for a user of this job.
-LOG_NOISE = re.compile(r"Resource module is not available for current platform")
+# Library log messages (Python logging) that are noise for a user of this job. The last two come from Beam's
+# own worker processes (--direct_running_mode multi_processing): options of the DirectRunner that its workers do
+# not declare (this job checks the user's options itself, up front), and a folder only Dataflow's workers have.
+LOG_NOISE = re.compile(r"Resource module is not available for current platform"
+                       r"|Discarding unparseable args: \["
+                       r"|No semi_persistent_directory found")
+# Beam's DirectRunner forwards each log record of its worker processes as one line of protobuf text, e.g.
+# 'Worker: severity: WARN timestamp {...} message: "..." log_location: "..." thread: "..."'.
+WORKER_RECORD = re.compile(r'^Worker: .*?\bmessage: "((?:[^"\\]|\\.)*)"')
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 USAGE_ERROR_STATUS = 2
 OUR_LOGGER = "facelabel"
@@ -66,10 +74,25 @@ def native_stderr_filtered(noise: re.Pattern = NATIVE_NOISE):
 
 
 class DropNoise(logging.Filter):
-    """Drops library log records whose message matches LOG_NOISE."""
+    """Drops library log records whose message matches LOG_NOISE; a record forwarded from a Beam worker process
+    is shown as its message alone (see WORKER_RECORD)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not LOG_NOISE.search(record.getMessage())
+        message = record.getMessage()
+        forwarded = WORKER_RECORD.match(message)
+        if forwarded:
+            message = unescape_protobuf_text(forwarded.group(1))
+            record.msg, record.args = message, None
+        return not LOG_NOISE.search(message)
+
+
+def unescape_protobuf_text(text: str) -> str:
+    """A string field of protobuf's text format as it was (escapes as `\\n`, `\\"` and octal UTF-8 bytes); the text
+    itself if it does not decode."""
+    try:
+        return text.encode("latin-1").decode("unicode_escape").encode("latin-1").decode("utf-8")
+    except (UnicodeError, ValueError):
+        return text
 
 
 def configure_logging() -> None:

@@ -14,6 +14,7 @@ from model.lite import PRECISION_FLOAT32, PRECISION_INT8, check_int8_model
 from pipeline.inputs import InputError, InputSpec, Survey, check_input, input_warnings, resolve_input
 from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
 from pipeline.outputs import IncompleteOutputError, output_files
+from pipeline.previous import unusable_reason
 
 WRITE_CHECK_FILE: str = ".facelabel-write-check"
 # Runners whose workers run on other machines, so they cannot read this machine's files (matched in lower case).
@@ -55,12 +56,20 @@ def check_output(output_dir: str) -> None:
         raise UserError(f"output folder is not writable: {output_dir} ({root_cause(err)})") from None
 
 
-def check_previous_labels(labels_path: str) -> None:
-    """--incremental reads the earlier labels: a damaged shard set is one clear line now, not a failed job later."""
+def check_previous_labels(labels_path: str, class_names: tuple[str, ...], faces_mode: str) -> None:
+    """--incremental reads the earlier labels: a damaged shard set is one clear line now, not a failed job later;
+    earlier labels that cannot be carried over (other columns, another --faces mode) are one warning line, since
+    then every image is labelled again."""
     try:
-        output_files(labels_path)
+        files = output_files(labels_path)
     except IncompleteOutputError as err:
         raise UserError(f"cannot run --incremental: {err}; remove or restore the output's labels files") from None
+    if not files:
+        log.info("--incremental: no earlier labels in %s: every image is labelled", labels_path.rsplit("/", 1)[0])
+        return
+    reason = unusable_reason(labels_path, files[0], class_names, faces_mode)
+    if reason:
+        log.warning("--incremental: earlier labels not used, every image is labelled again: %s", reason)
 
 
 def is_remote_runner(options: PipelineOptions) -> bool:

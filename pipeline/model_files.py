@@ -5,7 +5,9 @@ folder and loaded from there. Beam's `FileSystems` does the copying, so every sc
 Also the job's small helpers for remote paths: clear reasons for Beam's file-system errors, reachability checks.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 import threading
 
@@ -43,13 +45,29 @@ def check_reachable(folder_uri: str) -> None:
 
 
 def localize_model(model_uri: str) -> str:
-    """A local folder holding the model: the folder itself if local, else a per-process cached copy."""
+    """A local folder holding the model: the folder itself if local, else a per-process cached copy, removed
+    when the process ends (or at once if the copy fails), so that nightly runs do not pile copies up in /tmp."""
     if is_local(model_uri):
         return model_uri
     with _copy_lock:
         if model_uri not in _local_copies:
-            _local_copies[model_uri] = _copy_tree(model_uri, tempfile.mkdtemp(prefix="facelabel-model-"))
+            folder = tempfile.mkdtemp(prefix="facelabel-model-")
+            try:
+                _local_copies[model_uri] = _copy_tree(model_uri, folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
         return _local_copies[model_uri]
+
+
+@atexit.register
+def remove_local_copies() -> None:
+    """Delete this process's copies of remote models; run at exit (`pipeline.run.exit_now`, which skips the
+    interpreter's exit handlers, calls it itself). A model needed again afterwards is copied again."""
+    with _copy_lock:
+        for folder in _local_copies.values():
+            shutil.rmtree(folder, ignore_errors=True)
+        _local_copies.clear()
 
 
 def _copy_tree(source_uri: str, destination: str) -> str:

@@ -104,11 +104,12 @@ def output_lines(single_path: str) -> Iterator[str]:
             yield from lines
 
 
-def read_label_rows(labels_path: str, class_names: tuple[str, ...]) -> Iterator:
+def read_label_rows(labels_path: str, class_names: tuple[str, ...], unreadable: list[int] | None = None) -> Iterator:
     """The LabelRows of a run's labels output (labels.csv or its shards), streamed; nothing if it is missing
-    or written for other classes (see `pipeline.rows.parse_label_rows`)."""
+    or written for other classes; rows that do not parse are skipped, their record numbers appended to
+    `unreadable` (see `pipeline.rows.parse_label_rows`)."""
     from pipeline.rows import parse_label_rows
-    return parse_label_rows(output_lines(labels_path), class_names)
+    return parse_label_rows(output_lines(labels_path), class_names, unreadable)
 
 
 def promote_outputs(staging: str, output_dir: str) -> None:

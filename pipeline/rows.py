@@ -39,6 +39,12 @@ class FileKey(NamedTuple):
         return f"{self.modified:.{MODIFIED_DECIMALS}f}"
 
 
+# --faces: which faces of an image get a row.
+FACES_LARGEST: str = "largest"  # one row per image, for its largest face (the default)
+FACES_ALL: str = "all"  # one row per face found
+FACES_NONE: str = "none"  # no face finding: the whole image is the face (folders of ready face crops)
+FACE_MODES: tuple[str, ...] = (FACES_LARGEST, FACES_ALL, FACES_NONE)
+
 # The label of an image in which no face was found; its probabilities are empty.
 NO_FACE: str = "no_face"
 BOX_DECIMALS: int = 0
@@ -86,8 +92,10 @@ class ErrorRow(NamedTuple):
 
 
 def labels_header(class_names: tuple[str, ...]) -> list[str]:
-    return ["path", "label", *(f"p_{name}" for name in class_names), "model_version", "file_size", "file_modified",
-            *FACE_COLUMNS]
+    return ["path", "label", *(f"p_{name}" for name in class_names), *LABEL_TAIL_COLUMNS, *FACE_COLUMNS]
+
+
+LABEL_TAIL_COLUMNS: tuple[str, ...] = ("model_version", "file_size", "file_modified")
 
 
 FACE_COLUMNS: tuple[str, ...] = ("face", "faces_found", "face_box", "face_score")
@@ -117,18 +125,38 @@ def no_face_row(key: FileKey, model_version: str, class_count: int) -> LabelRow:
                     FaceInfo(0, 0))
 
 
-def parse_label_rows(text: str | Iterable[str], class_names: tuple[str, ...]) -> Iterator[LabelRow]:
+def parse_label_rows(text: str | Iterable[str], class_names: tuple[str, ...],
+                     unreadable: list[int] | None = None) -> Iterator[LabelRow]:
     """Rows of a labels.csv written by this module (its whole text, or its lines as read with newline="");
-    nothing if its columns are not this model's."""
+    nothing if its columns are not this model's.
+
+    A row that does not parse (cut short, or edited by hand) is skipped, so its image is labelled again rather
+    than the run failing; with `unreadable` given, the 1-based record number of each such row (header = 1) is
+    appended to it.
+    """
     reader = csv.reader(io.StringIO(text, newline="") if isinstance(text, str) else text)
     if next(reader, None) != labels_header(class_names):
         return
+    for number, fields in enumerate(reader, start=2):
+        try:
+            yield parse_label_fields(fields, class_names)
+        except (ValueError, IndexError):
+            if unreadable is not None:
+                unreadable.append(number)
+
+
+def parse_label_fields(fields: list[str], class_names: tuple[str, ...]) -> LabelRow:
+    """One labels.csv record (already split into fields) of a model with these classes; ValueError or
+    IndexError if it is not one this module writes."""
     count = len(class_names)
-    for fields in reader:
-        path, label, *rest = fields
-        probabilities = tuple(float(p) if p else math.nan for p in rest[:count])
-        yield LabelRow(path, label, probabilities, rest[count], int(rest[count + 1]), rest[count + 2],
-                       FaceInfo.parse(rest[count + 3:]))
+    path, label, *rest = fields
+    if len(rest) != count + len(LABEL_TAIL_COLUMNS) + len(FACE_COLUMNS):
+        raise ValueError(f"{len(fields)} fields")
+    if label not in (*class_names, NO_FACE):
+        raise ValueError(f"label {label!r}")
+    probabilities = tuple(float(p) if p else math.nan for p in rest[:count])
+    return LabelRow(path, label, probabilities, rest[count], int(rest[count + 1]), rest[count + 2],
+                    FaceInfo.parse(rest[count + 3:]))
 
 
 def sort_key(row: LabelRow | ErrorRow) -> tuple:

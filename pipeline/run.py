@@ -42,10 +42,10 @@ from pipeline.checks import (UserError, check_input_path, check_model, check_out
                              check_runner_paths, is_default_model, is_remote_runner)
 from pipeline.flags import at_least, error_rate, unknown_pipeline_args
 from pipeline.inputs import InputSpec, skipped_counts
+from pipeline.model_files import remove_local_copies
 from pipeline.outputs import LABELS_FILE, SUMMARY_FILE, output_names, promote_outputs, remove_quietly
-from pipeline.rows import NO_FACE
+from pipeline.rows import FACE_MODES, FACES_LARGEST, NO_FACE
 from pipeline.summary import format_summary, too_many_errors
-from pipeline.transforms import FACE_MODES, FACES_LARGEST
 
 # In --output, replaced by the launch date: a scheduler's fixed request still writes each night to its own folder.
 DATE_PLACEHOLDER: str = "{date}"
@@ -172,7 +172,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     metadata = check_model(args.model, args.precision)
     check_output(args.output)
     if args.incremental:
-        check_previous_labels(FileSystems.join(args.output, LABELS_FILE))
+        check_previous_labels(FileSystems.join(args.output, LABELS_FILE), metadata.class_names, args.faces)
 
     started = time.time()
     info = {
@@ -249,6 +249,7 @@ def exit_now(status: int) -> None:
     The outputs are complete and closed when main() returns; what is left is freeing TensorFlow's and Beam's
     objects one by one, which takes about a second and a half for nothing.
     """
+    remove_local_copies()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -4,7 +4,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.outputs import ERRORS_FILE, RUN_FILES
 from pipeline.rows import NO_FACE
-from pipeline.transforms import FACES_ALL, FACES_NONE
+from pipeline.rows import FACES_ALL, FACES_NONE
 
 # How many error kinds the end-of-run summary lists (all of them are in summary.json).
 SUMMARY_ERROR_KINDS: int = 5
@@ -25,8 +25,8 @@ def format_summary(summary: dict, outputs: list[str] | None = None) -> str:
     carried = summary.get("images_carried_over", 0)
     carried_note = f" ({carried:,} of them carried over unchanged)" if carried else ""
     no_face = summary.get("images_no_face", 0)
-    lines = [f"facelabel: {matched:,} image{'' if matched == 1 else 's'} matched{carried_note}: {labelled:,} labelled, {no_face:,} without a "
-             f"face, {failed:,} failed ({share(failed, matched)})"]
+    lines = [f"facelabel: {matched:,} image{'' if matched == 1 else 's'} matched{carried_note}: {labelled:,} labelled, "
+             f"{no_face:,} without a face, {failed:,} failed ({share(failed, matched)})"]
     counts = {name: count for name, count in summary["labels"].items() if name != NO_FACE}
     faces = sum(counts.values())
     per = "faces" if summary.get("faces") == FACES_ALL else "images"

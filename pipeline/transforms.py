@@ -29,8 +29,9 @@ from model.preprocess import DecodedImage, ImageDecodeError, preprocess_image
 from pipeline.face_handler import FaceFinderHandler
 from pipeline.inputs import InputSpec, ListInput, display_path
 from pipeline.model_handler import ClassifierHandler
-from pipeline.outputs import SUMMARY_FILE, read_label_rows
-from pipeline.rows import ErrorRow, FaceInfo, FaceKey, FileKey, LabelRow, no_face_row, to_label_row
+from pipeline.previous import read_previous_rows
+from pipeline.rows import (FACE_MODES, FACES_ALL, FACES_LARGEST, FACES_NONE, ErrorRow, FaceInfo,  # noqa: F401
+                           FaceKey, FileKey, LabelRow, no_face_row, to_label_row)
 from pipeline.write_outputs import WriteOutputs  # noqa: F401  (re-exported: moved to pipeline.write_outputs)
 
 # Files larger than this are not read into memory: no face image is anywhere near it.
@@ -151,28 +152,6 @@ class ReadImages(beam.PTransform):
                 "errors": (read["errors"], listing_errors) | "AllReadErrors" >> beam.Flatten()}
 
 
-def previous_faces_mode(labels_path: str) -> str | None:
-    """The --faces mode of the run that wrote labels_path, from the summary.json beside it (runs from before the
-    option had none: their mode was FACES_NONE); None without a readable summary."""
-    summary_path = FileSystems.join(labels_path.rsplit("/", 1)[0], SUMMARY_FILE)
-    try:
-        with FileSystems.open(summary_path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            return json.loads(handle.read().decode("utf-8")).get("faces", FACES_NONE)
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def read_previous_rows(path: str, class_names: tuple[str, ...],
-                       faces_mode: str | None = None) -> Iterable[tuple[str, LabelRow]]:
-    """(path, row) for each row of an earlier labels.csv (or its shard set), streamed; nothing if it is missing,
-    of another layout, or (with faces_mode) written with another --faces mode: then every image is labelled
-    again."""
-    if faces_mode is not None and previous_faces_mode(path) != faces_mode:
-        return
-    for row in read_label_rows(path, class_names):
-        yield row.path, row
-
-
 class SplitUnchanged(beam.DoFn):
     """Per path: the file's metadata if it must be labelled, or its earlier row (tag 'carried') if unchanged."""
 
@@ -229,13 +208,6 @@ class ReadFiles(beam.PTransform):
             | "OpenFiles" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED, skip_directories=False)
             | "Read" >> beam.Map(read_file).with_exception_handling())
         return {"images": images, "errors": failed | "ReadErrors" >> beam.Map(dead_letter_to_error(readable_path))}
-
-
-# --faces: which faces of an image get a row.
-FACES_LARGEST: str = "largest"  # one row per image, for its largest face (the default)
-FACES_ALL: str = "all"  # one row per face found
-FACES_NONE: str = "none"  # no face finding: the whole image is the face (folders of ready face crops)
-FACE_MODES: tuple[str, ...] = (FACES_LARGEST, FACES_ALL, FACES_NONE)
 
 
 def decode_keyed(item: tuple[FileKey, bytes]) -> tuple[FileKey, DecodedImage]:

@@ -3,11 +3,14 @@
 import csv
 import io
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from conftest import encode, synthetic_face, write_synthetic_dataset
 from gcs_emulator import MISSING_BUCKET
+from pipeline import model_files
 from pipeline import run as job
 from trainer import evaluate, task
 
@@ -77,6 +80,20 @@ def test_missing_bucket_or_prefix_is_one_line_and_exit_2(gcs, gcs_model, gcs_fac
     assert err.startswith(message), err
     assert "\n" not in err and "Traceback" not in err
     assert gcs.list("out_never/") == []
+
+
+def test_copies_of_a_remote_model_do_not_outlive_the_process(gcs, gcs_model, tmp_path, monkeypatch):
+    """The per-process copy of a gs:// model is removed at exit (nightly runs used to leave one in /tmp each), and
+    a copy that fails leaves nothing behind."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    model_files.remove_local_copies()
+    copy = model_files.localize_model(gcs_model)
+    assert copy.startswith(str(tmp_path)) and (Path(copy) / "facelabel.json").is_file()
+    assert model_files.localize_model(gcs_model) == copy  # one copy per process
+    with pytest.raises(FileNotFoundError):
+        model_files.localize_model("gs://facelabel-test/models/none")
+    model_files.remove_local_copies()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_trainer_and_evaluate_on_gcs(gcs, tmp_path, capsys):

@@ -213,6 +213,41 @@ def test_incremental_run_relabels_rows_of_another_model_version(tiny_model_dir, 
     assert {row[4] for row in read_rows(labels)} == {"tiny-test-model"}
 
 
+def test_incremental_run_relabels_only_the_images_of_damaged_earlier_rows(tiny_model_dir, tmp_path, caplog):
+    """A row cut short or edited by hand costs its own image a new label, not the run (it raised before)."""
+    folder = faces_folder(tmp_path / "in", 4, seed=75)
+    out = tmp_path / "out"
+    job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
+    labels = out / "labels.csv"
+    rows_before = {row[0]: row for row in read_rows(labels)}
+    header, first, second, *rest = labels.read_text(encoding="utf-8").split("\n")
+    cut = first[: first.index(",", first.index(",") + 1)]  # path and label only
+    edited = second.replace(",happy,", ",maybe,").replace(",sad,", ",maybe,")
+    labels.write_text("\n".join([header, cut, edited, *rest]), encoding="utf-8")
+
+    with caplog.at_level("WARNING", logger="facelabel"):
+        summary = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir),
+                           "--incremental"])
+    assert summary["images_carried_over"] == 2 and summary["images_labelled"] == 4
+    assert {row[0]: row for row in read_rows(labels)} == rows_before  # relabelled alike, carried over intact
+    assert "2 rows of" in caplog.text and "record 2, 3" in caplog.text
+
+
+def test_incremental_run_says_why_earlier_labels_are_not_used(tiny_model_dir, tmp_path, caplog):
+    """Earlier labels of another layout relabel everything (safe) and say so in one warning line."""
+    folder = faces_folder(tmp_path / "in", 2, seed=77)
+    out = tmp_path / "out"
+    job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
+    (out / "labels.csv").write_text("name;mood\nface_0.png;happy\n", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="facelabel"):
+        summary = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir),
+                           "--incremental"])
+    assert summary["images_carried_over"] == 0 and summary["images_labelled"] == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("earlier labels not used" in w and "does not start with this model's labels header" in w
+               for w in warnings), warnings
+
+
 def test_symlinks_are_followed_loops_are_not_and_broken_links_are_reported(tiny_model_dir, tmp_path):
     elsewhere = faces_folder(tmp_path / "elsewhere", 2, seed=80)
     folder = faces_folder(tmp_path / "in", 2, seed=90)

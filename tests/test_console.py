@@ -1,0 +1,53 @@
+"""The quiet console: library notices dropped, records of Beam's worker processes shown as their message alone."""
+
+import logging
+import os
+import subprocess
+import sys
+
+from conftest import synthetic_face
+from model import console
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def record(message: str, name: str = "apache_beam.runners.portability.local_job_service") -> logging.LogRecord:
+    return logging.LogRecord(name, logging.WARNING, __file__, 1, message, None, None)
+
+
+def worker_line(message: str) -> str:
+    """A worker's record as Beam's DirectRunner forwards it (protobuf text of a LogEntry, on one line)."""
+    return ('Worker: severity: WARN timestamp {   seconds: 1796078526   nanos: 592527151 } message: "'
+            + message + '" log_location: "/x/apache_beam/options/pipeline_options.py:570" thread: "MainThread" ')
+
+
+def test_library_notices_are_dropped_and_other_records_kept():
+    noise = console.DropNoise()
+    assert not noise.filter(record("Resource module is not available for current platform, memory usage ..."))
+    assert not noise.filter(record(worker_line(
+        r"Discarding unparseable args: [\'--direct_runner_use_stacked_bundle\', \'--pipeline_type_check\']")))
+    assert not noise.filter(record(worker_line("No semi_persistent_directory found:  User registered objects")))
+    kept = record("cannot reach gs://bucket (Forbidden)", name="apache_beam.io.gcp.gcsio")
+    assert noise.filter(kept) and kept.getMessage() == "cannot reach gs://bucket (Forbidden)"
+
+
+def test_a_worker_record_is_shown_as_its_message():
+    forwarded = record(worker_line(r'--incremental: 2 rows of \"caf\303\251.csv\" could not be read\nsecond line'))
+    assert console.DropNoise().filter(forwarded)
+    assert forwarded.getMessage() == '--incremental: 2 rows of "café.csv" could not be read\nsecond line'
+
+
+def test_a_multi_process_run_prints_no_beam_worker_notices(tiny_model_dir, tmp_path):
+    """Beam's worker processes each logged two warnings about their own options (seen on every such run)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        synthetic_face(i % 2 == 0, seed=900 + i).save(folder / f"face_{i}.png")
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.run", "--input", str(folder), "--output", str(tmp_path / "out"),
+         "--model", str(tiny_model_dir), "--faces", "none",
+         "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 images matched: 2 labelled" in done.stdout
+    assert "WARNING" not in done.stderr and "Worker:" not in done.stderr, done.stderr[-2000:]
