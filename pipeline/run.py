@@ -24,6 +24,7 @@ import datetime
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 
@@ -167,12 +168,16 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         pipeline = beam.Pipeline(options=options)
     except ValueError as err:
         raise UserError(str(err)) from None
-    check_runner_paths(args, options)
-    source, survey = check_input_path(args.input)
-    metadata = check_model(args.model, args.precision)
-    check_output(args.output)
-    if args.incremental:
-        check_previous_labels(FileSystems.join(args.output, LABELS_FILE), metadata.class_names, args.faces)
+    try:
+        check_runner_paths(args, options)
+        source, survey = check_input_path(args.input)
+        metadata = check_model(args.model, args.precision)
+        check_output(args.output)
+        if args.incremental:
+            check_previous_labels(FileSystems.join(args.output, LABELS_FILE), metadata.class_names, args.faces)
+    except UserError:
+        shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)  # Beam's own folder, removed when a pipeline runs
+        raise
 
     started = time.time()
     info = {

@@ -4,6 +4,7 @@ import csv
 import os
 import json
 import shutil
+import tempfile
 
 import pytest
 
@@ -108,14 +109,19 @@ def test_empty_folder_writes_header_only_outputs(tiny_model_dir, tmp_path):
      "error: unrecognized argument: --face (did you mean --faces?)"),
     (lambda d, m: ["--output", str(d / "o")], "error: the following arguments are required: --input"),
 ])
-def test_user_mistakes_print_one_line_and_exit_2(tiny_model_dir, tmp_path, capsys, make_args, message):
+def test_user_mistakes_print_one_line_and_exit_2(tiny_model_dir, tmp_path, capsys, monkeypatch, make_args,
+                                                 message):
     synthetic_face(True, seed=1).save(tmp_path / "face.png")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     with pytest.raises(SystemExit) as exit_info:
         raise SystemExit(job.main(make_args(tmp_path, str(tiny_model_dir))))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(message), err
     assert "\n" not in err and "Traceback" not in err
+    assert list(temp.iterdir()) == []  # Beam's pipeline folder too (one was left in /tmp per mistake)
 
 
 @pytest.mark.parametrize("damage", ["no variables", "truncated variables"])
