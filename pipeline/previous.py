@@ -71,6 +71,7 @@ def read_previous_rows(path: str, class_names: tuple[str, ...],
     for row in read_label_rows(path, class_names, unreadable):
         yield row.path, row
     if unreadable:
-        log.warning("--incremental: %d row%s of %s could not be read (record %s%s): those images are labelled "
-                    "again", len(unreadable), "" if len(unreadable) == 1 else "s", path,
-                    ", ".join(map(str, unreadable[:3])), " ..." if len(unreadable) > 3 else "")
+        one = len(unreadable) == 1
+        log.warning("--incremental: %d row%s of %s could not be read (record %s%s): %s labelled again",
+                    len(unreadable), "" if one else "s", path, ", ".join(map(str, unreadable[:3])),
+                    " ..." if len(unreadable) > 3 else "", "its image is" if one else "their images are")
