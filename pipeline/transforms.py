@@ -10,16 +10,14 @@ sends that file to a dead-letter output (Beam's `with_exception_handling`) with 
 failing the run.
 """
 
-import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
 from model.align import face_inputs
@@ -30,8 +28,8 @@ from pipeline.face_handler import FaceFinderHandler
 from pipeline.inputs import InputSpec, ListInput, display_path
 from pipeline.model_handler import ClassifierHandler
 from pipeline.previous import read_previous_rows
-from pipeline.rows import (FACE_MODES, FACES_ALL, FACES_LARGEST, FACES_NONE, ErrorRow, FaceInfo,  # noqa: F401
-                           FaceKey, FileKey, LabelRow, no_face_row, to_label_row)
+from pipeline.rows import (FACE_MODES, FACES_ALL, FACES_LARGEST, FACES_NONE, ErrorRow, FaceInfo, FaceKey, FileKey,
+                           no_face_row, to_label_row)
 from pipeline.write_outputs import WriteOutputs  # noqa: F401  (re-exported: moved to pipeline.write_outputs)
 
 # Files larger than this are not read into memory: no face image is anywhere near it.

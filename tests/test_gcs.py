@@ -71,7 +71,7 @@ def test_glob_input_on_gcs(gcs, gcs_model, gcs_faces):
     ("--input", "gs://facelabel-test/no/such/prefix", "error: input not found or matches no files"),
     ("--model", f"gs://{MISSING_BUCKET}/model", f"error: cannot list model folder gs://{MISSING_BUCKET}/model"),
     ("--model", "gs://facelabel-test/models/none", "error: model folder not found or empty"),
-    ("--output", f"gs://{MISSING_BUCKET}/out", f"error: output folder is not writable: cannot reach gs://"),
+    ("--output", f"gs://{MISSING_BUCKET}/out", "error: output folder is not writable: cannot reach gs://"),
 ])
 def test_missing_bucket_or_prefix_is_one_line_and_exit_2(gcs, gcs_model, gcs_faces, capsys, flag, value, message):
     args = {"--input": gcs_faces[0], "--output": gcs.uri("out_never"), "--model": gcs_model, flag: value}

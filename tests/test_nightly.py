@@ -2,7 +2,6 @@
 files that vanish between matching and reading, and a large mixed folder where every file is accounted for."""
 
 import csv
-import io
 import shutil
 import zlib
 
