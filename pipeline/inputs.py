@@ -25,11 +25,12 @@ from collections import Counter
 from collections.abc import Iterator
 
 import apache_beam as beam
+from apache_beam.io.filesystem import FileMetadata
 
 from pipeline.listing import (CASE, ERROR, SEPARATOR, SKIP, TAKE, display_path, folder_pattern, gcs_listing,
                               list_file, list_folder, match_pattern)
 from pipeline.model_files import is_local, root_cause
-from pipeline.rows import ErrorRow
+from pipeline.rows import ErrorRow, FileKey
 
 __all__ = ["CASE", "ERROR", "FILE", "FOLDER", "PATTERN", "SKIP", "TAKE", "InputError", "InputSpec", "ListInput",
            "Survey", "check_input", "display_path", "input_warnings", "list_input", "resolve_input",
@@ -163,3 +164,8 @@ class ListInput(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(self.ERRORS, value)
 
 
+
+
+def file_key(metadata: FileMetadata) -> FileKey:
+    """The file's key through the pipeline: its path as written in the outputs (display_path), size, mtime."""
+    return FileKey(display_path(metadata.path), metadata.size_in_bytes, metadata.last_updated_in_seconds)

@@ -1,22 +1,37 @@
-"""The earlier run's labels, for --incremental: whether they can be used, and reading them back.
+"""The earlier run's labels, for --incremental: whether they can be used, reading them back, and which files
+keep their earlier rows.
+
+    earlier labels.csv -> ReadPreviousLabels -> (path, row) ─┐
+    matched files -> KeyByPath -> (path, file) ──────────────┴─> JoinWithPrevious -> Split -> changed | carried
 
 An unchanged file (same size and modification time) labelled by the same model in the same --faces mode keeps
-its earlier rows; everything else is labelled again. Earlier labels that cannot be used at all (other columns,
-another --faces mode, no summary.json beside them) are said once, where the job is launched, so that a run that
-relabels everything is never a surprise; a single row that does not parse only costs its own image a new label.
+its earlier rows, if they are a sound set: one row per face rank with a label that its own probabilities give
+under the model's decision rule. Everything else is labelled again. Earlier labels that cannot be used at all
+(other columns, another --faces mode, no summary.json beside them) are said once, where the job is launched, so a
+run that relabels everything is never a surprise; a row that does not parse, or was edited so that it no longer
+agrees with itself, costs only its own image a new label, with a warning.
 """
 
 import csv
 import io
 import json
 import logging
+import math
 from collections.abc import Iterable
 
+import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from model.metadata import ModelMetadata
+from pipeline.inputs import display_path, file_key
 from pipeline.outputs import ENCODING, SUMMARY_FILE, read_label_rows
-from pipeline.rows import FACES_NONE, LabelRow, labels_header
+from pipeline.rows import FACES_NONE, NO_FACE, LabelRow, labels_header
+
+# How far a written row's probabilities may sum from 1 before it counts as edited: rounding to 6 decimals moves
+# the sum by a few millionths; an int8 copy's softmax comes in steps of 1/256 per class (sums of 1 exactly on 1,000
+# FER2013 faces with the shipped model, but not guaranteed): allow two such steps.
+PROBABILITY_SUM_TOLERANCE: float = 2 / 256
 
 log = logging.getLogger("facelabel")
 
@@ -75,3 +90,80 @@ def read_previous_rows(path: str, class_names: tuple[str, ...],
         log.warning("--incremental: %d row%s of %s could not be read (record %s%s): %s labelled again",
                     len(unreadable), "" if one else "s", path, ", ".join(map(str, unreadable[:3])),
                     " ..." if len(unreadable) > 3 else "", "its image is" if one else "their images are")
+
+
+def sound_rows(rows: list[LabelRow], metadata: ModelMetadata) -> bool:
+    """True if an image's earlier rows can stand for it: face ranks 1..n once each (or one no_face row), and each
+    label the one its probabilities give under the model's decision rule (so a duplicated row, or a label or
+    probability changed by hand, sends the image to be labelled again)."""
+    ranks = sorted(row.face.face for row in rows)
+    if ranks != [0] and ranks != list(range(1, len(rows) + 1)):
+        return False
+    for row in rows:
+        finite = [p for p in row.probabilities if not math.isnan(p)]
+        if row.label == NO_FACE:
+            if finite or row.face.face != 0:
+                return False
+            continue
+        if len(finite) != len(metadata.class_names) or abs(sum(finite) - 1.0) > PROBABILITY_SUM_TOLERANCE:
+            return False
+        if metadata.class_names[int(metadata.decide([finite])[0])] != row.label:
+            return False
+    return True
+
+
+class SplitUnchanged(beam.DoFn):
+    """Per path: the file's metadata if it must be labelled, or its earlier rows (tag 'carried') if the file is
+    unchanged, they were written by this model and they are sound (see sound_rows)."""
+
+    CARRIED = "carried"
+
+    def __init__(self, metadata: ModelMetadata):
+        self._metadata = metadata
+        self._unsound: list[str] = []
+
+    def start_bundle(self):
+        self._unsound = []
+
+    def process(self, joined: tuple[str, dict]):
+        path, groups = joined
+        files, previous = list(groups["file"]), list(groups["previous"])
+        if not files:  # labelled last time, gone now
+            return
+        key = file_key(files[0])
+        unchanged = (key.size, key.modified_text, self._metadata.model_version)
+        if previous and all((row.file_size, row.file_modified, row.model_version) == unchanged for row in previous):
+            if sound_rows(previous, self._metadata):
+                yield from (beam.pvalue.TaggedOutput(self.CARRIED, row) for row in previous)  # a row per face
+                return
+            self._unsound.append(path)
+        yield files[0]
+
+    def finish_bundle(self):
+        if self._unsound:
+            count = len(self._unsound)
+            log.warning("--incremental: the earlier rows of %d image%s do not agree with themselves (duplicated, or "
+                        "a label or probability edited): labelled again: %s%s", count, "" if count == 1 else "s",
+                        ", ".join(self._unsound[:3]), " ..." if count > 3 else "")
+
+
+class SkipUnchanged(beam.PTransform):
+    """FileMetadata -> (metadata to read and label, LabelRow carried over from the earlier labels.csv)."""
+
+    def __init__(self, previous_labels: str, metadata: ModelMetadata, faces_mode: str | None = None):
+        super().__init__()
+        self._previous_labels = previous_labels
+        self._metadata = metadata
+        self._faces_mode = faces_mode
+
+    def expand(self, matched):
+        previous = (matched.pipeline
+                    | "PreviousLabelsFile" >> beam.Create([self._previous_labels])
+                    | "ReadPreviousLabels" >> beam.FlatMap(read_previous_rows, self._metadata.class_names,
+                                                           self._faces_mode))
+        split = (
+            {"file": matched | "KeyByPath" >> beam.Map(lambda m: (display_path(m.path), m)), "previous": previous}
+            | "JoinWithPrevious" >> beam.CoGroupByKey()
+            | "Split" >> beam.ParDo(SplitUnchanged(self._metadata)).with_outputs(
+                SplitUnchanged.CARRIED, main="changed"))
+        return split.changed, split[SplitUnchanged.CARRIED]

@@ -39,6 +39,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from model.contract import DEFAULT_MODEL_DIR
 from model.lite import INT8_VERSION_SUFFIX, PRECISION_FLOAT32, PRECISIONS
+from model.metadata import ModelMetadata
 from pipeline.checks import (UserError, check_input_path, check_model, check_output, check_previous_labels,
                              check_runner_paths, is_default_model, is_remote_runner)
 from pipeline.flags import at_least, error_rate, unknown_pipeline_args
@@ -134,13 +135,14 @@ def inference_threads(args: argparse.Namespace, options: PipelineOptions) -> int
     return 0
 
 
-def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir: str,
-                   class_names: tuple[str, ...], info: dict) -> None:
-    """files -> ReadImages -> LabelImages -> WriteOutputs."""
+def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir: str, metadata: ModelMetadata,
+                   info: dict) -> None:
+    """files -> ReadImages -> LabelImages -> WriteOutputs, with the served model's metadata."""
+    class_names = metadata.class_names
     from pipeline.transforms import LabelImages, ReadImages, WriteOutputs  # the model handlers: TensorFlow
     previous = FileSystems.join(args.output, LABELS_FILE) if args.incremental else None
-    read = pipeline | "ReadImages" >> ReadImages(InputSpec(args.input, info["input_kind"]), previous,
-                                                 info["model_version"], class_names, args.faces)
+    read = pipeline | "ReadImages" >> ReadImages(InputSpec(args.input, info["input_kind"]), previous, metadata,
+                                                 args.faces)
     # Workers load the shipped default model from their own installed package (None), other models by path.
     worker_model = None if is_default_model(args.model) else args.model
     labelled = read["images"] | "LabelImages" >> LabelImages(
@@ -199,12 +201,12 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     if dry_run or options.view_as(StandardOptions).no_wait_until_finish:
         # Nobody waits to move staged files into place: the job writes straight into the output folder.
         with pipeline:
-            build_pipeline(pipeline, args, args.output, metadata.class_names, info)
+            build_pipeline(pipeline, args, args.output, metadata, info)
         return launch_details(pipeline.result, dry_run, info)
     staging = FileSystems.join(args.output, f"{STAGING_PREFIX}{int(started)}-{os.getpid()}")
     try:
         with pipeline:
-            build_pipeline(pipeline, args, staging, metadata.class_names, info)
+            build_pipeline(pipeline, args, staging, metadata, info)
         promote_outputs(staging, args.output)
     finally:
         remove_quietly(staging)

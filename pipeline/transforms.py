@@ -17,17 +17,18 @@ from collections.abc import Callable
 import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes, FileMetadata
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
 from model.align import face_inputs
 from model.faces import decode_for_faces
 from model.lite import PRECISION_FLOAT32
+from model.metadata import ModelMetadata
 from model.preprocess import DecodedImage, ImageDecodeError, preprocess_image
 from pipeline.face_handler import FaceFinderHandler
-from pipeline.inputs import InputSpec, ListInput, display_path
+from pipeline.inputs import InputSpec, ListInput, display_path, file_key
 from pipeline.model_handler import ClassifierHandler
-from pipeline.previous import read_previous_rows
+from pipeline.previous import SkipUnchanged
 from pipeline.rows import (FACE_MODES, FACES_ALL, FACES_LARGEST, FACES_NONE, ErrorRow, FaceInfo, FaceKey, FileKey,
                            no_face_row, to_label_row)
 from pipeline.write_outputs import WriteOutputs  # noqa: F401  (re-exported: moved to pipeline.write_outputs)
@@ -65,11 +66,6 @@ class ReportProgress(beam.DoFn):
             log.info("progress: %d faces labelled by this worker (%.0f faces/s)",
                      self._count, self._count / (now - self._started))
         return ()
-
-
-def file_key(metadata: FileMetadata) -> FileKey:
-    """The file's key through the pipeline: its path as written in the outputs (display_path), size, mtime."""
-    return FileKey(display_path(metadata.path), metadata.size_in_bytes, metadata.last_updated_in_seconds)
 
 
 def read_file(readable: fileio.ReadableFile) -> tuple[FileKey, bytes]:
@@ -117,18 +113,20 @@ class ReadImages(beam.PTransform):
 
     Returns {"matched": paths, "images": (FileKey, bytes), "errors": ErrorRow, "carried": LabelRow}. Folders
     that cannot be listed and broken links count as matched and become errors. Paths in every output are
-    `display_path`s. With `previous` (an earlier run's labels.csv) files unchanged since it was written, and
-    labelled by `model_version`, are not read again: their earlier rows come out as "carried".
+    `display_path`s. With `previous` (an earlier run's labels.csv) and the served model's `metadata`, files
+    unchanged since it was written, and labelled by this model, are not read again: their earlier rows come out
+    as "carried" (see `pipeline.previous`).
     """
 
-    def __init__(self, source: InputSpec, previous: str | None = None, model_version: str = "",
-                 class_names: tuple[str, ...] = (), faces_mode: str | None = None):
+    def __init__(self, source: InputSpec, previous: str | None = None, metadata: ModelMetadata | None = None,
+                 faces_mode: str | None = None):
         super().__init__()
+        if previous and metadata is None:
+            raise ValueError("earlier labels need the served model's metadata to be carried over")
         self._source = source
         self._faces_mode = faces_mode
         self._previous = previous
-        self._model_version = model_version
-        self._class_names = class_names
+        self._metadata = metadata
 
     def expand(self, pbegin):
         listed = (pbegin
@@ -138,8 +136,8 @@ class ReadImages(beam.PTransform):
         matched = listed.files | "SpreadFiles" >> beam.Reshuffle()
         to_read, carried = matched, pbegin | "NothingCarried" >> beam.Create([])
         if self._previous:
-            to_read, carried = matched | "SkipUnchanged" >> SkipUnchanged(
-                self._previous, self._model_version, self._class_names, self._faces_mode)
+            to_read, carried = matched | "SkipUnchanged" >> SkipUnchanged(self._previous, self._metadata,
+                                                                          self._faces_mode)
         listing_errors = listed[ListInput.ERRORS]
         read = to_read | "ReadFiles" >> ReadFiles()
         return {"matched": (matched | "MatchedPaths" >> beam.Map(lambda m: display_path(m.path)),
@@ -148,50 +146,6 @@ class ReadImages(beam.PTransform):
                 "carried": carried,
                 "images": read["images"],
                 "errors": (read["errors"], listing_errors) | "AllReadErrors" >> beam.Flatten()}
-
-
-class SplitUnchanged(beam.DoFn):
-    """Per path: the file's metadata if it must be labelled, or its earlier row (tag 'carried') if unchanged."""
-
-    CARRIED = "carried"
-
-    def __init__(self, model_version: str):
-        self._model_version = model_version
-
-    def process(self, joined: tuple[str, dict]):
-        _, groups = joined
-        files, previous = list(groups["file"]), list(groups["previous"])
-        if files:  # else: labelled last time, gone now
-            key = file_key(files[0])
-            unchanged = (key.size, key.modified_text, self._model_version)
-            if previous and all((row.file_size, row.file_modified, row.model_version) == unchanged
-                                for row in previous):
-                yield from (beam.pvalue.TaggedOutput(self.CARRIED, row) for row in previous)  # a row per face
-            else:
-                yield files[0]
-
-
-class SkipUnchanged(beam.PTransform):
-    """FileMetadata -> (metadata to read and label, LabelRow carried over from the earlier labels.csv)."""
-
-    def __init__(self, previous_labels: str, model_version: str, class_names: tuple[str, ...],
-                 faces_mode: str | None = None):
-        super().__init__()
-        self._previous_labels = previous_labels
-        self._model_version = model_version
-        self._class_names = class_names
-        self._faces_mode = faces_mode
-
-    def expand(self, matched):
-        previous = (matched.pipeline
-                    | "PreviousLabelsFile" >> beam.Create([self._previous_labels])
-                    | "ReadPreviousLabels" >> beam.FlatMap(read_previous_rows, self._class_names, self._faces_mode))
-        split = (
-            {"file": matched | "KeyByPath" >> beam.Map(lambda m: (display_path(m.path), m)), "previous": previous}
-            | "JoinWithPrevious" >> beam.CoGroupByKey()
-            | "Split" >> beam.ParDo(SplitUnchanged(self._model_version)).with_outputs(
-                SplitUnchanged.CARRIED, main="changed"))
-        return split.changed, split[SplitUnchanged.CARRIED]
 
 
 class ReadFiles(beam.PTransform):

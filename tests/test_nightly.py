@@ -232,6 +232,34 @@ def test_incremental_run_relabels_only_the_images_of_damaged_earlier_rows(tiny_m
     assert "2 rows of" in caplog.text and "record 2, 3" in caplog.text
 
 
+def test_incremental_run_relabels_images_whose_earlier_rows_disagree_with_themselves(tiny_model_dir, tmp_path,
+                                                                                     caplog):
+    """Rows that parse but were duplicated, or whose label or probabilities were edited, are not carried over:
+    a duplicate was carried night after night (matched 4, labelled 5)."""
+    folder = faces_folder(tmp_path / "in", 4, seed=76)
+    out = tmp_path / "out"
+    job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
+    labels = out / "labels.csv"
+    rows_before = {row[0]: row for row in read_rows(labels)}
+    header, first, second, third, *rest = labels.read_text(encoding="utf-8").split("\n")
+    fields = next(csv.reader([second]))
+    fields[1] = "sad" if fields[1] == "happy" else "happy"  # the label flipped, probabilities left
+    flipped = ",".join(fields)
+    fields = next(csv.reader([third]))
+    fields[2] = "0.100000"  # p_happy changed, p_sad left
+    edited = ",".join(fields)
+    labels.write_text("\n".join([header, first, first, flipped, edited, *rest]), encoding="utf-8")
+
+    with caplog.at_level("WARNING", logger="facelabel"):
+        summary = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir),
+                           "--incremental"])
+    assert summary["images_matched"] == 4 == summary["images_labelled"]
+    assert summary["images_carried_over"] == 1
+    assert {row[0]: row for row in read_rows(labels)} == rows_before
+    warned = [r.getMessage() for r in caplog.records if "do not agree with themselves" in r.getMessage()]
+    assert sum(int(message.split("rows of ")[1].split()[0]) for message in warned) == 3, warned
+
+
 def test_incremental_run_says_why_earlier_labels_are_not_used(tiny_model_dir, tmp_path, caplog):
     """Earlier labels of another layout relabel everything (safe) and say so in one warning line."""
     folder = faces_folder(tmp_path / "in", 2, seed=77)
