@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
 
@@ -54,6 +55,9 @@ DATE_PLACEHOLDER: str = "{date}"
 DATE_FORMAT: str = "%Y-%m-%d"
 EXIT_USER_ERROR: int = 2
 EXIT_TOO_MANY_ERRORS: int = 3
+# A run stopped by a signal exits with 128 + the signal's number, as a shell reports it.
+EXIT_SIGNAL_BASE: int = 128
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 # Outputs are written here inside the output folder, then moved into place when the run succeeds.
 STAGING_PREFIX: str = ".facelabel-staging-"
 
@@ -237,6 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print("error: " + " ".join(str(err).split()), file=sys.stderr)  # always one line
         return EXIT_USER_ERROR
+    except BaseException:
+        if not _stopped_by:
+            raise
+        # Interrupted, as raised, or wrapped by Beam into another error on its way out of the running step.
+        print(f"error: stopped by {signal.Signals(_stopped_by[0]).name}: the output folder keeps the results it "
+              f"had before this run", file=sys.stderr)
+        return EXIT_SIGNAL_BASE + _stopped_by[0]
     if summary.get("launched"):
         done = "built (dry run), not submitted" if summary["dry_run"] else "submitted, not waiting for it"
         print(f"job {summary['job']} with {len(summary['transforms'])} transforms {done}; "
@@ -248,6 +259,26 @@ def main(argv: list[str] | None = None) -> int:
               f"--max-error-rate allows", file=sys.stderr)
         return EXIT_TOO_MANY_ERRORS
     return 0
+
+
+class Interrupted(BaseException):
+    """The run was stopped by a signal (Ctrl-C, or a scheduler's or `timeout`'s SIGTERM)."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+
+
+_stopped_by: list[int] = []  # the number of the signal that stopped the run, once one has
+
+
+def stop_on_signal(signal_number: int, _frame) -> None:
+    """Turn SIGINT and SIGTERM into Interrupted in the main thread, so the run's clean-up (the staging folder,
+    model copies) happens as after any failure; libraries' logs of the unwinding threads are silenced (dozens of
+    lines of tracebacks that say only that the run was stopped)."""
+    logging.disable(logging.CRITICAL)
+    _stopped_by.append(signal_number)
+    raise Interrupted(signal_number)
 
 
 def exit_now(status: int) -> None:
@@ -264,4 +295,6 @@ def exit_now(status: int) -> None:
 
 
 if __name__ == "__main__":
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, stop_on_signal)
     exit_now(main())

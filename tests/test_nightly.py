@@ -2,7 +2,12 @@
 files that vanish between matching and reading, and a large mixed folder where every file is accounted for."""
 
 import csv
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import zlib
 
 import apache_beam as beam
@@ -19,6 +24,8 @@ from pipeline import run as job
 from pipeline.transforms import ReadFiles
 
 REAL_FACES = 1000
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STOP_AFTER_SECONDS = 3.0
 
 
 def read_rows(path):
@@ -273,6 +280,34 @@ def test_incremental_run_says_why_earlier_labels_are_not_used(tiny_model_dir, tm
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("earlier labels not used" in w and "does not start with this model's labels header" in w
                for w in warnings), warnings
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_run_stopped_by_a_signal_says_so_in_one_line_and_keeps_the_last_results(tiny_model_dir, tmp_path, stop):
+    """A scheduler's or `timeout`'s SIGTERM used to leave the staging folder in the output and print nothing;
+    Ctrl-C printed three tracebacks. Now: one line, exit 128 + the signal, outputs as before, no staging left."""
+    out = tmp_path / "out"
+    job.run(["--input", str(faces_folder(tmp_path / "first", 2, seed=50)), "--output", str(out),
+             "--model", str(tiny_model_dir)])
+    before = {name: (out / name).read_bytes() for name in ("labels.csv", "errors.csv", "summary.json")}
+    many = faces_folder(tmp_path / "many", 400, seed=51)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.run", "--input", str(many), "--output", str(out),
+         "--model", str(tiny_model_dir)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stderr:  # wait until the run has started, then let it work a little
+        lines.append(line)
+        if "INFO labelling" in line:
+            break
+    time.sleep(STOP_AFTER_SECONDS)
+    process.send_signal(stop)
+    _, rest = process.communicate(timeout=120)
+    err = "".join(lines) + rest
+    assert process.returncode == 128 + stop, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith(f"error: stopped by {stop.name}: the output folder keeps")
+    assert "Traceback" not in err, err[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no staging folder left
+    assert {name: (out / name).read_bytes() for name in before} == before
 
 
 def test_symlinks_are_followed_loops_are_not_and_broken_links_are_reported(tiny_model_dir, tmp_path):
