@@ -40,6 +40,10 @@ LOG_NOISE = re.compile(r"Resource module is not available for current platform"
 # Beam's DirectRunner forwards each log record of its worker processes as one line of protobuf text, e.g.
 # 'Worker: severity: WARN timestamp {...} message: "..." log_location: "..." thread: "..."'.
 WORKER_RECORD = re.compile(r'^Worker: .*?\bmessage: "((?:[^"\\]|\\.)*)"')
+# The logger those forwarded records arrive on; its records below WARNING are shown only when they come from this
+# project's own code (progress lines), found by the record's source file.
+BEAM_WORKER_LOGGER = "apache_beam.runners.portability.local_job_service"
+OUR_WORKER_CODE = re.compile(r'log_location: "[^"]*/(pipeline|model)/[^"/]+\.py:\d+"')
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 USAGE_ERROR_STATUS = 2
 OUR_LOGGER = "facelabel"
@@ -80,6 +84,9 @@ class DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         forwarded = WORKER_RECORD.match(message)
+        if record.name == BEAM_WORKER_LOGGER and record.levelno < logging.WARNING and not (
+                forwarded and OUR_WORKER_CODE.search(message)):
+            return False
         if forwarded:
             message = unescape_protobuf_text(forwarded.group(1))
             record.msg, record.args = message, None
@@ -101,6 +108,7 @@ def configure_logging() -> None:
     for handler in logging.getLogger().handlers:
         handler.addFilter(DropNoise())
     logging.getLogger(OUR_LOGGER).setLevel(logging.INFO)
+    logging.getLogger(BEAM_WORKER_LOGGER).setLevel(logging.INFO)  # our workers' progress lines (see DropNoise)
 
 
 def start_tensorflow() -> None:

@@ -31,6 +31,21 @@ def test_library_notices_are_dropped_and_other_records_kept():
     assert noise.filter(kept) and kept.getMessage() == "cannot reach gs://bucket (Forbidden)"
 
 
+def test_worker_info_records_are_shown_only_from_our_code():
+    """In multi-process runs the workers' progress lines (INFO) reach the console; Beam's own INFO does not."""
+    def info(message: str, location: str) -> logging.LogRecord:
+        line = worker_line(message).replace("WARN", "INFO").replace(
+            "/x/apache_beam/options/pipeline_options.py:570", location)
+        return logging.LogRecord(console.BEAM_WORKER_LOGGER, logging.INFO, __file__, 1, line, None, None)
+    noise = console.DropNoise()
+    ours = info("progress: 4000 faces labelled by this worker (410 faces/s)",
+                "/venv/lib/python3.11/site-packages/pipeline/transforms.py:66")
+    assert noise.filter(ours) and ours.getMessage().startswith("progress: 4000 faces")
+    assert not noise.filter(info("Creating state cache with size 0", "/venv/apache_beam/runners/worker/x.py:12"))
+    assert not noise.filter(logging.LogRecord(console.BEAM_WORKER_LOGGER, logging.INFO, __file__, 1,
+                                              "Grpc server started at localhost on port 1", None, None))
+
+
 def test_a_worker_record_is_shown_as_its_message():
     forwarded = record(worker_line(r'--incremental: 2 rows of \"caf\303\251.csv\" could not be read\nsecond line'))
     assert console.DropNoise().filter(forwarded)
