@@ -14,7 +14,7 @@ from model.lite import PRECISION_FLOAT32, PRECISION_INT8, check_int8_model
 from pipeline.inputs import InputError, InputSpec, Survey, check_input, input_warnings, resolve_input
 from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
 from pipeline.outputs import IncompleteOutputError, output_files
-from pipeline.previous import unusable_reason
+from pipeline.previous import earlier_model_version, unusable_reason
 
 WRITE_CHECK_FILE: str = ".facelabel-write-check"
 # Runners whose workers run on other machines, so they cannot read this machine's files (matched in lower case).
@@ -56,10 +56,11 @@ def check_output(output_dir: str) -> None:
         raise UserError(f"output folder is not writable: {output_dir} ({root_cause(err)})") from None
 
 
-def check_previous_labels(labels_path: str, class_names: tuple[str, ...], faces_mode: str) -> None:
+def check_previous_labels(labels_path: str, class_names: tuple[str, ...], faces_mode: str,
+                          model_version: str) -> None:
     """--incremental reads the earlier labels: a damaged shard set is one clear line now, not a failed job later;
     earlier labels that cannot be carried over (other columns, another --faces mode) are one warning line, since
-    then every image is labelled again."""
+    then every image is labelled again; so is, as information, a change of model (or of --precision)."""
     try:
         files = output_files(labels_path)
     except IncompleteOutputError as err:
@@ -70,6 +71,11 @@ def check_previous_labels(labels_path: str, class_names: tuple[str, ...], faces_
     reason = unusable_reason(labels_path, files[0], class_names, faces_mode)
     if reason:
         log.warning("--incremental: earlier labels not used, every image is labelled again: %s", reason)
+        return
+    earlier = earlier_model_version(files[0])
+    if earlier and earlier != model_version:
+        log.info("--incremental: the earlier labels are by model %s, this run's is %s: every image is labelled "
+                 "again", earlier, model_version)
 
 
 def is_remote_runner(options: PipelineOptions) -> bool:

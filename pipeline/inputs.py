@@ -135,8 +135,10 @@ def input_warnings(spec: InputSpec, survey: Survey) -> list[str]:
         warnings.append(f"no image files found in {spec.text}; writing empty outputs")
     if survey.errors:
         first = survey.errors[0]
-        warnings.append(f"{len(survey.errors)} entries under {spec.text} cannot be read (first: {first.path}: "
-                        f"{first.error}); each is a row in errors.csv")
+        count = len(survey.errors)
+        warnings.append(f"{count} {'entry' if count == 1 else 'entries'} under {spec.text} cannot be read "
+                        f"({'' if count == 1 else 'first: '}{first.path}: {first.error}); "
+                        f"{'it is' if count == 1 else 'each is'} a row in errors.csv")
     if survey.case_excluded:
         examples = ", ".join(survey.case_excluded[:WARNING_EXAMPLES])
         warnings.append(f"{len(survey.case_excluded)} image files are not taken because their names differ from "

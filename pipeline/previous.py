@@ -26,7 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 from model.metadata import ModelMetadata
 from pipeline.inputs import display_path, file_key
 from pipeline.outputs import ENCODING, SUMMARY_FILE, read_label_rows
-from pipeline.rows import FACES_NONE, NO_FACE, LabelRow, labels_header
+from pipeline.rows import FACES_NONE, LABEL_TAIL_COLUMNS, NO_FACE, LabelRow, labels_header
 
 # How far a written row's probabilities may sum from 1 before it counts as edited: rounding to 6 decimals moves
 # the sum by a few millionths; an int8 copy's softmax comes in steps of 1/256 per class (sums of 1 exactly on 1,000
@@ -47,11 +47,13 @@ def previous_faces_mode(labels_path: str) -> str | None:
         return None
 
 
-def first_record(path: str) -> list[str] | None:
-    """The first CSV record of a file (its header), or None if it cannot be read as text."""
+def first_records(path: str, count: int = 2) -> list[list[str]] | None:
+    """The first CSV records of a file (its header, then its first row), fewer if it is shorter; None if it
+    cannot be read as text."""
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            return next(csv.reader(io.TextIOWrapper(handle, encoding=ENCODING, newline="")), None)
+            reader = csv.reader(io.TextIOWrapper(handle, encoding=ENCODING, newline=""))
+            return [record for _, record in zip(range(count), reader)]
     except (OSError, ValueError):  # UnicodeDecodeError and csv.Error are ValueErrors
         return None
 
@@ -62,17 +64,27 @@ def unusable_reason(labels_path: str, first_file: str, class_names: tuple[str, .
 
     first_file: the labels output's first file (labels.csv, or its first shard), whose header is checked.
     """
-    header = first_record(first_file)
+    records = first_records(first_file)
+    header = records[0] if records else None
     if header != labels_header(class_names):
-        return (f"{first_file} does not start with this model's labels header ("
-                + ("not readable as text" if header is None else f"{len(header)} columns: "
-                   + ",".join(header[:4])[:80] + ("..." if len(header) > 4 else "")) + ")")
+        found = ("not readable as text" if records is None else "an empty file" if not records else
+                 f"{len(header)} columns: " + ",".join(header[:4])[:80] + ("..." if len(header) > 4 else ""))
+        return f"{first_file} does not start with this model's labels header ({found})"
     earlier_mode = previous_faces_mode(labels_path)
     if earlier_mode is None:
         return f"no readable {SUMMARY_FILE} beside {labels_path} says which --faces mode wrote it"
     if earlier_mode != faces_mode:
         return f"the earlier run used --faces {earlier_mode}, this one --faces {faces_mode}"
     return None
+
+
+def earlier_model_version(first_file: str) -> str | None:
+    """The model_version of the first row of an earlier labels output (labels.csv or its first shard), if any."""
+    records = first_records(first_file)
+    if not records or len(records) < 2 or LABEL_TAIL_COLUMNS[0] not in records[0]:
+        return None
+    column = records[0].index(LABEL_TAIL_COLUMNS[0])
+    return records[1][column] if column < len(records[1]) else None
 
 
 def read_previous_rows(path: str, class_names: tuple[str, ...],

@@ -38,9 +38,10 @@ def format_summary(summary: dict, outputs: list[str] | None = None) -> str:
         lines.append("  skipped: " + ", ".join(f"{count:,} {kind}" for kind, count in skipped.items())
                      + " (not labelled)")
     reasons = list(summary["errors_by_reason"].items())
-    for reason, count in reasons[:SUMMARY_ERROR_KINDS]:
+    shown = len(reasons) if len(reasons) == SUMMARY_ERROR_KINDS + 1 else SUMMARY_ERROR_KINDS  # never "1 more kind"
+    for reason, count in reasons[:shown]:
         lines.append(f"  failed:  {count:,} x {reason}")
-    if len(reasons) > SUMMARY_ERROR_KINDS:
+    if len(reasons) > shown:
         more = len(reasons) - SUMMARY_ERROR_KINDS
         lines.append(f"  failed:  ... {more} more kind{'s' if more > 1 else ''} of error in {ERRORS_FILE}")
     seconds = summary["wall_seconds"]

@@ -207,15 +207,17 @@ def test_incremental_run_labels_only_new_and_changed_files(tiny_model_dir, tmp_p
     assert second["images_matched"] == 5 == second["images_labelled"] + second["images_failed"]
 
 
-def test_incremental_run_relabels_rows_of_another_model_version(tiny_model_dir, tmp_path):
+def test_incremental_run_relabels_rows_of_another_model_version(tiny_model_dir, tmp_path, caplog):
     folder = faces_folder(tmp_path / "in", 3, seed=70)
     out = tmp_path / "out"
     job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
     labels = out / "labels.csv"
     labels.write_text(labels.read_text(encoding="utf-8").replace("tiny-test-model", "older-model"), encoding="utf-8")
-    summary = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir),
-                       "--incremental"])
+    with caplog.at_level("INFO", logger="facelabel"):
+        summary = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir),
+                           "--incremental"])
     assert summary["images_carried_over"] == 0
+    assert "the earlier labels are by model older-model, this run's is tiny-test-model" in caplog.text
     assert {row[4] for row in read_rows(labels)} == {"tiny-test-model"}
 
 
@@ -272,14 +274,16 @@ def test_incremental_run_says_why_earlier_labels_are_not_used(tiny_model_dir, tm
     folder = faces_folder(tmp_path / "in", 2, seed=77)
     out = tmp_path / "out"
     job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
-    (out / "labels.csv").write_text("name;mood\nface_0.png;happy\n", encoding="utf-8")
-    with caplog.at_level("WARNING", logger="facelabel"):
-        summary = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir),
-                           "--incremental"])
-    assert summary["images_carried_over"] == 0 and summary["images_labelled"] == 2
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("earlier labels not used" in w and "does not start with this model's labels header" in w
-               for w in warnings), warnings
+    for foreign, found in (("name;mood\nface_0.png;happy\n", "(1 columns: name;mood)"), ("", "(an empty file)")):
+        (out / "labels.csv").write_text(foreign, encoding="utf-8")
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="facelabel"):
+            summary = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir),
+                               "--incremental"])
+        assert summary["images_carried_over"] == 0 and summary["images_labelled"] == 2
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any("earlier labels not used" in w and "does not start with this model's labels header " + found
+                   in w for w in warnings), warnings
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])

@@ -217,6 +217,12 @@ def test_the_summary_counts_in_words():
     assert "(images; --faces none)" in text
     assert format_summary({**summary, "images_matched": 2}).startswith("facelabel: 2 images matched")
     assert "(faces; --faces all)" in format_summary({**summary, "faces": "all"})
+    # Error kinds: five shown and "N more kinds" after them, but a sixth is shown rather than "1 more kind".
+    six = {f"reason {i}": 1 for i in range(6)}
+    assert "more kind" not in format_summary({**summary, "errors_by_reason": six})
+    assert "reason 5" in format_summary({**summary, "errors_by_reason": six})
+    seven = format_summary({**summary, "errors_by_reason": {**six, "reason 6": 1}})
+    assert "... 2 more kinds of error" in seven and "reason 5" not in seven
 
 
 def test_progress_is_counted_while_faces_are_classified(tiny_model_dir, tmp_path, monkeypatch):
