@@ -13,6 +13,8 @@
 import io
 import math
 import re
+import struct
+import warnings
 
 import pillow_heif
 from PIL import Image, JpegImagePlugin
@@ -75,6 +77,19 @@ UNSUPPORTED_HINTS = re.compile(r"unsupported|not supported|unknown|not available
                                r"not implemented", re.IGNORECASE)
 CORRUPT_HINTS = re.compile(r"truncated|broken|corrupt|invalid|bad |premature|crc|error -\d|checksum|"
                            r"end of (file|stream)", re.IGNORECASE)
+
+
+# A plugin that reads past the end of a header raises one of these (struct's unpack, indexing the bytes, a read).
+SHORT_READ_ERRORS: tuple[type[Exception], ...] = (struct.error, IndexError, EOFError)
+# A file this short that carries an image signature but cannot be opened is cut short: the smallest real images
+# are larger (a 1x1 GIF is 35 bytes and opens; a 1x1 PNG 67, BMP 58, baseline JPEG about 125, TIFF about 60).
+TRUNCATED_BELOW_BYTES: int = 64
+
+
+# Pillow's TIFF reader warns (Python warnings, printed without the file's name) about the damage it then fails
+# on; the failure becomes the file's reason in errors.csv, so the warning is only noise on the console.
+warnings.filterwarnings("ignore", message=r"(Corrupt EXIF data|Truncated File Read)", category=UserWarning,
+                        module=r"PIL\.TiffImagePlugin")
 
 
 class ImageDecodeError(ValueError):
@@ -198,8 +213,11 @@ def unidentified_reason(data: bytes) -> str:
     try:
         factory(io.BytesIO(data), "")
     except Exception as err:  # the plugin's own words say what it could not do
-        detail = str(err) or type(err).__name__
+        detail = " ".join((str(err) or type(err).__name__).split())
         if CORRUPT_HINTS.search(detail):
             return classify_failure(detail, kind)
-        return f"unsupported: {kind} variant that cannot be decoded ({' '.join(detail.split())})"
+        if isinstance(err, SHORT_READ_ERRORS) or len(data) < TRUNCATED_BELOW_BYTES:
+            # The header ran out of bytes: a file cut short, not a variant (e.g. a JPEG of 4 bytes, a TIFF of 20).
+            return f"corrupt or truncated image: {kind} file of {len(data)} bytes ({detail})"
+        return f"unsupported: {kind} variant that cannot be decoded ({detail})"
     return f"unsupported: {kind} variant that cannot be decoded"
