@@ -82,9 +82,9 @@ def build_parser() -> console.OneLineParser:
     parser.add_argument("--min-batch-size", type=at_least(1), default=None, help="RunInference's smallest batch")
     parser.add_argument("--max-batch-size", type=at_least(1), default=None, help="RunInference's largest batch")
     parser.add_argument("--inference-threads", type=at_least(0), default=None, metavar="N",
-                        help="TensorFlow threads per worker process; default: all cores for one in-process worker, "
-                             "cores / --direct_num_workers in multi_processing mode, 1 on Dataflow (one process "
-                             "per vCPU)")
+                        help="model threads per worker process (TensorFlow, or LiteRT with --precision int8); "
+                             "default: all cores for one in-process worker, cores / --direct_num_workers in "
+                             "multi_processing mode, 1 on Dataflow (one process per vCPU)")
     parser.add_argument("--incremental", action="store_true",
                         help="label only images that are new or changed (size or modification time) since the "
                              "labels.csv already in --output, or were labelled by another model version; carry "
