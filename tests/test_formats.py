@@ -210,15 +210,14 @@ def test_truncated_files_are_corrupt_or_truncated(fmt, save_args):
         preprocess_image(data[: len(data) * 2 // 3])
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "TIFF", "GIF"])
-@pytest.mark.parametrize("length", [4, 20, 40])
+# (4 bytes of a GIF do not reach the end of its signature: "not a recognised image format", tested elsewhere.)
+@pytest.mark.parametrize("fmt,length", [("JPEG", 4), ("JPEG", 20), ("JPEG", 40), ("TIFF", 4), ("TIFF", 20),
+                                        ("TIFF", 40), ("GIF", 20), ("GIF", 40)])
 def test_files_cut_to_a_few_bytes_are_truncated_not_unsupported(fmt, length):
     """A header cut short made Pillow's plugins fail in ways that read like an unknown variant ('unpack requires a
     buffer', 'Missing dimensions', 'no more images in GIF file')."""
     noise = np.random.default_rng(2).integers(0, 255, (60, 60, 3), dtype=np.uint8)
     data = encode(Image.fromarray(noise), fmt)[:length]
-    if length == 4 and fmt == "GIF":
-        pytest.skip("4 bytes of a GIF do not reach its signature: 'not a recognised image format'")
     with pytest.raises(ImageDecodeError, match="corrupt or truncated image"):
         preprocess_image(data)
 
