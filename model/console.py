@@ -50,6 +50,9 @@ OUR_LOGGER = "facelabel"
 STDERR_FD = 2
 TF_LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
 ERRORS_ONLY = "2"  # TensorFlow's C++ log levels: 0 all, 1 no INFO, 2 no WARNING, 3 no ERROR
+# Where the process's stderr really goes: fd 2, except while native_stderr_filtered captures it (a line that must
+# reach the user at once, such as a stop during start-up, is written here).
+real_stderr_fd: int = STDERR_FD
 
 
 @contextlib.contextmanager
@@ -62,13 +65,16 @@ def native_stderr_filtered(noise: re.Pattern = NATIVE_NOISE):
     except OSError:  # no stderr to filter (closed by whoever started us)
         yield
         return
+    global real_stderr_fd
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), STDERR_FD)
+        real_stderr_fd = saved
         try:
             yield
         finally:
             sys.stderr.flush()
             os.dup2(saved, STDERR_FD)
+            real_stderr_fd = STDERR_FD
             os.close(saved)
             captured.seek(0)
             kept = [line for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True)

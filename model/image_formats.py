@@ -84,6 +84,9 @@ SHORT_READ_ERRORS: tuple[type[Exception], ...] = (struct.error, IndexError, EOFE
 # A file this short that carries an image signature but cannot be opened is cut short: the smallest real images
 # are larger (a 1x1 GIF is 35 bytes and opens; a 1x1 PNG 67, BMP 58, baseline JPEG about 125, TIFF about 60).
 TRUNCATED_BELOW_BYTES: int = 64
+# Plugin messages that mean the file ended inside its header, at any length (GIF: no image descriptor before the
+# end, measured for a GIF cut anywhere from 20 to about 800 bytes).
+TRUNCATED_HEADER_HINTS = re.compile(r"no more images in GIF file")
 
 
 # Pillow's TIFF reader warns (Python warnings, printed without the file's name) about the damage it then fails
@@ -217,7 +220,9 @@ def unidentified_reason(data: bytes) -> str:
         if CORRUPT_HINTS.search(detail):
             return classify_failure(detail, kind)
         if isinstance(err, SHORT_READ_ERRORS) or len(data) < TRUNCATED_BELOW_BYTES:
-            # The header ran out of bytes: a file cut short, not a variant (e.g. a JPEG of 4 bytes, a TIFF of 20).
-            return f"corrupt or truncated image: {kind} file of {len(data)} bytes ({detail})"
+            # The header ran out of bytes (a JPEG of 4 bytes, a TIFF of 40): the plugin's words would be Python's.
+            return f"corrupt or truncated image: {kind} file of {len(data):,} bytes"
+        if TRUNCATED_HEADER_HINTS.search(detail):  # a file cut short, not a variant
+            return f"corrupt or truncated image: {kind} file of {len(data):,} bytes ({detail})"
         return f"unsupported: {kind} variant that cannot be decoded ({detail})"
     return f"unsupported: {kind} variant that cannot be decoded"

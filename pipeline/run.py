@@ -29,8 +29,25 @@ import signal
 import sys
 import time
 
+# A run stopped by a signal exits with 128 + the signal's number, as a shell reports it.
+EXIT_SIGNAL_BASE: int = 128
+
+
+def stopped_before_start(signal_number: int, _frame) -> None:
+    """A stop while TensorFlow and Beam are still being imported (a few seconds): one line, nothing to clean up.
+    It is written past model.console's capture of stderr, which may be under way."""
+    console_module = sys.modules.get("model.console")
+    fd = getattr(console_module, "real_stderr_fd", None) or sys.stderr.fileno()
+    os.write(fd, f"error: stopped by {signal.Signals(signal_number).name} before the run started\n".encode())
+    os._exit(EXIT_SIGNAL_BASE + signal_number)
+
+
+if __name__ == "__main__":  # before the slow imports below; main's own handling replaces it once they are done
+    for _early in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_early, stopped_before_start)
+
 # First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
-from model import console  # isort: skip
+from model import console  # isort: skip  # noqa: E402
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -55,8 +72,6 @@ DATE_PLACEHOLDER: str = "{date}"
 DATE_FORMAT: str = "%Y-%m-%d"
 EXIT_USER_ERROR: int = 2
 EXIT_TOO_MANY_ERRORS: int = 3
-# A run stopped by a signal exits with 128 + the signal's number, as a shell reports it.
-EXIT_SIGNAL_BASE: int = 128
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 # Outputs are written here inside the output folder, then moved into place when the run succeeds.
 STAGING_PREFIX: str = ".facelabel-staging-"

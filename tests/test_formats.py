@@ -212,7 +212,7 @@ def test_truncated_files_are_corrupt_or_truncated(fmt, save_args):
 
 # (4 bytes of a GIF do not reach the end of its signature: "not a recognised image format", tested elsewhere.)
 @pytest.mark.parametrize("fmt,length", [("JPEG", 4), ("JPEG", 20), ("JPEG", 40), ("TIFF", 4), ("TIFF", 20),
-                                        ("TIFF", 40), ("GIF", 20), ("GIF", 40)])
+                                        ("TIFF", 40), ("GIF", 20), ("GIF", 40), ("GIF", 100), ("GIF", 700)])
 def test_files_cut_to_a_few_bytes_are_truncated_not_unsupported(fmt, length):
     """A header cut short made Pillow's plugins fail in ways that read like an unknown variant ('unpack requires a
     buffer', 'Missing dimensions', 'no more images in GIF file')."""

@@ -26,6 +26,8 @@ from pipeline.transforms import ReadFiles
 REAL_FACES = 1000
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STOP_AFTER_SECONDS = 3.0
+# Well inside the import of TensorFlow and Beam (about 3 s on 2 cores), after Python itself has started.
+STOP_WHILE_STARTING_SECONDS = 0.8
 
 
 def read_rows(path):
@@ -312,6 +314,18 @@ def test_a_run_stopped_by_a_signal_says_so_in_one_line_and_keeps_the_last_result
     assert "Traceback" not in err, err[-2000:]
     assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no staging folder left
     assert {name: (out / name).read_bytes() for name in before} == before
+
+
+def test_a_stop_while_the_job_is_still_starting_is_one_line(tmp_path):
+    """A stop during the first seconds (TensorFlow's import) printed a 36-line traceback, or nothing."""
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.run", "--input", str(tmp_path), "--output",
+                                str(tmp_path / "out")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    time.sleep(STOP_WHILE_STARTING_SECONDS)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert err.strip() == "error: stopped by SIGTERM before the run started", err[-2000:]
 
 
 def test_symlinks_are_followed_loops_are_not_and_broken_links_are_reported(tiny_model_dir, tmp_path):
