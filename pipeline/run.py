@@ -25,26 +25,13 @@ import json
 import logging
 import os
 import shutil
-import signal
 import sys
 import time
 
-# A run stopped by a signal exits with 128 + the signal's number, as a shell reports it.
-EXIT_SIGNAL_BASE: int = 128
+from pipeline import stopping  # signals only: loaded before the slow imports below
 
-
-def stopped_before_start(signal_number: int, _frame) -> None:
-    """A stop while TensorFlow and Beam are still being imported (a few seconds): one line, nothing to clean up.
-    It is written past model.console's capture of stderr, which may be under way."""
-    console_module = sys.modules.get("model.console")
-    fd = getattr(console_module, "real_stderr_fd", None) or sys.stderr.fileno()
-    os.write(fd, f"error: stopped by {signal.Signals(signal_number).name} before the run started\n".encode())
-    os._exit(EXIT_SIGNAL_BASE + signal_number)
-
-
-if __name__ == "__main__":  # before the slow imports below; main's own handling replaces it once they are done
-    for _early in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(_early, stopped_before_start)
+if __name__ == "__main__":  # a stop during the imports below is one line too
+    stopping.install_during_start_up()
 
 # First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
 from model import console  # isort: skip  # noqa: E402
@@ -72,7 +59,6 @@ DATE_PLACEHOLDER: str = "{date}"
 DATE_FORMAT: str = "%Y-%m-%d"
 EXIT_USER_ERROR: int = 2
 EXIT_TOO_MANY_ERRORS: int = 3
-STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 # Outputs are written here inside the output folder, then moved into place when the run succeeds.
 STAGING_PREFIX: str = ".facelabel-staging-"
 
@@ -258,12 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         print("error: " + " ".join(str(err).split()), file=sys.stderr)  # always one line
         return EXIT_USER_ERROR
     except BaseException:
-        if not _stopped_by:
+        if not stopping.stopped_by:
             raise
         # Interrupted, as raised, or wrapped by Beam into another error on its way out of the running step.
-        print(f"error: stopped by {signal.Signals(_stopped_by[0]).name}: the output folder keeps the results it "
-              f"had before this run", file=sys.stderr)
-        return EXIT_SIGNAL_BASE + _stopped_by[0]
+        print(stopping.stopped_line(stopping.stopped_by[0]), file=sys.stderr)
+        return stopping.exit_status(stopping.stopped_by[0])
     if summary.get("launched"):
         done = "built (dry run), not submitted" if summary["dry_run"] else "submitted, not waiting for it"
         print(f"job {summary['job']} with {len(summary['transforms'])} transforms {done}; "
@@ -275,26 +260,6 @@ def main(argv: list[str] | None = None) -> int:
               f"--max-error-rate allows", file=sys.stderr)
         return EXIT_TOO_MANY_ERRORS
     return 0
-
-
-class Interrupted(BaseException):
-    """The run was stopped by a signal (Ctrl-C, or a scheduler's or `timeout`'s SIGTERM)."""
-
-    def __init__(self, signal_number: int):
-        super().__init__(signal_number)
-        self.signal_number = signal_number
-
-
-_stopped_by: list[int] = []  # the number of the signal that stopped the run, once one has
-
-
-def stop_on_signal(signal_number: int, _frame) -> None:
-    """Turn SIGINT and SIGTERM into Interrupted in the main thread, so the run's clean-up (the staging folder,
-    model copies) happens as after any failure; libraries' logs of the unwinding threads are silenced (dozens of
-    lines of tracebacks that say only that the run was stopped)."""
-    logging.disable(logging.CRITICAL)
-    _stopped_by.append(signal_number)
-    raise Interrupted(signal_number)
 
 
 def exit_now(status: int) -> None:
@@ -311,6 +276,5 @@ def exit_now(status: int) -> None:
 
 
 if __name__ == "__main__":
-    for stop_signal in STOP_SIGNALS:
-        signal.signal(stop_signal, stop_on_signal)
+    stopping.install()
     exit_now(main())
