@@ -14,7 +14,7 @@ from model.lite import PRECISION_FLOAT32, PRECISION_INT8, check_int8_model
 from pipeline.inputs import InputError, InputSpec, Survey, check_input, input_warnings, resolve_input
 from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
 from pipeline.outputs import IncompleteOutputError, output_files
-from pipeline.previous import earlier_model_version, unusable_reason
+from pipeline.previous import earlier_model_version, first_records, unusable_reason
 
 WRITE_CHECK_FILE: str = ".facelabel-write-check"
 # Runners whose workers run on other machines, so they cannot read this machine's files (matched in lower case).
@@ -57,25 +57,29 @@ def check_output(output_dir: str) -> None:
 
 
 def check_previous_labels(labels_path: str, class_names: tuple[str, ...], faces_mode: str,
-                          model_version: str) -> None:
-    """--incremental reads the earlier labels: a damaged shard set is one clear line now, not a failed job later;
-    earlier labels that cannot be carried over (other columns, another --faces mode) are one warning line, since
-    then every image is labelled again; so is, as information, a change of model (or of --precision)."""
+                          model_version: str) -> str | None:
+    """--incremental reads the earlier labels: labels_path if their rows can be carried over, else None.
+
+    A damaged shard set is one clear line now (UserError), not a failed job later; earlier labels that cannot be
+    carried over (other columns, another --faces mode) are one warning line, since then every image is labelled
+    again; so is, as information, a change of model (or of --precision)."""
     try:
         files = output_files(labels_path)
     except IncompleteOutputError as err:
         raise UserError(f"cannot run --incremental: {err}; remove or restore the output's labels files") from None
     if not files:
         log.info("--incremental: no earlier labels in %s: every image is labelled", labels_path.rsplit("/", 1)[0])
-        return
-    reason = unusable_reason(labels_path, files[0], class_names, faces_mode)
+        return None
+    records = first_records(files[0])
+    reason = unusable_reason(labels_path, records, class_names, faces_mode)
     if reason:
         log.warning("--incremental: earlier labels not used, every image is labelled again: %s", reason)
-        return
-    earlier = earlier_model_version(files[0])
+        return None
+    earlier = earlier_model_version(records)
     if earlier and earlier != model_version:
         log.info("--incremental: the earlier labels are by model %s, this run's is %s: every image is labelled "
                  "again", earlier, model_version)
+    return labels_path
 
 
 def is_remote_runner(options: PipelineOptions) -> bool:

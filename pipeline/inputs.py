@@ -33,7 +33,7 @@ from pipeline.model_files import is_local, root_cause
 from pipeline.rows import ErrorRow, FileKey
 
 __all__ = ["CASE", "ERROR", "FILE", "FOLDER", "PATTERN", "SKIP", "TAKE", "InputError", "InputSpec", "ListInput",
-           "Survey", "check_input", "display_path", "input_warnings", "list_input", "resolve_input",
+           "Survey", "check_input", "display_path", "file_key", "input_warnings", "list_input", "resolve_input",
            "skipped_counts", "survey_input"]
 
 FOLDER, FILE, PATTERN = "folder", "file", "pattern"
@@ -164,8 +164,6 @@ class ListInput(beam.DoFn):
                 yield value
             elif event == ERROR:
                 yield beam.pvalue.TaggedOutput(self.ERRORS, value)
-
-
 
 
 def file_key(metadata: FileMetadata) -> FileKey:

@@ -6,10 +6,11 @@ keep their earlier rows.
 
 An unchanged file (same size and modification time) labelled by the same model in the same --faces mode keeps
 its earlier rows, if they are a sound set: one row per face rank with a label that its own probabilities give
-under the model's decision rule. Everything else is labelled again. Earlier labels that cannot be used at all
-(other columns, another --faces mode, no summary.json beside them) are said once, where the job is launched, so a
-run that relabels everything is never a surprise; a row that does not parse, or was edited so that it no longer
-agrees with itself, costs only its own image a new label, with a warning.
+under the model's decision rule. Everything else is labelled again. Whether the earlier labels can be used at
+all (other columns, another --faces mode, no summary.json beside them) is decided once, where the job is
+launched, and said in one line, so a run that relabels everything is never a surprise (the pipeline then reads
+no earlier labels); a row that does not parse, or was edited so that it no longer agrees with itself, costs only
+its own image a new label, with a warning.
 """
 
 import csv
@@ -58,18 +59,17 @@ def first_records(path: str, count: int = 2) -> list[list[str]] | None:
         return None
 
 
-def unusable_reason(labels_path: str, first_file: str, class_names: tuple[str, ...],
+def unusable_reason(labels_path: str, records: list[list[str]] | None, class_names: tuple[str, ...],
                     faces_mode: str) -> str | None:
     """Why none of the earlier rows can be carried over (one phrase), or None if they can be.
 
-    first_file: the labels output's first file (labels.csv, or its first shard), whose header is checked.
+    records: `first_records` of the labels output's first file (labels.csv, or its first shard).
     """
-    records = first_records(first_file)
     header = records[0] if records else None
     if header != labels_header(class_names):
         found = ("not readable as text" if records is None else "an empty file" if not records else
                  f"{len(header)} columns: " + ",".join(header[:4])[:80] + ("..." if len(header) > 4 else ""))
-        return f"{first_file} does not start with this model's labels header ({found})"
+        return f"{labels_path} does not start with this model's labels header ({found})"
     earlier_mode = previous_faces_mode(labels_path)
     if earlier_mode is None:
         return f"no readable {SUMMARY_FILE} beside {labels_path} says which --faces mode wrote it"
@@ -78,22 +78,18 @@ def unusable_reason(labels_path: str, first_file: str, class_names: tuple[str, .
     return None
 
 
-def earlier_model_version(first_file: str) -> str | None:
-    """The model_version of the first row of an earlier labels output (labels.csv or its first shard), if any."""
-    records = first_records(first_file)
+def earlier_model_version(records: list[list[str]] | None) -> str | None:
+    """The model_version of the first row, given `first_records` of an earlier labels output, if it has one."""
     if not records or len(records) < 2 or LABEL_TAIL_COLUMNS[0] not in records[0]:
         return None
     column = records[0].index(LABEL_TAIL_COLUMNS[0])
     return records[1][column] if column < len(records[1]) else None
 
 
-def read_previous_rows(path: str, class_names: tuple[str, ...],
-                       faces_mode: str | None = None) -> Iterable[tuple[str, LabelRow]]:
-    """(path, row) for each row of an earlier labels.csv (or its shard set), streamed; nothing if it is missing,
-    of another layout, or (with faces_mode) written with another --faces mode: then every image is labelled
-    again. Rows that do not parse are skipped (their images are labelled again) and counted in one warning."""
-    if faces_mode is not None and previous_faces_mode(path) != faces_mode:
-        return
+def read_previous_rows(path: str, class_names: tuple[str, ...]) -> Iterable[tuple[str, LabelRow]]:
+    """(path, row) for each row of an earlier labels.csv (or its shard set), streamed; nothing if it is missing or
+    of another layout (the launch checks that the labels are usable: `unusable_reason`). Rows that do not parse
+    are skipped (their images are labelled again) and counted in one warning."""
     unreadable: list[int] = []
     for row in read_label_rows(path, class_names, unreadable):
         yield row.path, row
@@ -162,17 +158,15 @@ class SplitUnchanged(beam.DoFn):
 class SkipUnchanged(beam.PTransform):
     """FileMetadata -> (metadata to read and label, LabelRow carried over from the earlier labels.csv)."""
 
-    def __init__(self, previous_labels: str, metadata: ModelMetadata, faces_mode: str | None = None):
+    def __init__(self, previous_labels: str, metadata: ModelMetadata):
         super().__init__()
         self._previous_labels = previous_labels
         self._metadata = metadata
-        self._faces_mode = faces_mode
 
     def expand(self, matched):
         previous = (matched.pipeline
                     | "PreviousLabelsFile" >> beam.Create([self._previous_labels])
-                    | "ReadPreviousLabels" >> beam.FlatMap(read_previous_rows, self._metadata.class_names,
-                                                           self._faces_mode))
+                    | "ReadPreviousLabels" >> beam.FlatMap(read_previous_rows, self._metadata.class_names))
         split = (
             {"file": matched | "KeyByPath" >> beam.Map(lambda m: (display_path(m.path), m)), "previous": previous}
             | "JoinWithPrevious" >> beam.CoGroupByKey()

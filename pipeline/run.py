@@ -141,13 +141,12 @@ def inference_threads(args: argparse.Namespace, options: PipelineOptions) -> int
 
 
 def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir: str, metadata: ModelMetadata,
-                   info: dict) -> None:
-    """files -> ReadImages -> LabelImages -> WriteOutputs, with the served model's metadata."""
+                   previous: str | None, info: dict) -> None:
+    """files -> ReadImages -> LabelImages -> WriteOutputs, with the served model's metadata; previous: earlier
+    labels whose unchanged rows are carried over (--incremental, when check_previous_labels found them usable)."""
     class_names = metadata.class_names
     from pipeline.transforms import LabelImages, ReadImages, WriteOutputs  # the model handlers: TensorFlow
-    previous = FileSystems.join(args.output, LABELS_FILE) if args.incremental else None
-    read = pipeline | "ReadImages" >> ReadImages(InputSpec(args.input, info["input_kind"]), previous, metadata,
-                                                 args.faces)
+    read = pipeline | "ReadImages" >> ReadImages(InputSpec(args.input, info["input_kind"]), previous, metadata)
     # Workers load the shipped default model from their own installed package (None), other models by path.
     worker_model = None if is_default_model(args.model) else args.model
     labelled = read["images"] | "LabelImages" >> LabelImages(
@@ -180,9 +179,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         source, survey = check_input_path(args.input)
         metadata = check_model(args.model, args.precision)
         check_output(args.output)
-        if args.incremental:
-            check_previous_labels(FileSystems.join(args.output, LABELS_FILE), metadata.class_names, args.faces,
-                                  metadata.model_version)
+        previous = check_previous_labels(FileSystems.join(args.output, LABELS_FILE), metadata.class_names,
+                                         args.faces, metadata.model_version) if args.incremental else None
     except UserError:
         shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)  # Beam's own folder, removed when a pipeline runs
         raise
@@ -207,12 +205,12 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     if dry_run or options.view_as(StandardOptions).no_wait_until_finish:
         # Nobody waits to move staged files into place: the job writes straight into the output folder.
         with pipeline:
-            build_pipeline(pipeline, args, args.output, metadata, info)
+            build_pipeline(pipeline, args, args.output, metadata, previous, info)
         return launch_details(pipeline.result, dry_run, info)
     staging = FileSystems.join(args.output, f"{STAGING_PREFIX}{int(started)}-{os.getpid()}")
     try:
         with pipeline:
-            build_pipeline(pipeline, args, staging, metadata, info)
+            build_pipeline(pipeline, args, staging, metadata, previous, info)
         promote_outputs(staging, args.output)
     finally:
         remove_quietly(staging)

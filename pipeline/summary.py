@@ -3,8 +3,7 @@
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.outputs import ERRORS_FILE, RUN_FILES
-from pipeline.rows import NO_FACE
-from pipeline.rows import FACES_ALL, FACES_NONE
+from pipeline.rows import FACES_ALL, FACES_NONE, NO_FACE
 
 # How many error kinds the end-of-run summary lists (all of them are in summary.json).
 SUMMARY_ERROR_KINDS: int = 5
@@ -42,7 +41,7 @@ def format_summary(summary: dict, outputs: list[str] | None = None) -> str:
     for reason, count in reasons[:shown]:
         lines.append(f"  failed:  {count:,} x {reason}")
     if len(reasons) > shown:
-        more = len(reasons) - SUMMARY_ERROR_KINDS
+        more = len(reasons) - shown
         lines.append(f"  failed:  ... {more} more kind{'s' if more > 1 else ''} of error in {ERRORS_FILE}")
     seconds = summary["wall_seconds"]
     lines.append(f"  time:    {seconds:.1f} s, {matched / seconds if seconds else 0:.1f} images/s")
