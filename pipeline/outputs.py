@@ -21,6 +21,8 @@ LABELS_FILE: str = "labels.csv"
 ERRORS_FILE: str = "errors.csv"
 SUMMARY_FILE: str = "summary.json"
 REPORT_FILE: str = "report.html"
+# summary.json's count of the rows written to labels.csv (runs from before 2026-12-01 have none).
+LABEL_ROWS_KEY: str = "label_rows"
 # The three outputs every run writes, moved into place together when the run succeeds (the first two may be
 # shard sets: see `output_files`).
 RUN_FILES: tuple[str, ...] = (LABELS_FILE, ERRORS_FILE, SUMMARY_FILE)

@@ -26,7 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from model.metadata import ModelMetadata
 from pipeline.inputs import display_path, file_key
-from pipeline.outputs import ENCODING, SUMMARY_FILE, read_label_rows
+from pipeline.outputs import ENCODING, LABEL_ROWS_KEY, SUMMARY_FILE, read_label_rows
 from pipeline.rows import FACES_NONE, LABEL_TAIL_COLUMNS, NO_FACE, LabelRow, labels_header
 
 # How far a written row's probabilities may sum from 1 before it counts as edited: rounding to 6 decimals moves
@@ -37,15 +37,22 @@ PROBABILITY_SUM_TOLERANCE: float = 2 / 256
 log = logging.getLogger("facelabel")
 
 
-def previous_faces_mode(labels_path: str) -> str | None:
-    """The --faces mode of the run that wrote labels_path, from the summary.json beside it (runs from before the
-    option had none: their mode was FACES_NONE); None without a readable summary."""
+def previous_summary(labels_path: str) -> dict | None:
+    """The summary.json beside an earlier labels output, or None if there is none or it does not parse."""
     summary_path = FileSystems.join(labels_path.rsplit("/", 1)[0], SUMMARY_FILE)
     try:
         with FileSystems.open(summary_path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            return json.loads(handle.read().decode(ENCODING)).get("faces", FACES_NONE)
-    except (OSError, ValueError, AttributeError):
+            summary = json.loads(handle.read().decode(ENCODING))
+    except (OSError, ValueError):
         return None
+    return summary if isinstance(summary, dict) else None
+
+
+def previous_faces_mode(labels_path: str) -> str | None:
+    """The --faces mode of the run that wrote labels_path, from the summary.json beside it (runs from before the
+    option had none: their mode was FACES_NONE); None without a readable summary."""
+    summary = previous_summary(labels_path)
+    return None if summary is None else summary.get("faces", FACES_NONE)
 
 
 def first_records(path: str, count: int = 2) -> list[list[str]] | None:
@@ -89,10 +96,19 @@ def earlier_model_version(records: list[list[str]] | None) -> str | None:
 def read_previous_rows(path: str, class_names: tuple[str, ...]) -> Iterable[tuple[str, LabelRow]]:
     """(path, row) for each row of an earlier labels.csv (or its shard set), streamed; nothing if it is missing or
     of another layout (the launch checks that the labels are usable: `unusable_reason`). Rows that do not parse
-    are skipped (their images are labelled again) and counted in one warning."""
+    are skipped (their images are labelled again) and counted in one warning; so are rows missing from a file
+    cut short (fewer rows than its summary.json says were written)."""
     unreadable: list[int] = []
+    read = 0
     for row in read_label_rows(path, class_names, unreadable):
+        read += 1
         yield row.path, row
+    written = (previous_summary(path) or {}).get(LABEL_ROWS_KEY)
+    if isinstance(written, int) and read + len(unreadable) < written:
+        missing = written - read - len(unreadable)
+        log.warning("--incremental: %s holds %d row%s fewer than its run wrote (%d, says %s): it was cut short; the "
+                    "images of the missing rows are labelled again", path, missing, "" if missing == 1 else "s",
+                    written, SUMMARY_FILE)
     if unreadable:
         one = len(unreadable) == 1
         log.warning("--incremental: %d row%s of %s could not be read (record %s%s): %s labelled again",

@@ -18,7 +18,7 @@ import uuid
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.outputs import ERRORS_FILE, LABELS_FILE, SUMMARY_FILE
+from pipeline.outputs import ERRORS_FILE, LABEL_ROWS_KEY, LABELS_FILE, SUMMARY_FILE
 from pipeline.rows import (ERRORS_HEADER, NO_FACE, ErrorRow, LabelRow, csv_line, format_error_row, format_label_row,
                            labels_header, sort_key)
 from pipeline.sorted_files import WriteSortedCsv
@@ -28,8 +28,10 @@ SORT_TEMP_PREFIX: str = ".facelabel-sort-"
 
 
 def summary_json(_, matched: int, labelled: int, no_face: int, failed: int, carried: int, faces: int,
-                 per_label: dict[str, int], errors_by_reason: dict[str, int], info: dict) -> str:
-    """The run's summary.json content; wall time runs from launch to the moment the counts are complete."""
+                 label_rows: int, per_label: dict[str, int], errors_by_reason: dict[str, int], info: dict) -> str:
+    """The run's summary.json content; wall time runs from launch to the moment the counts are complete.
+
+    label_rows (the rows written to labels.csv) lets a later --incremental run tell a labels.csv cut short."""
     finished = datetime.datetime.now(datetime.timezone.utc)
     return json.dumps({
         **info,
@@ -39,6 +41,7 @@ def summary_json(_, matched: int, labelled: int, no_face: int, failed: int, carr
         "images_failed": failed,
         "images_carried_over": carried,
         "faces_labelled": faces,
+        LABEL_ROWS_KEY: label_rows,
         "labels": {name: per_label.get(name, 0) for name in [*info["class_names"], NO_FACE]},
         "errors_by_reason": dict(sorted(errors_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
         "finished_at": finished.isoformat(timespec="seconds"),
@@ -127,6 +130,7 @@ class WriteOutputs(beam.PTransform):
                 no_face=beam.pvalue.AsSingleton(labels | "CountNoFace" >> CountImages(with_face=False)),
                 faces=beam.pvalue.AsSingleton(
                     labels | "FacesOnly" >> beam.Filter(has_face) | "CountFaces" >> count.Globally()),
+                label_rows=beam.pvalue.AsSingleton(labels | "CountLabelRows" >> count.Globally()),
                 carried=beam.pvalue.AsSingleton(outputs["carried"] | "CountCarried" >> CountImages(None)),
                 failed=beam.pvalue.AsSingleton(errors | "CountFailed" >> count.Globally()),
                 per_label=beam.pvalue.AsDict(

@@ -243,6 +243,31 @@ def test_incremental_run_relabels_only_the_images_of_damaged_earlier_rows(tiny_m
     assert "2 rows of" in caplog.text and "record 2, 3" in caplog.text
 
 
+def test_incremental_run_counts_the_rows_lost_from_a_labels_file_cut_short(tiny_model_dir, tmp_path, caplog):
+    """A labels.csv cut between rows parses cleanly; the summary's row count tells the loss (it went unsaid)."""
+    folder = faces_folder(tmp_path / "in", 5, seed=78)
+    out = tmp_path / "out"
+    first = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
+    assert first["label_rows"] == 5
+    labels = out / "labels.csv"
+    rows_before = {row[0]: row for row in read_rows(labels)}
+    lines = labels.read_text(encoding="utf-8").splitlines(keepends=True)
+    labels.write_text("".join(lines[:3]), encoding="utf-8")  # header and 2 whole rows
+
+    with caplog.at_level("WARNING", logger="facelabel"):
+        summary = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir),
+                           "--incremental"])
+    assert summary["images_carried_over"] == 2 and summary["images_labelled"] == 5 == summary["label_rows"]
+    assert {row[0]: row for row in read_rows(labels)} == rows_before
+    warned = [r.getMessage() for r in caplog.records if "cut short" in r.getMessage()]
+    assert len(warned) == 1 and "3 rows fewer than its run wrote (5" in warned[0], caplog.text
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="facelabel"):  # whole again: nothing to say
+        job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir), "--incremental"])
+    assert "cut short" not in caplog.text
+
+
 def test_incremental_run_relabels_images_whose_earlier_rows_disagree_with_themselves(tiny_model_dir, tmp_path,
                                                                                      caplog):
     """Rows that parse but were duplicated, or whose label or probabilities were edited, are not carried over:
