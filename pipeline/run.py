@@ -52,6 +52,7 @@ from pipeline.inputs import InputSpec, skipped_counts
 from pipeline.model_files import remove_local_copies
 from pipeline.outputs import LABELS_FILE, SUMMARY_FILE, output_names, promote_outputs, remove_quietly
 from pipeline.rows import FACE_MODES, FACES_LARGEST, NO_FACE
+from pipeline.staging import clear_abandoned_staging, staging_folder
 from pipeline.summary import format_summary, too_many_errors
 
 # In --output, replaced by the launch date: a scheduler's fixed request still writes each night to its own folder.
@@ -59,8 +60,6 @@ DATE_PLACEHOLDER: str = "{date}"
 DATE_FORMAT: str = "%Y-%m-%d"
 EXIT_USER_ERROR: int = 2
 EXIT_TOO_MANY_ERRORS: int = 3
-# Outputs are written here inside the output folder, then moved into place when the run succeeds.
-STAGING_PREFIX: str = ".facelabel-staging-"
 
 log = logging.getLogger("facelabel")
 
@@ -207,7 +206,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         with pipeline:
             build_pipeline(pipeline, args, args.output, metadata, previous, info)
         return launch_details(pipeline.result, dry_run, info)
-    staging = FileSystems.join(args.output, f"{STAGING_PREFIX}{int(started)}-{os.getpid()}")
+    clear_abandoned_staging(args.output)
+    staging = staging_folder(args.output, started)
     try:
         with pipeline:
             build_pipeline(pipeline, args, staging, metadata, previous, info)

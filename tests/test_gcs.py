@@ -58,6 +58,19 @@ def test_pipeline_reads_labels_and_writes_on_gcs(gcs, gcs_model, gcs_faces):
     assert summary["images_labelled"] == len(expected) and summary["images_failed"] == len(bad)
 
 
+def test_a_staging_folder_left_on_gcs_is_named_not_deleted(gcs, gcs_model, gcs_faces, caplog):
+    """On gs:// nothing tells a killed run's staging folder from a running Dataflow job's: one warning names it."""
+    leftover = ".facelabel-staging-1764547200-some-host-4242"
+    gcs.upload(f"out_left/{leftover}/labels.csv", b"path,label\n")
+    with caplog.at_level("WARNING", logger="facelabel"):
+        job.run(["--input", gcs_faces[0] + "/", "--output", gcs.uri("out_left"), "--model", gcs_model])
+    assert gcs.list("out_left/") == [f"out_left/{leftover}/labels.csv", "out_left/errors.csv",
+                                     "out_left/labels.csv", "out_left/summary.json"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "facelabel" and r.levelname == "WARNING"]
+    assert warned == [f"1 staging folder of other runs in {gcs.uri('out_left')} ({leftover}): if no run is "
+                      "writing there, remove it"]
+
+
 def test_glob_input_on_gcs(gcs, gcs_model, gcs_faces):
     _, expected, _ = gcs_faces
     summary = job.run(["--input", gcs.uri("in/sub/deeper/*"), "--output", gcs.uri("out_glob"), "--model", gcs_model])

@@ -5,6 +5,7 @@ import csv
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -311,6 +312,33 @@ def test_incremental_run_says_why_earlier_labels_are_not_used(tiny_model_dir, tm
         warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         assert any("earlier labels not used" in w and "does not start with this model's labels header " + found
                    in w for w in warnings), warnings
+
+
+def test_staging_folders_of_killed_runs_are_removed_and_others_named(tiny_model_dir, tmp_path, caplog):
+    """A run killed outright (SIGKILL, out of memory) cannot remove its staging folder: the next run does, when
+    the folder's writer was a process of this machine that is gone; others are named, never deleted."""
+    folder = faces_folder(tmp_path / "in", 2, seed=79)
+    out = tmp_path / "out"
+    job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process id that no longer runs
+    host = socket.gethostname()
+    killed = out / f".facelabel-staging-1764547200-{host}-{gone.pid}"
+    elsewhere = out / f".facelabel-staging-1764547200-another-host-{os.getpid()}"
+    alive = out / f".facelabel-staging-1764547200-{host}-{os.getpid()}"  # this process: a run still writing
+    for leftover in (killed, elsewhere, alive):
+        (leftover / ".facelabel-sort-x").mkdir(parents=True)
+        (leftover / "labels.csv").write_text("path,label\n", encoding="utf-8")
+
+    with caplog.at_level("INFO", logger="facelabel"):
+        summary = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
+    assert summary["images_labelled"] == 2
+    assert not killed.exists() and elsewhere.is_dir() and alive.is_dir()
+    assert f"removing {killed.name}, left by an earlier run that was killed" in caplog.text
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name == "facelabel"]
+    assert len(warned) == 1 and warned[0].startswith("2 staging folders of other runs in"), warned
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "errors.csv", "labels.csv", "summary.json"]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
