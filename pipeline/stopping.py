@@ -4,17 +4,28 @@ The job is stopped cleanly, as after any failure: its staging folder is removed,
 the console shows one `error: stopped by ...` line instead of the tracebacks of every unwinding thread; the exit
 status is 128 + the signal's number, as a shell reports it. `install_during_start_up` covers the first seconds,
 while TensorFlow and Beam are imported; `install` the run itself.
+
+Ctrl-C in a terminal signals the whole foreground process group. With `--direct_running_mode multi_processing`
+that included Beam's worker processes, each of which printed its own KeyboardInterrupt traceback (about 100
+lines before our one). `install` starts those workers in a process group of their own, so a terminal's stop
+reaches only this process, which then ends them itself (SIGTERM to each worker's group: Beam's shutdown waits for
+its workers, which a stop in mid-bundle can leave waiting for ever) and silences the worker threads' reports of
+their exit.
 """
 
 import logging
 import os
 import signal
+import subprocess
 import sys
+import threading
+import types
 
 EXIT_SIGNAL_BASE: int = 128
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 
 stopped_by: list[int] = []  # the number of the signal that stopped the run, once one has
+worker_processes: list[subprocess.Popen] = []  # the DirectRunner's multi_processing workers started so far
 
 
 class Interrupted(BaseException):
@@ -46,8 +57,28 @@ def stop_on_signal(signal_number: int, _frame) -> None:
     """Turn a stop signal into Interrupted in the main thread, so the run's clean-up happens as after any failure;
     libraries' logs of the unwinding threads are silenced (dozens of lines that say only that the run stopped)."""
     logging.disable(logging.CRITICAL)
+    threading.excepthook = lambda _args: None  # "Worker subprocess exited with return code -15", and the like
     stopped_by.append(signal_number)
+    end_workers()
     raise Interrupted(signal_number)
+
+
+def end_workers() -> None:
+    """SIGTERM to the process group of each multi_processing worker still running (the shell Beam starts it with,
+    and the worker)."""
+    for process in worker_processes:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def start_worker(*args, **kwargs) -> subprocess.Popen:
+    """subprocess.Popen for Beam's workers: in a process group of their own, and remembered for end_workers."""
+    process = subprocess.Popen(*args, process_group=0, **kwargs)
+    worker_processes.append(process)
+    return process
 
 
 def install_during_start_up() -> None:
@@ -55,6 +86,18 @@ def install_during_start_up() -> None:
         signal.signal(stop_signal, stopped_before_start)
 
 
+def workers_in_their_own_process_group() -> None:
+    """Make the DirectRunner start its multi_processing workers in a new process group (`process_group=0`,
+    Python 3.11's setpgid in the child: no Python code runs between fork and exec). Beam's
+    `local_job_service.SubprocessSdkWorker` is the only caller of subprocess in that module; only its
+    `subprocess.Popen` is replaced, with the same function and that one argument added."""
+    from apache_beam.runners.portability import local_job_service
+    if getattr(local_job_service.subprocess, "facelabel_process_group", False):
+        return
+    local_job_service.subprocess = types.SimpleNamespace(Popen=start_worker, facelabel_process_group=True)
+
+
 def install() -> None:
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, stop_on_signal)
+    workers_in_their_own_process_group()

@@ -369,6 +369,56 @@ def test_a_run_stopped_by_a_signal_says_so_in_one_line_and_keeps_the_last_result
     assert {name: (out / name).read_bytes() for name in before} == before
 
 
+def descendants_running(command_part: str, ancestor: int) -> list[int]:
+    """Ids of the running processes below `ancestor` whose command line holds command_part (Linux /proc)."""
+    parents, commands = {}, {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+                    commands[int(entry)] = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, ValueError, IndexError):
+                continue
+    def below(pid):
+        while pid in parents and pid > 1:
+            pid = parents[pid]
+            if pid == ancestor:
+                return True
+        return False
+    return [pid for pid, command in commands.items() if command_part in command and below(pid)]
+
+
+def test_ctrl_c_in_a_terminal_stops_a_multi_process_run_in_one_line(tiny_model_dir, tmp_path):
+    """Ctrl-C signals the terminal's whole process group: Beam's worker processes each printed a traceback
+    (85 lines measured) before our line. They now run in a group of their own and end with the job."""
+    many = faces_folder(tmp_path / "many", 600, seed=52)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.run", "--input", str(many), "--output", str(out), "--faces", "none",
+         "--model", str(tiny_model_dir), "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline, workers = time.time() + 120, []
+    while not workers and process.poll() is None:
+        assert time.time() < deadline, "no Beam worker process started"
+        time.sleep(0.2)
+        workers = descendants_running("sdk_worker_main", process.pid)
+    time.sleep(1.0)  # the workers import Beam and connect
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: the whole foreground group
+    try:
+        _, err = process.communicate(timeout=120)  # it hung once, in Beam's wait for its workers
+    finally:
+        if process.poll() is None:  # leave nothing running behind a failed test
+            for pid in [process.pid, *workers]:
+                os.kill(pid, signal.SIGKILL)
+    assert process.returncode == 128 + signal.SIGINT, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("error: stopped by SIGINT: the output folder keeps"), err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    time.sleep(STOP_AFTER_SECONDS)
+    assert workers and not [pid for pid in workers if os.path.exists(f"/proc/{pid}")], "workers outlived the job"
+    assert not [path for path in (out.iterdir() if out.exists() else []) if path.name.startswith(".facelabel")]
+
+
 def test_a_stop_while_the_job_is_still_starting_is_one_line(tmp_path):
     """A stop during the first seconds (TensorFlow's import) printed a 36-line traceback, or nothing."""
     process = subprocess.Popen([sys.executable, "-m", "pipeline.run", "--input", str(tmp_path), "--output",
