@@ -124,9 +124,13 @@ def promote_outputs(staging: str, output_dir: str) -> None:
     # A report of the previous run would describe results that are gone: --report writes a new one.
     previous = [path for name in (*RUN_FILES, REPORT_FILE)
                 for path in existing_outputs(FileSystems.join(output_dir, name))]
-    if previous:
-        FileSystems.delete(previous)
+    # Renamed over the previous files first (an atomic replacement on local disk), so no moment leaves the folder
+    # without a labels.csv; then the previous files no new one replaced (a shard set, the report) are deleted.
     FileSystems.rename(staged, final)
+    replaced = set(final)
+    leftover = [path for path in previous if path not in replaced]
+    if leftover:
+        FileSystems.delete(leftover)
 
 
 def existing_outputs(single_path: str) -> list[str]:

@@ -18,7 +18,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -26,8 +26,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from model.metadata import ModelMetadata
 from pipeline.inputs import display_path, file_key
-from pipeline.outputs import ENCODING, LABEL_ROWS_KEY, SUMMARY_FILE, read_label_rows
-from pipeline.rows import FACES_NONE, LABEL_TAIL_COLUMNS, NO_FACE, LabelRow, labels_header
+from pipeline.outputs import ENCODING, LABEL_ROWS_KEY, SUMMARY_FILE, output_lines
+from pipeline.rows import (FACES_ALL, FACES_LARGEST, FACES_NONE, LABEL_TAIL_COLUMNS, NO_FACE, LabelRow, labels_header,
+                           parse_label_rows)
 
 # How far a written row's probabilities may sum from 1 before it counts as edited: rounding to 6 decimals moves
 # the sum by a few millionths; an int8 copy's softmax comes in steps of 1/256 per class (sums of 1 exactly on 1,000
@@ -93,35 +94,59 @@ def earlier_model_version(records: list[list[str]] | None) -> str | None:
     return records[1][column] if column < len(records[1]) else None
 
 
+def without_cut_last_line(lines: Iterable[str], cut: list[str]) -> Iterator[str]:
+    """The lines of a labels output, less a last line without its line end (every row is written with one, so
+    the file was cut inside that row: the row may still parse, with a number cut short); that line goes to cut."""
+    last = None
+    for line in lines:
+        if last is not None:
+            yield last
+        last = line
+    if last is not None:
+        if last.endswith(("\n", "\r")):
+            yield last
+        else:
+            cut.append(last)
+
+
 def read_previous_rows(path: str, class_names: tuple[str, ...]) -> Iterable[tuple[str, LabelRow]]:
     """(path, row) for each row of an earlier labels.csv (or its shard set), streamed; nothing if it is missing or
-    of another layout (the launch checks that the labels are usable: `unusable_reason`). Rows that do not parse
-    are skipped (their images are labelled again) and counted in one warning; so are rows missing from a file
-    cut short (fewer rows than its summary.json says were written)."""
+    of another layout (the launch checks that the labels are usable: `unusable_reason`). Rows that do not parse,
+    or were cut short, are skipped (their images are labelled again) and counted in one warning; so are rows
+    missing from a file cut between rows (fewer rows than its summary.json says were written)."""
     unreadable: list[int] = []
+    cut: list[str] = []
     read = 0
-    for row in read_label_rows(path, class_names, unreadable):
+    for row in parse_label_rows(without_cut_last_line(output_lines(path), cut), class_names, unreadable):
         read += 1
         yield row.path, row
+    if cut:
+        unreadable.append(read + len(unreadable) + 2)  # its record number (the header is record 1)
     written = (previous_summary(path) or {}).get(LABEL_ROWS_KEY)
-    if isinstance(written, int) and read + len(unreadable) < written:
-        missing = written - read - len(unreadable)
-        log.warning("--incremental: %s holds %d row%s fewer than its run wrote (%d, says %s): it was cut short; the "
-                    "images of the missing rows are labelled again", path, missing, "" if missing == 1 else "s",
-                    written, SUMMARY_FILE)
+    missing = written - read - len(unreadable) if isinstance(written, int) else 0
+    problems = []
     if unreadable:
         one = len(unreadable) == 1
-        log.warning("--incremental: %d row%s of %s could not be read (record %s%s): %s labelled again",
-                    len(unreadable), "" if one else "s", path, ", ".join(map(str, unreadable[:3])),
-                    " ..." if len(unreadable) > 3 else "", "its image is" if one else "their images are")
+        records = ", ".join(map(str, unreadable[:3])) + (" ..." if len(unreadable) > 3 else "")
+        problems.append(f"{len(unreadable)} row{'' if one else 's'} could not be read or {'was' if one else 'were'} "
+                        f"cut short (record {records})")
+    if missing > 0:
+        problems.append(f"{missing} row{'' if missing == 1 else 's'} fewer than its run wrote ({written}, says "
+                        f"{SUMMARY_FILE}): the file was cut short")
+    if problems:
+        log.warning("--incremental: %s: %s; images without their rows are labelled again", path, "; ".join(problems))
 
 
-def sound_rows(rows: list[LabelRow], metadata: ModelMetadata) -> bool:
-    """True if an image's earlier rows can stand for it: face ranks 1..n once each (or one no_face row), and each
-    label the one its probabilities give under the model's decision rule (so a duplicated row, or a label or
-    probability changed by hand, sends the image to be labelled again)."""
+def sound_rows(rows: list[LabelRow], metadata: ModelMetadata, faces_mode: str = FACES_LARGEST) -> bool:
+    """True if an image's earlier rows can stand for it: face ranks 1..n once each (or one no_face row), one row
+    per face found with --faces all (or one row), all agreeing on faces_found, and each label the one its
+    probabilities give under the model's decision rule (so a duplicated or lost row, or a label or probability
+    changed by hand, sends the image to be labelled again)."""
     ranks = sorted(row.face.face for row in rows)
     if ranks != [0] and ranks != list(range(1, len(rows) + 1)):
+        return False
+    found = {row.face.faces_found for row in rows}
+    if len(found) != 1 or (faces_mode == FACES_ALL and ranks != [0] and len(rows) != max(found.pop(), 1)):
         return False
     for row in rows:
         finite = [p for p in row.probabilities if not math.isnan(p)]
@@ -142,8 +167,9 @@ class SplitUnchanged(beam.DoFn):
 
     CARRIED = "carried"
 
-    def __init__(self, metadata: ModelMetadata):
+    def __init__(self, metadata: ModelMetadata, faces_mode: str = FACES_LARGEST):
         self._metadata = metadata
+        self._faces_mode = faces_mode
         self._unsound: list[str] = []
 
     def start_bundle(self):
@@ -157,7 +183,7 @@ class SplitUnchanged(beam.DoFn):
         key = file_key(files[0])
         unchanged = (key.size, key.modified_text, self._metadata.model_version)
         if previous and all((row.file_size, row.file_modified, row.model_version) == unchanged for row in previous):
-            if sound_rows(previous, self._metadata):
+            if sound_rows(previous, self._metadata, self._faces_mode):
                 yield from (beam.pvalue.TaggedOutput(self.CARRIED, row) for row in previous)  # a row per face
                 return
             self._unsound.append(path)
@@ -166,18 +192,19 @@ class SplitUnchanged(beam.DoFn):
     def finish_bundle(self):
         if self._unsound:
             count = len(self._unsound)
-            log.warning("--incremental: the earlier rows of %d image%s do not agree with themselves (duplicated, or "
-                        "a label or probability edited): labelled again: %s%s", count, "" if count == 1 else "s",
-                        ", ".join(self._unsound[:3]), " ..." if count > 3 else "")
+            log.warning("--incremental: the earlier rows of %d image%s do not agree with themselves (duplicated, "
+                        "lost, or a label or probability edited): labelled again: %s%s", count,
+                        "" if count == 1 else "s", ", ".join(self._unsound[:3]), " ..." if count > 3 else "")
 
 
 class SkipUnchanged(beam.PTransform):
     """FileMetadata -> (metadata to read and label, LabelRow carried over from the earlier labels.csv)."""
 
-    def __init__(self, previous_labels: str, metadata: ModelMetadata):
+    def __init__(self, previous_labels: str, metadata: ModelMetadata, faces_mode: str = FACES_LARGEST):
         super().__init__()
         self._previous_labels = previous_labels
         self._metadata = metadata
+        self._faces_mode = faces_mode
 
     def expand(self, matched):
         previous = (matched.pipeline
@@ -186,6 +213,6 @@ class SkipUnchanged(beam.PTransform):
         split = (
             {"file": matched | "KeyByPath" >> beam.Map(lambda m: (display_path(m.path), m)), "previous": previous}
             | "JoinWithPrevious" >> beam.CoGroupByKey()
-            | "Split" >> beam.ParDo(SplitUnchanged(self._metadata)).with_outputs(
+            | "Split" >> beam.ParDo(SplitUnchanged(self._metadata, self._faces_mode)).with_outputs(
                 SplitUnchanged.CARRIED, main="changed"))
         return split.changed, split[SplitUnchanged.CARRIED]

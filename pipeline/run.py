@@ -145,7 +145,8 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir:
     labels whose unchanged rows are carried over (--incremental, when check_previous_labels found them usable)."""
     class_names = metadata.class_names
     from pipeline.transforms import LabelImages, ReadImages, WriteOutputs  # the model handlers: TensorFlow
-    read = pipeline | "ReadImages" >> ReadImages(InputSpec(args.input, info["input_kind"]), previous, metadata)
+    read = pipeline | "ReadImages" >> ReadImages(InputSpec(args.input, info["input_kind"]), previous, metadata,
+                                                        args.faces)
     # Workers load the shipped default model from their own installed package (None), other models by path.
     worker_model = None if is_default_model(args.model) else args.model
     labelled = read["images"] | "LabelImages" >> LabelImages(
@@ -211,7 +212,9 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     try:
         with pipeline:
             build_pipeline(pipeline, args, staging, metadata, previous, info)
-        promote_outputs(staging, args.output)
+        with stopping.held_until_done():
+            promote_outputs(staging, args.output)
+            stopping.outputs_in_place.append(True)
     finally:
         remove_quietly(staging)
     if args.report:
@@ -238,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     console.configure_logging()
     try:
         summary = run(argv)
+        stopping.ignore_stops()  # the outputs are complete: what is left is printing the summary
     except UserError as err:
         print("error: " + " ".join(str(err).split()), file=sys.stderr)  # always one line
         return EXIT_USER_ERROR
@@ -266,6 +270,7 @@ def exit_now(status: int) -> None:
     The outputs are complete and closed when main() returns; what is left is freeing TensorFlow's and Beam's
     objects one by one, which takes about a second and a half for nothing.
     """
+    stopping.ignore_stops()
     remove_local_copies()
     logging.shutdown()
     sys.stdout.flush()

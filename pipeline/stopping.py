@@ -13,6 +13,7 @@ its workers, which a stop in mid-bundle can leave waiting for ever) and silences
 their exit.
 """
 
+import contextlib
 import logging
 import os
 import signal
@@ -25,6 +26,8 @@ EXIT_SIGNAL_BASE: int = 128
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 
 stopped_by: list[int] = []  # the number of the signal that stopped the run, once one has
+held: list[bool] = []  # non-empty while outputs are being moved into place: a stop waits until that is done
+outputs_in_place: list[bool] = []  # non-empty once this run's outputs have replaced the previous ones
 worker_processes: list[subprocess.Popen] = []  # the DirectRunner's multi_processing workers started so far
 
 
@@ -41,8 +44,33 @@ def exit_status(signal_number: int) -> int:
 
 
 def stopped_line(signal_number: int) -> str:
-    return (f"error: stopped by {signal.Signals(signal_number).name}: the output folder keeps the results it had "
-            f"before this run")
+    name = signal.Signals(signal_number).name
+    if outputs_in_place:
+        return (f"error: stopped by {name} after this run's outputs were in place: the output folder holds this "
+                f"run's results (no report)")
+    return f"error: stopped by {name}: the output folder keeps the results it had before this run"
+
+
+@contextlib.contextmanager
+def held_until_done():
+    """Hold a stop signal while the block runs (moving outputs into place: stopped half-way, it left the output
+    folder without labels.csv), then act on it."""
+    held.append(True)
+    try:
+        yield
+    finally:
+        held.clear()
+    if stopped_by:
+        raise Interrupted(stopped_by[0])
+
+
+def ignore_stops() -> None:
+    """From here the process only exits: a stop signal has nothing left to stop (it raised inside logging's
+    shutdown, which printed a traceback and exit status 1 after a complete run)."""
+    if signal.getsignal(signal.SIGTERM) is not stop_on_signal:
+        return  # not installed (the job run from Python, e.g. by tests): the caller's handlers stay
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_IGN)
 
 
 def stopped_before_start(signal_number: int, _frame) -> None:
@@ -60,6 +88,8 @@ def stop_on_signal(signal_number: int, _frame) -> None:
     threading.excepthook = lambda _args: None  # "Worker subprocess exited with return code -15", and the like
     stopped_by.append(signal_number)
     end_workers()
+    if held:
+        return  # raised by held_until_done once the outputs are in place
     raise Interrupted(signal_number)
 
 

@@ -118,13 +118,15 @@ class ReadImages(beam.PTransform):
     as "carried" (see `pipeline.previous`).
     """
 
-    def __init__(self, source: InputSpec, previous: str | None = None, metadata: ModelMetadata | None = None):
+    def __init__(self, source: InputSpec, previous: str | None = None, metadata: ModelMetadata | None = None,
+                 faces_mode: str = FACES_LARGEST):
         super().__init__()
         if previous and metadata is None:
             raise ValueError("earlier labels need the served model's metadata to be carried over")
         self._source = source
         self._previous = previous
         self._metadata = metadata
+        self._faces_mode = faces_mode
 
     def expand(self, pbegin):
         listed = (pbegin
@@ -134,7 +136,8 @@ class ReadImages(beam.PTransform):
         matched = listed.files | "SpreadFiles" >> beam.Reshuffle()
         to_read, carried = matched, pbegin | "NothingCarried" >> beam.Create([])
         if self._previous:
-            to_read, carried = matched | "SkipUnchanged" >> SkipUnchanged(self._previous, self._metadata)
+            to_read, carried = matched | "SkipUnchanged" >> SkipUnchanged(self._previous, self._metadata,
+                                                                               self._faces_mode)
         listing_errors = listed[ListInput.ERRORS]
         read = to_read | "ReadFiles" >> ReadFiles()
         return {"matched": (matched | "MatchedPaths" >> beam.Map(lambda m: display_path(m.path)),

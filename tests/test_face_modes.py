@@ -97,6 +97,26 @@ def test_changing_the_faces_mode_relabels_an_incremental_run(photo_folder, tmp_p
     assert json.loads((out / "summary.json").read_text())["faces"] == "largest"
 
 
+def test_a_face_row_lost_from_an_all_faces_run_relabels_that_image(photo_folder, tmp_path, caplog):
+    """With --faces all, a group photo whose third face row was cut off was carried over with two faces."""
+    root, _ = photo_folder
+    out = tmp_path / "out"
+    job.run(["--input", str(root), "--output", str(out), "--faces", "all"])
+    labels = out / "labels.csv"
+    lines = labels.read_text(encoding="utf-8").splitlines(keepends=True)
+    third = [i for i, line in enumerate(lines) if line.startswith(str(root / "group.jpg")) and ",3,3," in line]
+    assert len(third) == 1
+    labels.write_text("".join(lines[: third[0]] + lines[third[0] + 1:]), encoding="utf-8")
+
+    with caplog.at_level("WARNING", logger="facelabel"):
+        again = job.run(["--input", str(root), "--output", str(out), "--faces", "all", "--incremental"])
+    assert again["images_carried_over"] == 5 and again["label_rows"] == 3 + 1 + 1 + 3
+    group = [r for r in read_rows(labels) if r["path"] == str(root / "group.jpg")]
+    assert [r["face"] for r in group] == ["1", "2", "3"]
+    assert "1 row fewer than its run wrote (8" in caplog.text
+    assert "do not agree with themselves" in caplog.text and str(root / "group.jpg") in caplog.text
+
+
 def test_bad_faces_mode_is_one_line(capsys, tmp_path):
     status = None
     with pytest.raises(SystemExit) as exit_info:

@@ -2,12 +2,14 @@
 files that vanish between matching and reading, and a large mixed folder where every file is accounted for."""
 
 import csv
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zlib
 
@@ -21,6 +23,7 @@ from PIL import Image
 
 from conftest import encode, synthetic_face
 from model.metadata import ModelMetadata
+from pipeline import outputs, stopping
 from pipeline import run as job
 from pipeline.transforms import ReadFiles
 
@@ -241,7 +244,7 @@ def test_incremental_run_relabels_only_the_images_of_damaged_earlier_rows(tiny_m
                            "--incremental"])
     assert summary["images_carried_over"] == 2 and summary["images_labelled"] == 4
     assert {row[0]: row for row in read_rows(labels)} == rows_before  # relabelled alike, carried over intact
-    assert "2 rows of" in caplog.text and "record 2, 3" in caplog.text
+    assert "2 rows could not be read or were cut short (record 2, 3)" in caplog.text
 
 
 def test_incremental_run_counts_the_rows_lost_from_a_labels_file_cut_short(tiny_model_dir, tmp_path, caplog):
@@ -267,6 +270,26 @@ def test_incremental_run_counts_the_rows_lost_from_a_labels_file_cut_short(tiny_
     with caplog.at_level("WARNING", logger="facelabel"):  # whole again: nothing to say
         job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir), "--incremental"])
     assert "cut short" not in caplog.text
+
+
+def test_incremental_run_relabels_a_last_row_without_its_line_end(tiny_model_dir, tmp_path, caplog):
+    """A file cut inside its last field ('...,0.9991' to '...,0.9') still parses, and was carried over with the
+    number cut short; every row is written with a line end, so its absence tells the cut."""
+    folder = faces_folder(tmp_path / "in", 3, seed=82)
+    out = tmp_path / "out"
+    job.run(["--input", str(folder), "--output", str(out), "--faces", "none", "--model", str(tiny_model_dir)])
+    labels = out / "labels.csv"
+    rows_before = {row[0]: row for row in read_rows(labels)}
+    text = labels.read_text(encoding="utf-8")
+    labels.write_text(text.rstrip("\n"), encoding="utf-8")  # its last field is empty with --faces none
+
+    with caplog.at_level("WARNING", logger="facelabel"):
+        summary = job.run(["--input", str(folder), "--output", str(out), "--faces", "none",
+                           "--model", str(tiny_model_dir), "--incremental"])
+    assert summary["images_carried_over"] == 2 and summary["images_labelled"] == 3
+    assert {row[0]: row for row in read_rows(labels)} == rows_before
+    warned = [r.getMessage() for r in caplog.records if r.name == "facelabel" and r.levelname == "WARNING"]
+    assert len(warned) == 1 and "1 row could not be read or was cut short (record 4)" in warned[0], warned
 
 
 def test_incremental_run_relabels_images_whose_earlier_rows_disagree_with_themselves(tiny_model_dir, tmp_path,
@@ -367,6 +390,53 @@ def test_a_run_stopped_by_a_signal_says_so_in_one_line_and_keeps_the_last_result
     assert "Traceback" not in err, err[-2000:]
     assert sorted(p.name for p in out.iterdir()) == sorted(before)  # no staging folder left
     assert {name: (out / name).read_bytes() for name in before} == before
+
+
+@pytest.fixture
+def stop_handlers():
+    """The job's own stop handlers in this process, and everything they change put back afterwards."""
+    saved = {sig: signal.getsignal(sig) for sig in stopping.STOP_SIGNALS}
+    hook = threading.excepthook
+    stopping.install()
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+    threading.excepthook = hook
+    logging.disable(logging.NOTSET)
+    stopping.stopped_by.clear()
+    stopping.outputs_in_place.clear()
+
+
+def test_a_stop_while_outputs_are_moved_into_place_waits_until_they_are(stop_handlers):
+    """SIGTERM between deleting the previous outputs and moving the new ones in left no labels.csv at all."""
+    moved = []
+    with pytest.raises(stopping.Interrupted):
+        with stopping.held_until_done():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)  # the handler runs here, in the main thread
+            moved.append("all")
+    assert moved == ["all"] and stopping.stopped_by == [signal.SIGTERM]
+    stopping.outputs_in_place.append(True)
+    assert "after this run's outputs were in place" in stopping.stopped_line(signal.SIGTERM)
+
+
+def test_new_outputs_replace_the_previous_ones_before_anything_is_deleted(tiny_model_dir, tmp_path, monkeypatch):
+    """Moving outputs into place never leaves a moment without labels.csv (it deleted first, then renamed)."""
+    out = tmp_path / "out"
+    job.run(["--input", str(faces_folder(tmp_path / "a", 2, seed=80)), "--output", str(out),
+             "--model", str(tiny_model_dir), "--report"])
+    deletions = []
+    real_delete = outputs.FileSystems.delete
+
+    def watched_delete(paths):
+        real_delete(paths)
+        deletions.append((list(paths), (out / "labels.csv").is_file()))  # the folder as a stop would leave it
+    monkeypatch.setattr(outputs.FileSystems, "delete", watched_delete)
+    job.run(["--input", str(faces_folder(tmp_path / "b", 3, seed=81)), "--output", str(out),
+             "--model", str(tiny_model_dir)])
+    assert [paths for paths, _ in deletions if str(out / "report.html") in paths], deletions  # the old report
+    assert all(labels_there for _, labels_there in deletions)
+    assert len(read_rows(out / "labels.csv")) == 3
 
 
 def descendants_running(command_part: str, ancestor: int) -> list[int]:
