@@ -52,7 +52,7 @@ from pipeline.inputs import InputSpec, skipped_counts
 from pipeline.model_files import remove_local_copies
 from pipeline.outputs import LABELS_FILE, SUMMARY_FILE, output_names, promote_outputs, remove_quietly
 from pipeline.rows import FACE_MODES, FACES_LARGEST, NO_FACE
-from pipeline.staging import clear_abandoned_staging, staging_folder
+from pipeline.staging import claim_output, clear_abandoned_staging, staging_folder
 from pipeline.summary import format_summary, too_many_errors
 
 # In --output, replaced by the launch date: a scheduler's fixed request still writes each night to its own folder.
@@ -209,6 +209,12 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         return launch_details(pipeline.result, dry_run, info)
     clear_abandoned_staging(args.output)
     staging = staging_folder(args.output, started)
+    try:
+        claim_output(args.output, staging)
+    except UserError:
+        shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)
+        remove_quietly(staging)
+        raise
     try:
         with pipeline:
             build_pipeline(pipeline, args, staging, metadata, previous, info)

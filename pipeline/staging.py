@@ -6,8 +6,13 @@ outright (SIGKILL, the kernel's out-of-memory killer, a machine lost) cannot: it
 hold a night's worth of sorted rows. The next run into the same output removes such a folder when it can tell
 that its writer is gone (written from this machine by a process that no longer runs) and names any other in one
 warning, since it may belong to a run still writing (another machine, a Dataflow job).
+
+Two runs into one local output folder at once (a night's run still going when the next starts) would each
+replace the other's results without a word: `claim_output` makes the staging folder at launch and lets only the
+earlier of two live runs on this machine go on; the later one stops with one line.
 """
 
+import datetime
 import logging
 import os
 import re
@@ -15,6 +20,7 @@ import socket
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.checks import UserError
 from pipeline.model_files import is_local
 from pipeline.outputs import remove_quietly
 
@@ -75,3 +81,22 @@ def clear_abandoned_staging(output_dir: str) -> None:
         log.warning("%d staging folder%s of other runs in %s (%s%s): if no run is writing there, remove %s",
                     len(unknown), "" if len(unknown) == 1 else "s", output_dir, ", ".join(unknown[:2]),
                     " ..." if len(unknown) > 2 else "", "it" if len(unknown) == 1 else "them")
+
+
+def claim_output(output_dir: str, staging: str) -> None:
+    """Make this run's staging folder now (local output) and refuse to go on beside an earlier run of this machine
+    that is still writing into output_dir. Raises UserError naming that run. Remote outputs: nothing to do here
+    (no process can be checked there; see clear_abandoned_staging)."""
+    if not is_local(output_dir):
+        return
+    os.makedirs(staging, exist_ok=True)
+    mine = STAGING_NAME.match(staging.rstrip("/").rsplit("/", 1)[-1])
+    host, own = socket.gethostname(), (int(mine["started"]), int(mine["pid"]))
+    for name in staging_folders(output_dir):
+        parts = STAGING_NAME.match(name)
+        other = (int(parts["started"]), int(parts["pid"]))
+        if parts["host"] != host or other[1] == own[1] or not process_is_running(other[1]) or other > own:
+            continue
+        since = datetime.datetime.fromtimestamp(other[0], datetime.timezone.utc).isoformat(timespec="seconds")
+        raise UserError(f"another run (process {other[1]}, started {since}) is writing into {output_dir}: wait "
+                        f"for it to finish, or give another --output")

@@ -364,6 +364,30 @@ def test_staging_folders_of_killed_runs_are_removed_and_others_named(tiny_model_
         "errors.csv", "labels.csv", "summary.json"]
 
 
+def test_a_second_run_into_an_output_that_a_live_run_is_writing_stops_in_one_line(tiny_model_dir, tmp_path,
+                                                                                    capsys):
+    """Two runs into one folder at once each replaced the other's results without a word."""
+    folder = faces_folder(tmp_path / "in", 2, seed=83)
+    out = tmp_path / "out"
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a run still writing
+    try:
+        earlier = out / f".facelabel-staging-{int(time.time()) - 60}-{socket.gethostname()}-{writer.pid}"
+        earlier.mkdir(parents=True)
+        status = job.main(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert status == 2 and err[-1].startswith(f"error: another run (process {writer.pid}, started ")
+        assert err[-1].endswith(f"is writing into {out}: wait for it to finish, or give another --output")
+        assert sorted(p.name for p in out.iterdir()) == [earlier.name]  # nothing of ours left behind
+
+        later = out / f".facelabel-staging-{int(time.time()) + 3600}-{socket.gethostname()}-{writer.pid}"
+        earlier.rename(later)  # a run that started after this one: it is the one to give way
+        summary = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
+        assert summary["images_labelled"] == 2 and later.is_dir()
+    finally:
+        writer.kill()
+        writer.wait()
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_a_run_stopped_by_a_signal_says_so_in_one_line_and_keeps_the_last_results(tiny_model_dir, tmp_path, stop):
     """A scheduler's or `timeout`'s SIGTERM used to leave the staging folder in the output and print nothing;
