@@ -14,7 +14,7 @@ from model.lite import PRECISION_FLOAT32, PRECISION_INT8, check_int8_model
 from pipeline.inputs import InputError, InputSpec, Survey, check_input, input_warnings, resolve_input
 from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
 from pipeline.outputs import IncompleteOutputError, output_files
-from pipeline.previous import earlier_model_version, first_records, unusable_reason
+from pipeline.previous import earlier_model_version, first_records, previous_summary, unusable_reason
 
 WRITE_CHECK_FILE: str = ".facelabel-write-check"
 # Runners whose workers run on other machines, so they cannot read this machine's files (matched in lower case).
@@ -57,7 +57,7 @@ def check_output(output_dir: str) -> None:
 
 
 def check_previous_labels(labels_path: str, class_names: tuple[str, ...], faces_mode: str,
-                          model_version: str) -> str | None:
+                          model_version: str, input_path: str | None = None) -> str | None:
     """--incremental reads the earlier labels: labels_path if their rows can be carried over, else None.
 
     A damaged shard set is one clear line now (UserError), not a failed job later; earlier labels that cannot be
@@ -75,6 +75,11 @@ def check_previous_labels(labels_path: str, class_names: tuple[str, ...], faces_
     if reason:
         log.warning("--incremental: earlier labels not used, every image is labelled again: %s", reason)
         return None
+    earlier_input = (previous_summary(labels_path) or {}).get("input")
+    if input_path is not None and isinstance(earlier_input, str) and earlier_input != input_path:
+        log.warning("--incremental: the earlier labels are of --input %s, this run's is %s: images are matched by "
+                    "the path written in labels.csv, so any whose path is spelled differently now are labelled again "
+                    "and their earlier rows dropped", earlier_input, input_path)
     earlier = earlier_model_version(records)
     if earlier and earlier != model_version:
         log.info("--incremental: the earlier labels are by model %s, this run's is %s: every image is labelled "

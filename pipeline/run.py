@@ -180,7 +180,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         metadata = check_model(args.model, args.precision)
         check_output(args.output)
         previous = check_previous_labels(FileSystems.join(args.output, LABELS_FILE), metadata.class_names,
-                                         args.faces, metadata.model_version) if args.incremental else None
+                                         args.faces, metadata.model_version, args.input) if args.incremental else None
     except UserError:
         shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)  # Beam's own folder, removed when a pipeline runs
         raise

@@ -320,6 +320,22 @@ def test_incremental_run_relabels_images_whose_earlier_rows_disagree_with_themse
     assert sum(int(message.split("rows of ")[1].split()[0]) for message in warned) == 3, warned
 
 
+def test_incremental_run_warns_when_the_input_is_spelled_differently(tiny_model_dir, tmp_path, caplog, monkeypatch):
+    """Rows are matched by path: 'in' tonight against '/abs/in' last night relabelled everything, unsaid."""
+    folder = faces_folder(tmp_path / "in", 2, seed=84)
+    out = tmp_path / "out"
+    job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("WARNING", logger="facelabel"):
+        summary = job.run(["--input", "in", "--output", str(out), "--model", str(tiny_model_dir), "--incremental"])
+    assert summary["images_carried_over"] == 0 and summary["images_matched"] == 2
+    assert f"the earlier labels are of --input {folder}, this run's is in: images are matched by" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="facelabel"):
+        again = job.run(["--input", "in", "--output", str(out), "--model", str(tiny_model_dir), "--incremental"])
+    assert again["images_carried_over"] == 2 and "earlier labels are of --input" not in caplog.text
+
+
 def test_incremental_run_says_why_earlier_labels_are_not_used(tiny_model_dir, tmp_path, caplog):
     """Earlier labels of another layout relabel everything (safe) and say so in one warning line."""
     folder = faces_folder(tmp_path / "in", 2, seed=77)
