@@ -18,8 +18,10 @@ How an image is searched, in order:
    less certain (measured below). The rest are sorted largest first (box area).
 Boxes and landmarks are returned in the decoded image's pixel coordinates.
 
-Images are detected in batches, grouped by detection-copy size: MTCNN pads a batch to its largest image, and a
-batch of small crops costs a few milliseconds an image where one call costs tens.
+Images are detected in batches of one detection-copy size: a batch of small crops costs a few milliseconds an image
+where one call costs tens. Only images of exactly the same size share a call: MTCNN pads a batch to its largest
+image, which made a photo's face box depend on the other photos in its batch (two identical runs over 300
+muxspace photos differed in 7 rows, one label flipped), and see `stable_sort_by_scores`.
 """
 
 import dataclasses
@@ -55,8 +57,6 @@ MIN_REPORTED_FACE_SIDE: float = 24.0
 # muxspace's 228 medium-sized real faces are lost, and detection takes about a fifth longer; (2) faces of 96 pixels
 # and more from 0.5 find 92.2% of the pasted faces, but such unsure detections can be mis-scaled: in a test group
 # photo one came out 175x245 pixels around a 130-pixel face, with its landmarks scaled alike.
-# Images whose detection copies fall in one bucket of this many pixels (per side) are detected in one batch.
-SIZE_BUCKET: int = 64
 # Detection copies are resized with this filter (antialiased when shrinking).
 DETECTION_RESIZE_FILTER = Image.Resampling.BILINEAR
 # Pillow's reducing_gap for shrinking: a fast integer reduction first, then the filter over the last 2x or more.
@@ -186,7 +186,7 @@ class FaceFinder:
         """MTCNN on arrays grouped by size bucket; one list of faces per array, in its own pixels."""
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, pixels in enumerate(arrays):
-            groups[(pixels.shape[0] // SIZE_BUCKET, pixels.shape[1] // SIZE_BUCKET)].append(i)
+            groups[pixels.shape[:2]].append(i)
         found: list[list[Face]] = [[] for _ in arrays]
         for members in groups.values():
             rows = self._detector.detect_faces([arrays[i] for i in members], box_format="xyxy",

@@ -132,7 +132,7 @@ def read_previous_rows(path: str, class_names: tuple[str, ...]) -> Iterable[tupl
                         f"cut short (record {records})")
     if missing > 0:
         problems.append(f"{missing} row{'' if missing == 1 else 's'} fewer than its run wrote ({written}, says "
-                        f"{SUMMARY_FILE}): the file was cut short")
+                        f"{SUMMARY_FILE}): cut short or edited")
     if problems:
         log.warning("--incremental: %s: %s; images without their rows are labelled again", path, "; ".join(problems))
 

@@ -52,7 +52,7 @@ from pipeline.inputs import InputSpec, skipped_counts
 from pipeline.model_files import remove_local_copies
 from pipeline.outputs import LABELS_FILE, SUMMARY_FILE, output_names, promote_outputs, remove_quietly
 from pipeline.rows import FACE_MODES, FACES_LARGEST, NO_FACE
-from pipeline.staging import claim_output, clear_abandoned_staging, staging_folder
+from pipeline.staging import claim_output, clear_abandoned_staging, release_output, staging_folder
 from pipeline.summary import format_summary, too_many_errors
 
 # In --output, replaced by the launch date: a scheduler's fixed request still writes each night to its own folder.
@@ -207,22 +207,23 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         with pipeline:
             build_pipeline(pipeline, args, args.output, metadata, previous, info)
         return launch_details(pipeline.result, dry_run, info)
-    clear_abandoned_staging(args.output)
-    staging = staging_folder(args.output, started)
     try:
-        claim_output(args.output, staging)
+        lock = claim_output(args.output)
     except UserError:
         shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)
-        remove_quietly(staging)
         raise
+    staging = staging_folder(args.output, started)
     try:
+        clear_abandoned_staging(args.output)
         with pipeline:
             build_pipeline(pipeline, args, staging, metadata, previous, info)
         with stopping.held_until_done():
             promote_outputs(staging, args.output)
             stopping.outputs_in_place.append(True)
     finally:
-        remove_quietly(staging)
+        with stopping.held_until_done():  # a stop here would leave the staging folder
+            remove_quietly(staging)
+            release_output(lock)
     if args.report:
         from pipeline.report import report_after_run
         report_after_run(args.output)

@@ -8,8 +8,8 @@ that its writer is gone (written from this machine by a process that no longer r
 warning, since it may belong to a run still writing (another machine, a Dataflow job).
 
 Two runs into one local output folder at once (a night's run still going when the next starts) would each
-replace the other's results without a word: `claim_output` makes the staging folder at launch and lets only the
-earlier of two live runs on this machine go on; the later one stops with one line.
+replace the other's results without a word: `claim_output` takes a lock file in the folder at launch (created
+atomically, so of two runs started together exactly one gets it); the other stops with one line.
 """
 
 import datetime
@@ -83,20 +83,54 @@ def clear_abandoned_staging(output_dir: str) -> None:
                     " ..." if len(unknown) > 2 else "", "it" if len(unknown) == 1 else "them")
 
 
-def claim_output(output_dir: str, staging: str) -> None:
-    """Make this run's staging folder now (local output) and refuse to go on beside an earlier run of this machine
-    that is still writing into output_dir. Raises UserError naming that run. Remote outputs: nothing to do here
-    (no process can be checked there; see clear_abandoned_staging)."""
+LOCK_FILE: str = ".facelabel-lock"
+
+
+def claim_output(output_dir: str) -> str | None:
+    """Take the local output folder for this run: create its lock file atomically (O_EXCL), holding this machine's
+    name and this process's id. Returns the lock's path (remove it with `release_output`); None for remote
+    outputs (no process can be checked there; see clear_abandoned_staging).
+
+    Raises UserError while another live run of this machine holds it, or a run of another machine does. A lock
+    left by a run that is gone (killed) is taken over."""
     if not is_local(output_dir):
-        return
-    os.makedirs(staging, exist_ok=True)
-    mine = STAGING_NAME.match(staging.rstrip("/").rsplit("/", 1)[-1])
-    host, own = socket.gethostname(), (int(mine["started"]), int(mine["pid"]))
-    for name in staging_folders(output_dir):
-        parts = STAGING_NAME.match(name)
-        other = (int(parts["started"]), int(parts["pid"]))
-        if parts["host"] != host or other[1] == own[1] or not process_is_running(other[1]) or other > own:
+        return None
+    os.makedirs(output_dir, exist_ok=True)
+    lock = os.path.join(output_dir, LOCK_FILE)
+    host, pid = socket.gethostname(), os.getpid()
+    for _ in range(2):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(lock, encoding="utf-8") as existing:
+                    owner_host, owner_pid, since = existing.read().split("\t")
+                owner = int(owner_pid)
+            except (OSError, ValueError):
+                owner_host, owner, since = host, 0, ""  # unreadable or half-written: treated as left behind
+            if owner_host != host:
+                raise UserError(f"a run on {owner_host} (process {owner}, started {since}) is writing into "
+                                f"{output_dir}; if none is, remove {lock}") from None
+            if owner and owner != pid and process_is_running(owner):
+                raise UserError(f"another run (process {owner}, started {since}) is writing into {output_dir}: "
+                                f"wait for it to finish, or give another --output") from None
+            log.info("taking over %s, left by a run that is gone", lock)
+            os.remove(lock)
             continue
-        since = datetime.datetime.fromtimestamp(other[0], datetime.timezone.utc).isoformat(timespec="seconds")
-        raise UserError(f"another run (process {other[1]}, started {since}) is writing into {output_dir}: wait "
-                        f"for it to finish, or give another --output")
+        since = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        with os.fdopen(handle, "w", encoding="utf-8") as mine:
+            mine.write(f"{host}\t{pid}\t{since}")
+        return lock
+    raise UserError(f"could not take {lock}: another run keeps taking it")
+
+
+def release_output(lock: str | None) -> None:
+    """Remove this run's lock file (if it is still ours)."""
+    if lock is None:
+        return
+    try:
+        with open(lock, encoding="utf-8") as existing:
+            if existing.read().split("\t")[:2] == [socket.gethostname(), str(os.getpid())]:
+                os.remove(lock)
+    except OSError:
+        pass

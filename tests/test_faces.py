@@ -76,6 +76,19 @@ def test_a_face_is_found_alike_whatever_shares_its_batch(finder, shared_faces):
         assert same_faces(finder.find([*neighbours[:3], crop, *neighbours[3:]])[3], alone)
 
 
+def test_a_photo_is_searched_alike_whatever_sizes_share_its_batch(finder, fer_faces):
+    """Photos of near sizes shared a call and were padded to the largest: a box moved with its neighbours."""
+    photos = []
+    for i, size in enumerate([(640, 480), (620, 470), (600, 450)]):
+        photo = scene(size, seed=30 + i)
+        paste_face(photo, fer_faces[i], (size[0] // 2, size[1] // 2), 150)
+        photos.append(photo)
+    alone = [finder.find([photo])[0] for photo in photos]
+    assert all(alone)
+    together = finder.find(photos)
+    assert all(same_faces(found, expected) for found, expected in zip(together, alone))
+
+
 def test_stable_sort_keeps_each_images_tied_boxes_in_order():
     """Rows are (image, score): an image's ties come out in the same order whatever other rows are sorted too."""
     alone = np.array([[0, 1.0, 0], [0, 0.5, 1], [0, 1.0, 2], [0, 1.0, 3]])

@@ -385,23 +385,35 @@ def test_a_second_run_into_an_output_that_a_live_run_is_writing_stops_in_one_lin
     """Two runs into one folder at once each replaced the other's results without a word."""
     folder = faces_folder(tmp_path / "in", 2, seed=83)
     out = tmp_path / "out"
+    out.mkdir()
+    lock = out / ".facelabel-lock"
     writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a run still writing
     try:
-        earlier = out / f".facelabel-staging-{int(time.time()) - 60}-{socket.gethostname()}-{writer.pid}"
-        earlier.mkdir(parents=True)
+        lock.write_text(f"{socket.gethostname()}\t{writer.pid}\t2026-12-01T01:00:00+00:00", encoding="utf-8")
         status = job.main(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
         err = capsys.readouterr().err.strip().splitlines()
-        assert status == 2 and err[-1].startswith(f"error: another run (process {writer.pid}, started ")
-        assert err[-1].endswith(f"is writing into {out}: wait for it to finish, or give another --output")
-        assert sorted(p.name for p in out.iterdir()) == [earlier.name]  # nothing of ours left behind
-
-        later = out / f".facelabel-staging-{int(time.time()) + 3600}-{socket.gethostname()}-{writer.pid}"
-        earlier.rename(later)  # a run that started after this one: it is the one to give way
-        summary = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
-        assert summary["images_labelled"] == 2 and later.is_dir()
+        assert status == 2 and err[-1] == (f"error: another run (process {writer.pid}, started "
+                                           f"2026-12-01T01:00:00+00:00) is writing into {out}: wait for it to "
+                                           f"finish, or give another --output")
+        assert sorted(p.name for p in out.iterdir()) == [lock.name]  # nothing of ours left behind
     finally:
         writer.kill()
         writer.wait()
+    summary = job.run(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])  # gone now
+    assert summary["images_labelled"] == 2 and not lock.exists()
+
+
+def test_of_two_runs_started_together_into_one_output_exactly_one_goes_on(tmp_path):
+    folder = faces_folder(tmp_path / "in", 300, seed=85)  # a run long enough to overlap the other
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pipeline.run", "--input", str(folder), "--output", str(out), "--faces", "none"]
+    runs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = [(run.wait(timeout=300), run.communicate()[1]) for run in runs]
+    assert sorted(status for status, _ in results) == [0, 2], results
+    refused = next(err for status, err in results if status == 2)
+    assert refused.strip().splitlines()[-1].startswith("error: another run (process ")
+    assert sorted(p.name for p in out.iterdir()) == ["errors.csv", "labels.csv", "summary.json"]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
