@@ -70,12 +70,12 @@ def check_previous_labels(labels_path: str, class_names: tuple[str, ...], faces_
     if not files:
         log.info("--incremental: no earlier labels in %s: every image is labelled", labels_path.rsplit("/", 1)[0])
         return None
-    records = first_records(files[0])
-    reason = unusable_reason(labels_path, records, class_names, faces_mode)
+    records, summary = first_records(files[0]), previous_summary(labels_path)
+    reason = unusable_reason(labels_path, records, summary, class_names, faces_mode)
     if reason:
         log.warning("--incremental: earlier labels not used, every image is labelled again: %s", reason)
         return None
-    earlier_input = (previous_summary(labels_path) or {}).get("input")
+    earlier_input = summary.get("input")
     if input_path is not None and isinstance(earlier_input, str) and earlier_input != input_path:
         log.warning("--incremental: the earlier labels are of --input %s, this run's is %s: images are matched by "
                     "the path written in labels.csv, so any whose path is spelled differently now are labelled again "

@@ -49,13 +49,6 @@ def previous_summary(labels_path: str) -> dict | None:
     return summary if isinstance(summary, dict) else None
 
 
-def previous_faces_mode(labels_path: str) -> str | None:
-    """The --faces mode of the run that wrote labels_path, from the summary.json beside it (runs from before the
-    option had none: their mode was FACES_NONE); None without a readable summary."""
-    summary = previous_summary(labels_path)
-    return None if summary is None else summary.get("faces", FACES_NONE)
-
-
 def first_records(path: str, count: int = 2) -> list[list[str]] | None:
     """The first CSV records of a file (its header, then its first row), fewer if it is shorter; None if it
     cannot be read as text."""
@@ -67,20 +60,22 @@ def first_records(path: str, count: int = 2) -> list[list[str]] | None:
         return None
 
 
-def unusable_reason(labels_path: str, records: list[list[str]] | None, class_names: tuple[str, ...],
-                    faces_mode: str) -> str | None:
+def unusable_reason(labels_path: str, records: list[list[str]] | None, summary: dict | None,
+                    class_names: tuple[str, ...], faces_mode: str) -> str | None:
     """Why none of the earlier rows can be carried over (one phrase), or None if they can be.
 
-    records: `first_records` of the labels output's first file (labels.csv, or its first shard).
+    records: `first_records` of the labels output's first file (labels.csv, or its first shard); summary: the
+    `previous_summary` beside it, whose --faces mode must be this run's (runs from before the option had none:
+    their mode was FACES_NONE).
     """
     header = records[0] if records else None
     if header != labels_header(class_names):
         found = ("not readable as text" if records is None else "an empty file" if not records else
                  f"{len(header)} columns: " + ",".join(header[:4])[:80] + ("..." if len(header) > 4 else ""))
         return f"{labels_path} does not start with this model's labels header ({found})"
-    earlier_mode = previous_faces_mode(labels_path)
-    if earlier_mode is None:
+    if summary is None:
         return f"no readable {SUMMARY_FILE} beside {labels_path} says which --faces mode wrote it"
+    earlier_mode = summary.get("faces", FACES_NONE)
     if earlier_mode != faces_mode:
         return f"the earlier run used --faces {earlier_mode}, this one --faces {faces_mode}"
     return None

@@ -146,7 +146,7 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir:
     class_names = metadata.class_names
     from pipeline.transforms import LabelImages, ReadImages, WriteOutputs  # the model handlers: TensorFlow
     read = pipeline | "ReadImages" >> ReadImages(InputSpec(args.input, info["input_kind"]), previous, metadata,
-                                                        args.faces)
+                                                 args.faces)
     # Workers load the shipped default model from their own installed package (None), other models by path.
     worker_model = None if is_default_model(args.model) else args.model
     labelled = read["images"] | "LabelImages" >> LabelImages(

@@ -26,7 +26,7 @@ EXIT_SIGNAL_BASE: int = 128
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 
 stopped_by: list[int] = []  # the number of the signal that stopped the run, once one has
-held: list[bool] = []  # non-empty while outputs are being moved into place: a stop waits until that is done
+held: list[bool] = []  # non-empty inside held_until_done: a stop waits until the block is done
 outputs_in_place: list[bool] = []  # non-empty once this run's outputs have replaced the previous ones
 worker_processes: list[subprocess.Popen] = []  # the DirectRunner's multi_processing workers started so far
 
@@ -120,7 +120,7 @@ def workers_in_their_own_process_group() -> None:
     """Make the DirectRunner start its multi_processing workers in a new process group (`process_group=0`,
     Python 3.11's setpgid in the child: no Python code runs between fork and exec). Beam's
     `local_job_service.SubprocessSdkWorker` is the only caller of subprocess in that module; only its
-    `subprocess.Popen` is replaced, with the same function and that one argument added."""
+    `subprocess.Popen` is replaced, by `start_worker` (the same call with that argument, remembered)."""
     from apache_beam.runners.portability import local_job_service
     if getattr(local_job_service.subprocess, "facelabel_process_group", False):
         return
