@@ -34,6 +34,9 @@ DEFAULT_SPLIT_SEED: int = 2013
 TRAIN: str = "train"
 VALIDATION: str = "validation"
 TEST: str = "test"
+# Key in a model's trained_on naming the validation run whose choices a refit kept (trainer/refit.py): the model
+# trained on that run's validation faces too.
+REFIT_KEY: str = "refit_of"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +155,12 @@ def folder_name(data_dir: str) -> str:
     return PurePath(data_dir.rstrip("/")).name
 
 
+def merged_for_refit(split: Split) -> Split:
+    """The split a refit (trainer/refit.py) trains on: training and validation faces together, no validation
+    faces, the same test faces."""
+    return dataclasses.replace(split, train=split.train + split.validation, validation=[])
+
+
 def split_as_trained(examples: list[Example], trained_on: dict) -> Split:
     """The split a model's trainer carved, from the fraction, seed and per-class cap in its metadata's
     `trained_on`; examples: every face listed from the data folder (before any per-class cap).
@@ -167,6 +176,8 @@ def split_as_trained(examples: list[Example], trained_on: dict) -> Split:
     capped = first_per_class(examples, trained_on.get("max_images_per_class", 0))
     split = split_examples(capped, trained_on.get("validation_fraction", DEFAULT_VALIDATION_FRACTION),
                            trained_on.get("split_seed", DEFAULT_SPLIT_SEED), trained_on.get("test_fraction", 0.0))
+    if trained_on.get(REFIT_KEY):
+        split = merged_for_refit(split)
     recorded_counts = trained_on.get("split")
     if recorded_digest is None and recorded_counts and recorded_counts != split.counts():
         raise ValueError(f"these are not the faces the model was trained on (folder {trained_on.get('data_dir')!r}: "

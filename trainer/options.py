@@ -66,6 +66,10 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
                              "(0 = none); with the default seed it is the validation split of models trained "
                              "without one")
     parser.add_argument("--split-seed", type=int, default=datasets.DEFAULT_SPLIT_SEED)
+    parser.add_argument("--refit-of", default=None, metavar="MODEL_DIR",
+                        help="refit: train on this earlier run's training and validation faces together for the "
+                             "epochs it trained, keeping its split settings, temperature and threshold (the same "
+                             "recipe options must be given again); trainer/refit.py")
     parser.add_argument("--seed", type=int, default=1, help="seed for weights, shuffling and augmentation")
     parser.add_argument("--max-images-per-class", type=int, default=0,
                         help="use at most this many images per class (0 = all); for quick smoke runs")
@@ -96,6 +100,8 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
         parser.error("--teacher-weight weighs the answers of --teacher: give a teacher too")
     if args.teacher and args.mixup:
         parser.error("--teacher and --mixup cannot be combined (mixup blends the targets the teachers give)")
+    if args.refit_of and args.max_minutes:
+        parser.error("--refit-of trains the earlier run's epochs: it cannot be combined with --max-minutes")
     if args.extra_data_dir and args.backbone != BACKBONE_NONE:
         parser.error("--extra-data-dir works with the from-scratch CNN only (--backbone none)")
     if args.backbone == BACKBONE_NONE and (args.backbone_weights or args.backbone_input_size):

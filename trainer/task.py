@@ -14,7 +14,8 @@ adapted to the 48x48 greyscale face inside the model; `--backbone-weights imagen
 starts it from pretrained weights (default: random initialisation). The export is the same either way.
 
 `--extra-data-dir` adds other expressions as auxiliary classes (trainer/expressions.py); `--teacher` distils
-already trained models into this one (trainer/distill.py); `--test-fraction` holds out faces for final figures.
+already trained models into this one (trainer/distill.py); `--test-fraction` holds out faces for final figures;
+`--refit-of` trains again on training + validation faces with an earlier run's choices (trainer/refit.py).
 
 `--data-dir` and `--output-dir` may be local or gs://: data is read through Beam's FileSystems, and a remote
 model is exported to a local temporary folder and then uploaded.
@@ -44,7 +45,7 @@ from model.network import BACKBONE_NONE, BACKBONES, IMAGENET, build_network
 from trainer.files import check_reachable, local_folder_for
 from trainer import augment
 from trainer import data as datasets
-from trainer import distill, expressions, metrics, options
+from trainer import distill, expressions, metrics, options, refit
 from trainer.export import ServingModule, batched_logits, export_model, weights_digest
 
 METRICS_FILENAME: str = "metrics.json"
@@ -139,11 +140,19 @@ def train(args: argparse.Namespace) -> dict:
     network = make_network(args, num_outputs)
     listed = datasets.list_examples(args.data_dir)
     examples = datasets.first_per_class(listed, args.max_images_per_class)
+    kept = refit.choices_of(args.refit_of, datasets.listing_digest(listed)) if args.refit_of else None
+    if kept:
+        args.validation_fraction, args.split_seed = kept.validation_fraction, kept.split_seed
+        args.test_fraction, args.epochs = kept.test_fraction, kept.epochs
+        log.info("refit of %s: its training and validation faces, %d epochs, T=%.3f, threshold %.3f",
+                 kept.model_version, kept.epochs, kept.temperature, kept.threshold)
     split = datasets.split_examples(examples, args.validation_fraction, args.split_seed, args.test_fraction)
+    if kept:
+        split = datasets.merged_for_refit(split)
     log.info("split: %s", json.dumps(split.counts()))
     x_train, y_train = datasets.load_arrays(split.train)
     x_val, y_val = datasets.load_arrays(split.validation)
-    if len(np.unique(y_train)) < len(CLASS_NAMES) or len(np.unique(y_val)) < len(CLASS_NAMES):
+    if len(np.unique(y_train)) < len(CLASS_NAMES) or (not kept and len(np.unique(y_val)) < len(CLASS_NAMES)):
         raise ValueError("every class needs images in both the training and the validation split")
     if args.test_fraction and len({e.label for e in split.test}) < len(CLASS_NAMES):
         raise ValueError(f"--test-fraction {args.test_fraction} leaves a class without test images: use a larger "
@@ -175,9 +184,10 @@ def train(args: argparse.Namespace) -> dict:
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing),
         metrics=["categorical_accuracy", *watched],
     )
-    callbacks = [expressions.PairAUC(x_val, y_val)] if other_names else []
-    callbacks.append(keras.callbacks.EarlyStopping(monitor=expressions.PAIR_AUC if other_names else "val_auc",
-                                                   mode="max", patience=args.patience, restore_best_weights=True))
+    callbacks = [expressions.PairAUC(x_val, y_val)] if other_names and not kept else []
+    if not kept:  # a refit trains its validation run's epochs: nothing to stop on
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=expressions.PAIR_AUC if other_names else "val_auc",
+                                                       mode="max", patience=args.patience, restore_best_weights=True))
     if args.max_minutes:
         callbacks.append(TimeBudget(args.max_minutes * 60, started, schedule, steps_per_epoch, args.epochs))
     history = network.fit(
@@ -186,7 +196,7 @@ def train(args: argparse.Namespace) -> dict:
                               mixup_alpha=args.mixup,
                               targets=distill.soft_targets(y_train, teacher_p, args.teacher_weight, num_outputs)
                               if args.teacher else None),
-        validation_data=None if other_names else (x_val, keras.utils.to_categorical(y_val, num_outputs)),
+        validation_data=None if other_names or kept else (x_val, keras.utils.to_categorical(y_val, num_outputs)),
         epochs=args.epochs,
         callbacks=callbacks,
         verbose=2,
@@ -196,7 +206,11 @@ def train(args: argparse.Namespace) -> dict:
         network = expressions.served_network(trained, args.block_filters, args.dropout)
 
     module = ServingModule(network, mirror_average=not args.no_mirror_average)
-    temperature, threshold, report = metrics.calibrated_report(y_val, batched_logits(module, x_val), CLASS_NAMES)
+    if kept:
+        temperature, threshold = kept.temperature, kept.threshold
+        report = {**kept.validation_metrics, "choices_from": kept.model_version}  # its figures, not this network's
+    else:
+        temperature, threshold, report = metrics.calibrated_report(y_val, batched_logits(module, x_val), CLASS_NAMES)
     module.temperature.assign(temperature)
     positive = CLASS_NAMES[0]
 
@@ -213,6 +227,7 @@ def train(args: argparse.Namespace) -> dict:
                     "split": split.counts(),
                     "validation_fraction": args.validation_fraction, "split_seed": args.split_seed,
                     **({"test_fraction": args.test_fraction} if args.test_fraction else {}),
+                    **({datasets.REFIT_KEY: kept.model_version} if kept else {}),
                     **({"max_images_per_class": args.max_images_per_class} if args.max_images_per_class else {}),
                     **({"extra_data_dir": Path(args.extra_data_dir).name, "other_expressions": list(other_names),
                         "other_faces": int(len(y_train) - len(split.train))} if other_names else {})},
