@@ -70,4 +70,4 @@ def test_refit_of_what_cannot_be_refitted_is_one_clear_line(validation_run, tmp_
         assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert task.main(["--data-dir", str(other_data), "--output-dir", str(tmp_path / "out"), *SMALL,
                       "--refit-of", str(first_dir)]) == 2
-    assert "trained on other faces" in capsys.readouterr().err
+    assert "not the faces the model was trained on" in capsys.readouterr().err

@@ -23,30 +23,24 @@ class Choices:
     epochs it trained, and its temperature, threshold and validation report."""
 
     model_version: str
-    validation_fraction: float
-    split_seed: int
-    test_fraction: float
+    trained_on: dict
     epochs: int
     temperature: float
     threshold: float
     validation_metrics: dict
 
 
-def choices_of(model_dir: str | Path, data_digest: str) -> Choices:
+def choices_of(model_dir: str | Path) -> Choices:
     """The choices recorded by the validation run in model_dir (local folder).
 
-    data_digest: `data.listing_digest` of this run's --data-dir. Raises ModelLoadError (one line) for a folder
-    that is not a model, ValueError for a model trained on other faces, one trained without a validation split
-    (itself a refit), or one without a threshold rule.
+    Raises ModelLoadError (one line) for a folder that is not a model, ValueError for a model trained without a
+    validation split (itself a refit) or without a threshold rule. `split` checks the faces.
     """
     meta: ModelMetadata = check_model_dir(model_dir)
     trained_on = meta.trained_on or {}
     if trained_on.get(datasets.REFIT_KEY):
         raise ValueError(f"--refit-of {model_dir}: {meta.model_version} is itself a refit (it has no validation "
                          "split whose choices could be kept)")
-    if trained_on.get("data_digest") != data_digest:
-        raise ValueError(f"--refit-of {model_dir}: {meta.model_version} was trained on other faces than --data-dir "
-                         f"holds (folder {trained_on.get('data_dir')!r})")
     if meta.decision_rule != RULE_THRESHOLD:
         raise ValueError(f"--refit-of {model_dir}: {meta.model_version} has no decision threshold to keep")
     epochs = int((meta.training_config or {}).get("epochs_run", 0))
@@ -54,12 +48,22 @@ def choices_of(model_dir: str | Path, data_digest: str) -> Choices:
         raise ValueError(f"--refit-of {model_dir}: {meta.model_version} does not record how many epochs it trained")
     return Choices(
         model_version=meta.model_version,
-        validation_fraction=float(trained_on.get("validation_fraction", datasets.DEFAULT_VALIDATION_FRACTION)),
-        split_seed=int(trained_on.get("split_seed", datasets.DEFAULT_SPLIT_SEED)),
-        test_fraction=float(trained_on.get("test_fraction", 0.0)),
+        trained_on=dict(trained_on),
         epochs=epochs,
         temperature=float(meta.temperature),
         threshold=float(meta.threshold),
         validation_metrics=dict(meta.validation_metrics or {}),
     )
 
+
+
+def split(choices: Choices, listed: list[datasets.Example]) -> datasets.Split:
+    """The split a refit trains on: its validation run's training and validation faces together, no validation
+    faces, the same test faces. listed: every face of --data-dir (before any per-class cap).
+
+    Raises ValueError when these are not the faces the validation run was trained on (data.split_as_trained).
+    """
+    try:
+        return datasets.merged_for_refit(datasets.split_as_trained(listed, choices.trained_on))
+    except ValueError as err:
+        raise ValueError(f"--refit-of {choices.model_version}: {err}") from None

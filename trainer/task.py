@@ -140,15 +140,16 @@ def train(args: argparse.Namespace) -> dict:
     network = make_network(args, num_outputs)
     listed = datasets.list_examples(args.data_dir)
     examples = datasets.first_per_class(listed, args.max_images_per_class)
-    kept = refit.choices_of(args.refit_of, datasets.listing_digest(listed)) if args.refit_of else None
+    kept = refit.choices_of(args.refit_of) if args.refit_of else None
     if kept:
-        args.validation_fraction, args.split_seed = kept.validation_fraction, kept.split_seed
-        args.test_fraction, args.epochs = kept.test_fraction, kept.epochs
+        split = refit.split(kept, listed)
+        args.epochs = kept.epochs
+        for name in ("validation_fraction", "split_seed", "test_fraction", "max_images_per_class"):
+            setattr(args, name, kept.trained_on.get(name, getattr(args, name)))  # recorded as its run's
         log.info("refit of %s: its training and validation faces, %d epochs, T=%.3f, threshold %.3f",
                  kept.model_version, kept.epochs, kept.temperature, kept.threshold)
-    split = datasets.split_examples(examples, args.validation_fraction, args.split_seed, args.test_fraction)
-    if kept:
-        split = datasets.merged_for_refit(split)
+    else:
+        split = datasets.split_examples(examples, args.validation_fraction, args.split_seed, args.test_fraction)
     log.info("split: %s", json.dumps(split.counts()))
     x_train, y_train = datasets.load_arrays(split.train)
     x_val, y_val = datasets.load_arrays(split.validation)
