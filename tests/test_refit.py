@@ -58,7 +58,13 @@ def test_refit_of_what_cannot_be_refitted_is_one_clear_line(validation_run, tmp_
         (["--refit-of", str(refit_dir)], "is itself a refit"),  # no validation split left to keep choices from
         (["--refit-of", str(tmp_path / "missing")], "model folder not found"),
         (["--refit-of", str(first_dir), "--max-minutes", "5"], "cannot be combined with --max-minutes"),
+        (["--refit-of", str(first_dir), "--block-filters", "4,16", "--low-resolution", "0.3"],
+         "these differ: --block-filters [4, 16] (it had [4, 8]); --low-resolution 0.3 (it had 0.0)"),
     ]
+    # A run stopped before its last planned epoch (here by its time budget) did not record the epochs it kept.
+    stopped = train_small_model(tmp_path / "stopped", PER_CLASS, *SMALL, "--epochs", "3", "--max-minutes", "0.001",
+                                "--test-fraction", "0.2")[1]
+    cases.append((["--refit-of", str(stopped)], "stopped after 1 of 3 epochs"))
     other_data = train_small_model(tmp_path / "other", PER_CLASS + 2, *SMALL, "--epochs", "1")[0]
     for flags, words in cases:
         try:

@@ -142,6 +142,7 @@ def train(args: argparse.Namespace) -> dict:
     examples = datasets.first_per_class(listed, args.max_images_per_class)
     kept = refit.choices_of(args.refit_of) if args.refit_of else None
     if kept:
+        refit.check_recipe(kept, args)
         split = refit.split(kept, listed)
         args.epochs = kept.epochs
         for name in ("validation_fraction", "split_seed", "test_fraction", "max_images_per_class"):
