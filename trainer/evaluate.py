@@ -85,6 +85,9 @@ def predict_with(classifier: Classifier, listed: list[datasets.Example], data_di
             parts = datasets.split_as_trained(listed, meta.trained_on)
         except ValueError as err:
             raise ValueError(f"--split {split} of {data_dir}: {err} (--split all)") from None
+        if split == datasets.VALIDATION and meta.trained_on.get(datasets.REFIT_KEY):
+            raise ValueError(f"model {meta.model_version} is a refit of {meta.trained_on[datasets.REFIT_KEY]}: it "
+                             "trained on that run's validation faces (--split test)")
         if split == datasets.TEST and not parts.test:
             raise ValueError(f"model {meta.model_version} was trained without a test split (see --test-fraction)")
         examples = parts.part(split)

@@ -2,12 +2,29 @@
 an option that cannot work into one usage line (exit status 2) before any data is read."""
 
 import argparse
+import os
 
 from model import console
 
 from model.network import BACKBONE_CHOICES, BACKBONE_NONE, BACKBONES, DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT
 from trainer import data as datasets
 from trainer import distill, expressions
+
+
+def check_refit(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--refit-of takes its epochs and split from the run it refits: refuse those options given too, a budget,
+    a folder that is not local, and the run's own folder as the output (it would be replaced)."""
+    if not args.refit_of or "://" in args.refit_of:
+        parser.error(f"--refit-of needs a local model folder, got {args.refit_of!r}")
+    taken = [flag for flag, dest in (("--epochs", "epochs"), ("--validation-fraction", "validation_fraction"),
+                                     ("--test-fraction", "test_fraction"), ("--split-seed", "split_seed"),
+                                     ("--max-images-per-class", "max_images_per_class"),
+                                     ("--max-minutes", "max_minutes"))
+             if getattr(args, dest) != parser.get_default(dest)]
+    if taken:
+        parser.error(f"--refit-of takes its epochs and split from the run it refits: drop {', '.join(taken)}")
+    if os.path.abspath(args.output_dir) == os.path.abspath(args.refit_of):
+        parser.error("--output-dir is the --refit-of model's folder: it would be replaced; choose another")
 
 
 def parse_args(argv: list[str] | None, description: str = "Train the happy/sad network.") -> argparse.Namespace:
@@ -100,8 +117,8 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
         parser.error("--teacher-weight weighs the answers of --teacher: give a teacher too")
     if args.teacher and args.mixup:
         parser.error("--teacher and --mixup cannot be combined (mixup blends the targets the teachers give)")
-    if args.refit_of and args.max_minutes:
-        parser.error("--refit-of trains the earlier run's epochs: it cannot be combined with --max-minutes")
+    if args.refit_of is not None:
+        check_refit(parser, args)
     if args.extra_data_dir and args.backbone != BACKBONE_NONE:
         parser.error("--extra-data-dir works with the from-scratch CNN only (--backbone none)")
     if args.backbone == BACKBONE_NONE and (args.backbone_weights or args.backbone_input_size):

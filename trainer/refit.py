@@ -7,7 +7,9 @@ section 7.10; scikit-learn's `refit=True`) is to make those choices on a validat
 again on training + validation faces for the number of epochs the validation run trained, and serve the
 validation run's temperature and threshold. `--refit-of MODEL_DIR` does this: it reads the validation run's split
 settings, epochs, temperature and threshold from its `facelabel.json`; the test split, if any, stays untouched,
-so its figures remain honest.
+so its figures remain honest. The epochs are those of the weights the validation run serves (early stopping
+restores its best epoch, even when it ran to the end), on the learning-rate schedule it had; a run recorded before
+its best epoch was (before 2026-12-01) is refitted for all its epochs when it ran them all, and refused otherwise.
 """
 
 import argparse
@@ -15,8 +17,10 @@ import dataclasses
 from pathlib import Path
 
 from model.metadata import RULE_THRESHOLD, ModelMetadata
+from model.network import BACKBONE_NONE, DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT
 from model.saved import check_model_dir
 from trainer import data as datasets
+from trainer import expressions
 
 @dataclasses.dataclass(frozen=True)
 class Choices:
@@ -26,7 +30,9 @@ class Choices:
     model_version: str
     trained_on: dict
     training_config: dict
-    epochs: int
+    epochs: int  # trained
+    schedule_epochs: int  # the cosine schedule's length
+    best_epoch_known: bool
     temperature: float
     threshold: float
     validation_metrics: dict
@@ -36,9 +42,9 @@ def choices_of(model_dir: str | Path) -> Choices:
     """The choices recorded by the validation run in model_dir (local folder).
 
     Raises ModelLoadError (one line) for a folder that is not a model, ValueError for a model trained without a
-    validation split (itself a refit), without a threshold rule, or stopped before its last planned epoch (early
-    stopping restored an earlier epoch's weights, or a time budget shortened it: the epochs to train again are
-    not recorded). `split` checks the faces, `check_recipe` the options.
+    validation split (itself a refit), without a threshold rule, or recorded without its best epoch and stopped
+    before its last one (the epochs to train again are not known). `split` checks the faces, `check_recipe` the
+    options.
     """
     meta: ModelMetadata = check_model_dir(model_dir)
     trained_on = meta.trained_on or {}
@@ -48,17 +54,20 @@ def choices_of(model_dir: str | Path) -> Choices:
     if meta.decision_rule != RULE_THRESHOLD:
         raise ValueError(f"--refit-of {model_dir}: {meta.model_version} has no decision threshold to keep")
     config = meta.training_config or {}
-    epochs = int(config.get("epochs_run", 0))
+    epochs = int(config.get("best_epoch") or config.get("epochs_run") or 0)
     if epochs < 1:
         raise ValueError(f"--refit-of {model_dir}: {meta.model_version} does not record how many epochs it trained")
-    if epochs != config.get("max_epochs"):
+    if "best_epoch" not in config and epochs != config.get("max_epochs"):
         raise ValueError(f"--refit-of {model_dir}: {meta.model_version} stopped after {epochs} of "
-                         f"{config.get('max_epochs')} epochs, so the epochs whose weights it kept are not recorded")
+                         f"{config.get('max_epochs')} epochs and does not record which epoch's weights it kept "
+                         "(trained before 2026-12-01): train it again, then refit that run")
     return Choices(
         model_version=meta.model_version,
         trained_on=dict(trained_on),
         training_config=dict(config),
         epochs=epochs,
+        schedule_epochs=int(config.get("schedule_epochs") or config.get("max_epochs") or epochs),
+        best_epoch_known="best_epoch" in config,
         temperature=float(meta.temperature),
         threshold=float(meta.threshold),
         validation_metrics=dict(meta.validation_metrics or {}),
@@ -73,33 +82,53 @@ def split(choices: Choices, listed: list[datasets.Example]) -> datasets.Split:
     """
     try:
         return datasets.merged_for_refit(datasets.split_as_trained(listed, choices.trained_on))
-    except ValueError as err:
-        raise ValueError(f"--refit-of {choices.model_version}: {err}") from None
+    except ValueError:
+        raise ValueError(f"--refit-of: --data-dir does not hold the faces {choices.model_version} was trained on "
+                         f"(folder {choices.trained_on.get('data_dir')!r}, by content)") from None
 
 
 def check_recipe(choices: Choices, args: argparse.Namespace) -> None:
     """Refuse a refit whose recipe options differ from its validation run's (as recorded in its metadata): the
     choices it keeps were made for that recipe. Raises ValueError naming each option that differs."""
     config, trained_on = choices.training_config, choices.trained_on
+    # Keys missing from older metadata held the trainer's defaults of the time.
     asked = {
-        "--batch-size": (args.batch_size, config.get("batch_size")),
-        "--learning-rate": (args.learning_rate, config.get("learning_rate")),
-        "--label-smoothing": (args.label_smoothing, config.get("label_smoothing")),
-        "--dropout": (args.dropout, config.get("dropout")),
-        "--block-filters": (list(args.block_filters), config.get("block_filters")),
+        "--batch-size": (args.batch_size, config.get("batch_size", 64)),
+        "--learning-rate": (args.learning_rate, config.get("learning_rate", 2e-3)),
+        "--label-smoothing": (args.label_smoothing, config.get("label_smoothing", 0.05)),
+        "--dropout": (args.dropout, config.get("dropout", DEFAULT_DROPOUT)),
+        "--block-filters": (",".join(map(str, args.block_filters)),
+                            ",".join(map(str, config.get("block_filters", DEFAULT_BLOCK_FILTERS)))),
         "--no-augment": (args.no_augment, not config.get("augment", True)),
         "--mixup": (args.mixup, config.get("mixup", 0.0)),
         "--low-resolution": (args.low_resolution, config.get("low_resolution", 0.0)),
         "--no-mirror-average": (args.no_mirror_average, not config.get("mirror_average", True)),
-        "--backbone": (args.backbone, config.get("backbone")),
-        "--extra-data-dir": (Path(args.extra_data_dir).name if args.extra_data_dir else None,
-                             trained_on.get("extra_data_dir")),
+        "--backbone": (args.backbone, config.get("backbone") or BACKBONE_NONE),
+        "--extra-data-dir (its expressions)": (
+            ",".join(expressions.other_expression_names(args.extra_data_dir)) if args.extra_data_dir else "none",
+            ",".join(trained_on.get("other_expressions", [])) or "none"),
+        "--other-weight": (args.other_weight if args.extra_data_dir else None, config.get("other_weight")),
+        "--teacher-weight": (args.teacher_weight if args.teacher else None, config.get("teacher_weight")),
     }
-    if args.extra_data_dir:
-        asked["--other-weight"] = (args.other_weight, config.get("other_weight"))
-    if args.teacher or config.get("teachers"):
-        asked["--teacher"] = ("given" if args.teacher else None, "given" if config.get("teachers") else None)
     differing = [f"{flag} {mine} (it had {theirs})" for flag, (mine, theirs) in asked.items() if mine != theirs]
+    if bool(args.teacher) != bool(config.get("teachers")):
+        differing.append(f"--teacher: its teachers were {', '.join(config.get('teachers') or ['none'])}")
     if differing:
         raise ValueError(f"--refit-of {choices.model_version}: give its recipe options again; these differ: "
                          + "; ".join(differing))
+
+
+def check_teachers(choices: Choices, versions: list[str]) -> None:
+    """Refuse teachers (model versions, in --teacher order) other than the validation run's. Raises ValueError."""
+    recorded = list(choices.training_config.get("teachers") or [])
+    if versions != recorded:
+        raise ValueError(f"--refit-of {choices.model_version}: give its teachers again ({', '.join(recorded)}); "
+                         f"these are {', '.join(versions)}")
+
+
+def check_other_faces(choices: Choices, count: int) -> None:
+    """Refuse an --extra-data-dir holding another number of faces than the validation run's. Raises ValueError."""
+    recorded = choices.trained_on.get("other_faces")
+    if recorded is not None and count != recorded:
+        raise ValueError(f"--refit-of {choices.model_version}: --extra-data-dir holds {count} faces of other "
+                         f"expressions; it was trained with {recorded}")

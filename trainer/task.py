@@ -142,13 +142,19 @@ def train(args: argparse.Namespace) -> dict:
     examples = datasets.first_per_class(listed, args.max_images_per_class)
     kept = refit.choices_of(args.refit_of) if args.refit_of else None
     if kept:
+        if not kept.best_epoch_known:
+            log.warning("%s does not record which epoch's weights it served (trained before 2026-12-01): the refit "
+                        "trains all its %d epochs", kept.model_version, kept.epochs)
         refit.check_recipe(kept, args)
         split = refit.split(kept, listed)
-        args.epochs = kept.epochs
+        if not split.test:
+            log.warning("%s was trained without a test split: the refit holds no faces out", kept.model_version)
+        args.epochs = kept.schedule_epochs
         for name in ("validation_fraction", "split_seed", "test_fraction", "max_images_per_class"):
             setattr(args, name, kept.trained_on.get(name, getattr(args, name)))  # recorded as its run's
-        log.info("refit of %s: its training and validation faces, %d epochs, T=%.3f, threshold %.3f",
-                 kept.model_version, kept.epochs, kept.temperature, kept.threshold)
+        log.info("refit of %s: its training and validation faces, %d epochs of a %d-epoch schedule, T=%.3f, "
+                 "threshold %.3f", kept.model_version, kept.epochs, kept.schedule_epochs, kept.temperature,
+                 kept.threshold)
     else:
         split = datasets.split_examples(examples, args.validation_fraction, args.split_seed, args.test_fraction)
     log.info("split: %s", json.dumps(split.counts()))
@@ -163,6 +169,8 @@ def train(args: argparse.Namespace) -> dict:
     teacher_p = np.zeros((0, len(CLASS_NAMES)), np.float32)
     if args.teacher:
         teachers = distill.load_teachers(args.teacher)
+        if kept:
+            refit.check_teachers(kept, [t.metadata.model_version for t in teachers])
         distill.check_teachers(teachers, datasets.folder_name(args.data_dir), listed, split)
         teacher_p = distill.teacher_probabilities(teachers, x_train)
         log.info("teachers agree with the labels on %.4f of the training faces",
@@ -173,6 +181,8 @@ def train(args: argparse.Namespace) -> dict:
         x_other, y_other = datasets.load_arrays(others)
         log.info("other expressions: %s", json.dumps(dict(zip(other_names, np.bincount(
             y_other - len(CLASS_NAMES), minlength=len(other_names)).tolist()))))
+        if kept:
+            refit.check_other_faces(kept, len(y_other))
         x_train, y_train = np.concatenate([x_train, x_other]), np.concatenate([y_train, y_other])
         weights = expressions.training_weights(y_train, args.other_weight)
 
@@ -187,11 +197,15 @@ def train(args: argparse.Namespace) -> dict:
         metrics=["categorical_accuracy", *watched],
     )
     callbacks = [expressions.PairAUC(x_val, y_val)] if other_names and not kept else []
+    stopping = None
     if not kept:  # a refit trains its validation run's epochs: nothing to stop on
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=expressions.PAIR_AUC if other_names else "val_auc",
-                                                       mode="max", patience=args.patience, restore_best_weights=True))
+        stopping = keras.callbacks.EarlyStopping(monitor=expressions.PAIR_AUC if other_names else "val_auc",
+                                                 mode="max", patience=args.patience, restore_best_weights=True)
+        callbacks.append(stopping)
+    budget = None
     if args.max_minutes:
-        callbacks.append(TimeBudget(args.max_minutes * 60, started, schedule, steps_per_epoch, args.epochs))
+        budget = TimeBudget(args.max_minutes * 60, started, schedule, steps_per_epoch, args.epochs)
+        callbacks.append(budget)
     history = network.fit(
         augment.train_dataset(x_train, y_train, weights, num_outputs, seed=args.seed, batch_size=args.batch_size,
                               augment=not args.no_augment, low_resolution=args.low_resolution,
@@ -199,7 +213,7 @@ def train(args: argparse.Namespace) -> dict:
                               targets=distill.soft_targets(y_train, teacher_p, args.teacher_weight, num_outputs)
                               if args.teacher else None),
         validation_data=None if other_names or kept else (x_val, keras.utils.to_categorical(y_val, num_outputs)),
-        epochs=args.epochs,
+        epochs=kept.epochs if kept else args.epochs,
         callbacks=callbacks,
         verbose=2,
     )
@@ -236,7 +250,12 @@ def train(args: argparse.Namespace) -> dict:
         validation_metrics=report,
         created_at=created.isoformat(timespec="seconds"),
         training_config={
-            "epochs_run": len(history.history["loss"]), "max_epochs": args.epochs, "batch_size": args.batch_size,
+            "epochs_run": len(history.history["loss"]), "max_epochs": args.epochs,
+            # The epoch whose weights are served (early stopping restores the best one even when it does not stop)
+            # and the epochs the learning-rate schedule decayed over: what a refit (trainer/refit.py) repeats.
+            "best_epoch": stopping.best_epoch + 1 if stopping else len(history.history["loss"]),
+            "schedule_epochs": budget.planned_epochs if budget else args.epochs,
+            "batch_size": args.batch_size,
             "learning_rate": args.learning_rate, "max_minutes": args.max_minutes or None,
             "label_smoothing": args.label_smoothing,
             "dropout": args.dropout, "block_filters": list(args.block_filters), "augment": not args.no_augment,
@@ -264,8 +283,9 @@ def train(args: argparse.Namespace) -> dict:
             log.info("test split (%d faces): accuracy %.4f, AUC %.4f, %s recall %.4f, ECE %.4f",
                      test_report["images"], test_report["accuracy"], test_report["roc_auc"], CLASS_NAMES[-1],
                      test_report["per_class"][CLASS_NAMES[-1]]["recall"], test_report["ece"])
-    log.info("exported %s to %s: accuracy %.4f, AUC %.4f, %s recall %.4f, ECE %.4f (T=%.3f, threshold %.3f)",
-             metadata.model_version, args.output_dir, report["accuracy"], report["roc_auc"], CLASS_NAMES[-1],
+    log.info("exported %s to %s: %saccuracy %.4f, AUC %.4f, %s recall %.4f, ECE %.4f (T=%.3f, threshold %.3f)",
+             metadata.model_version, args.output_dir, f"validation figures of {kept.model_version} (refitted): "
+             if kept else "", report["accuracy"], report["roc_auc"], CLASS_NAMES[-1],
              report["per_class"][CLASS_NAMES[-1]]["recall"], report["ece"], temperature, threshold)
     return report
 
