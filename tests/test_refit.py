@@ -61,12 +61,14 @@ def test_refit_of_what_cannot_be_refitted_is_one_clear_line(validation_run, tmp_
     capsys.readouterr()
     cases = [
         (["--refit-of", str(refit_dir)], "is itself a refit"),  # no validation split left to keep choices from
-        (["--refit-of", str(tmp_path / "missing")], "model folder not found"),
+        (["--refit-of", str(tmp_path / "missing")], "--refit-of: model folder not found"),
         (["--refit-of", str(first_dir), "--max-minutes", "5"], "drop --max-minutes"),
         (["--refit-of", str(first_dir), "--epochs", "5", "--max-images-per-class", "10"],
          "takes its epochs and split from the run it refits: drop --epochs, --max-images-per-class"),
         (["--refit-of", str(first_dir), "--block-filters", "4,16", "--low-resolution", "0.3"],
          "these differ: --block-filters 4,16 (it had 4,8); --low-resolution 0.3 (it had 0.0)"),
+        (["--refit-of", str(first_dir), "--split-seed", "2013", "--test-fraction=0"],  # given, even at defaults
+         "drop --test-fraction, --split-seed"),
         (["--refit-of", ""], "needs a local model folder"),
         (["--refit-of", "gs://bucket/model"], "needs a local model folder"),
     ]
@@ -91,6 +93,11 @@ def test_refit_of_what_cannot_be_refitted_is_one_clear_line(validation_run, tmp_
     assert "--data-dir does not hold the faces" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # its own folder as the output would replace it
         task.main(["--data-dir", str(data_dir), "--output-dir", str(first_dir), *SMALL, "--refit-of", str(first_dir)])
+    assert "it would be replaced" in capsys.readouterr().err
+    (tmp_path / "link").symlink_to(first_dir)  # also through a symbolic link
+    with pytest.raises(SystemExit):
+        task.main(["--data-dir", str(data_dir), "--output-dir", str(tmp_path / "link"), *SMALL,
+                   "--refit-of", str(first_dir)])
     assert "it would be replaced" in capsys.readouterr().err
     assert (first_dir / "facelabel.json").is_file()
 

@@ -3,6 +3,7 @@ an option that cannot work into one usage line (exit status 2) before any data i
 
 import argparse
 import os
+import sys
 
 from model import console
 
@@ -11,19 +12,22 @@ from trainer import data as datasets
 from trainer import distill, expressions
 
 
-def check_refit(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """--refit-of takes its epochs and split from the run it refits: refuse those options given too, a budget,
-    a folder that is not local, and the run's own folder as the output (it would be replaced)."""
+def check_refit(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> None:
+    """--refit-of takes its epochs and split from the run it refits: refuse those options given too (even at
+    their defaults), a budget, a folder that is not local, and the run's own folder as the output (it would be
+    replaced)."""
     if not args.refit_of or "://" in args.refit_of:
         parser.error(f"--refit-of needs a local model folder, got {args.refit_of!r}")
-    taken = [flag for flag, dest in (("--epochs", "epochs"), ("--validation-fraction", "validation_fraction"),
-                                     ("--test-fraction", "test_fraction"), ("--split-seed", "split_seed"),
-                                     ("--max-images-per-class", "max_images_per_class"),
-                                     ("--max-minutes", "max_minutes"))
-             if getattr(args, dest) != parser.get_default(dest)]
+    given = {token.split("=", 1)[0] for token in argv if token.startswith("--")}
+    taken = []
+    for flag in ("--epochs", "--patience", "--validation-fraction", "--test-fraction", "--split-seed",
+                 "--max-images-per-class", "--max-minutes"):
+        dest = flag[2:].replace("-", "_")
+        if flag in given or getattr(args, dest) != parser.get_default(dest):
+            taken.append(flag)
     if taken:
         parser.error(f"--refit-of takes its epochs and split from the run it refits: drop {', '.join(taken)}")
-    if os.path.abspath(args.output_dir) == os.path.abspath(args.refit_of):
+    if os.path.realpath(args.output_dir) == os.path.realpath(args.refit_of):
         parser.error("--output-dir is the --refit-of model's folder: it would be replaced; choose another")
 
 
@@ -118,7 +122,7 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
     if args.teacher and args.mixup:
         parser.error("--teacher and --mixup cannot be combined (mixup blends the targets the teachers give)")
     if args.refit_of is not None:
-        check_refit(parser, args)
+        check_refit(parser, args, sys.argv[1:] if argv is None else list(argv))
     if args.extra_data_dir and args.backbone != BACKBONE_NONE:
         parser.error("--extra-data-dir works with the from-scratch CNN only (--backbone none)")
     if args.backbone == BACKBONE_NONE and (args.backbone_weights or args.backbone_input_size):

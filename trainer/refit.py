@@ -14,11 +14,12 @@ its best epoch was (before 2026-12-01) is refitted for all its epochs when it ra
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 
 from model.metadata import RULE_THRESHOLD, ModelMetadata
-from model.network import BACKBONE_NONE, DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT
-from model.saved import check_model_dir
+from model.network import BACKBONE_NONE, BACKBONES, DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT, IMAGENET
+from model.saved import ModelLoadError, check_model_dir
 from trainer import data as datasets
 from trainer import expressions
 
@@ -46,7 +47,10 @@ def choices_of(model_dir: str | Path) -> Choices:
     before its last one (the epochs to train again are not known). `split` checks the faces, `check_recipe` the
     options.
     """
-    meta: ModelMetadata = check_model_dir(model_dir)
+    try:
+        meta: ModelMetadata = check_model_dir(model_dir)
+    except ModelLoadError as err:
+        raise ModelLoadError(f"--refit-of: {err}") from None
     trained_on = meta.trained_on or {}
     if trained_on.get(datasets.REFIT_KEY):
         raise ValueError(f"--refit-of {model_dir}: {meta.model_version} is itself a refit (it has no validation "
@@ -104,6 +108,11 @@ def check_recipe(choices: Choices, args: argparse.Namespace) -> None:
         "--low-resolution": (args.low_resolution, config.get("low_resolution", 0.0)),
         "--no-mirror-average": (args.no_mirror_average, not config.get("mirror_average", True)),
         "--backbone": (args.backbone, config.get("backbone") or BACKBONE_NONE),
+        "--backbone-input-size": (args.backbone_input_size or BACKBONES[args.backbone].input_size
+                                  if args.backbone != BACKBONE_NONE else None, config.get("backbone_input_size")),
+        "--backbone-weights": (os.path.basename(args.backbone_weights) if args.backbone_weights
+                               and args.backbone_weights != IMAGENET else args.backbone_weights,
+                               config.get("backbone_weights")),
         "--extra-data-dir (its expressions)": (
             ",".join(expressions.other_expression_names(args.extra_data_dir)) if args.extra_data_dir else "none",
             ",".join(trained_on.get("other_expressions", [])) or "none"),

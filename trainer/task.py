@@ -134,18 +134,19 @@ def train(args: argparse.Namespace) -> dict:
     # Same seed, same data -> same weights: deterministic kernels cost little on CPU.
     tf.config.experimental.enable_op_determinism()
     check_reachable(args.output_dir)  # a wrong bucket fails now, not after training
+    kept = refit.choices_of(args.refit_of) if args.refit_of else None
+    if kept:
+        refit.check_recipe(kept, args)  # before the network is built and the data read
     other_names = expressions.other_expression_names(args.extra_data_dir) if args.extra_data_dir else ()
     num_outputs = len(CLASS_NAMES) + len(other_names)
     # Backbone weights that cannot be had fail now too (the data does not touch the seed).
     network = make_network(args, num_outputs)
     listed = datasets.list_examples(args.data_dir)
     examples = datasets.first_per_class(listed, args.max_images_per_class)
-    kept = refit.choices_of(args.refit_of) if args.refit_of else None
     if kept:
         if not kept.best_epoch_known:
             log.warning("%s does not record which epoch's weights it served (trained before 2026-12-01): the refit "
                         "trains all its %d epochs", kept.model_version, kept.epochs)
-        refit.check_recipe(kept, args)
         split = refit.split(kept, listed)
         if not split.test:
             log.warning("%s was trained without a test split: the refit holds no faces out", kept.model_version)
