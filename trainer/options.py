@@ -7,9 +7,29 @@ import sys
 
 from model import console
 
-from model.network import BACKBONE_CHOICES, BACKBONE_NONE, BACKBONES, DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT
+from model.network import (BACKBONE_CHOICES, BACKBONE_NONE, BACKBONES, DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT,
+                           IMAGENET)
 from trainer import data as datasets
 from trainer import distill, expressions
+
+
+def recipe(args: argparse.Namespace) -> dict:
+    """The recipe options as a model's `training_config` records them (what a refit must give again): option
+    name with underscores -> value; low resolution, other weight and teacher weight only when they apply."""
+    return {
+        "batch_size": args.batch_size, "learning_rate": args.learning_rate, "label_smoothing": args.label_smoothing,
+        "dropout": args.dropout, "block_filters": list(args.block_filters), "augment": not args.no_augment,
+        "mixup": args.mixup,
+        **({"low_resolution": args.low_resolution} if args.low_resolution else {}),
+        **({"other_weight": args.other_weight} if args.extra_data_dir else {}),
+        **({"teacher_weight": args.teacher_weight} if args.teacher else {}),
+        "mirror_average": not args.no_mirror_average,
+        "backbone": args.backbone,
+        "backbone_weights": (os.path.basename(args.backbone_weights) if args.backbone_weights
+                             and args.backbone_weights != IMAGENET else args.backbone_weights),
+        "backbone_input_size": (args.backbone_input_size or BACKBONES[args.backbone].input_size
+                                if args.backbone != BACKBONE_NONE else None),
+    }
 
 
 def check_refit(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> None:
@@ -88,9 +108,10 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
                              "without one")
     parser.add_argument("--split-seed", type=int, default=datasets.DEFAULT_SPLIT_SEED)
     parser.add_argument("--refit-of", default=None, metavar="MODEL_DIR",
-                        help="refit: train on this earlier run's training and validation faces together for the "
-                             "epochs it trained, keeping its split settings, temperature and threshold (the same "
-                             "recipe options must be given again); trainer/refit.py")
+                        help="refit: train on this earlier run's training and validation faces together, to the "
+                             "epoch whose weights it serves on its learning-rate schedule, keeping its split "
+                             "settings, temperature and threshold (the same recipe options must be given again); "
+                             "trainer/refit.py")
     parser.add_argument("--seed", type=int, default=1, help="seed for weights, shuffling and augmentation")
     parser.add_argument("--max-images-per-class", type=int, default=0,
                         help="use at most this many images per class (0 = all); for quick smoke runs")

@@ -14,14 +14,14 @@ its best epoch was (before 2026-12-01) is refitted for all its epochs when it ra
 
 import argparse
 import dataclasses
-import os
 from pathlib import Path
 
 from model.metadata import RULE_THRESHOLD, ModelMetadata
-from model.network import BACKBONE_NONE, BACKBONES, DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT, IMAGENET
+from model.network import BACKBONE_NONE, DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT
 from model.saved import ModelLoadError, check_model_dir
 from trainer import data as datasets
-from trainer import expressions
+from trainer import expressions, options
+
 
 @dataclasses.dataclass(frozen=True)
 class Choices:
@@ -91,35 +91,39 @@ def split(choices: Choices, listed: list[datasets.Example]) -> datasets.Split:
                          f"(folder {choices.trained_on.get('data_dir')!r}, by content)") from None
 
 
+# What a key missing from older metadata held: the trainer's defaults of the time (training_config records
+# low_resolution, other_weight and teacher_weight only when they apply, and older models no backbone keys).
+RECORDED_DEFAULTS: dict = {
+    "batch_size": 64, "learning_rate": 2e-3, "label_smoothing": 0.05, "dropout": DEFAULT_DROPOUT,
+    "block_filters": list(DEFAULT_BLOCK_FILTERS), "augment": True, "mixup": 0.0, "low_resolution": 0.0,
+    "other_weight": None, "teacher_weight": None, "mirror_average": True, "backbone": BACKBONE_NONE,
+    "backbone_weights": None, "backbone_input_size": None,
+}
+# Recipe keys recorded as the opposite of their option.
+NEGATED_FLAGS: dict[str, str] = {"augment": "--no-augment", "mirror_average": "--no-mirror-average"}
+
+
 def check_recipe(choices: Choices, args: argparse.Namespace) -> None:
-    """Refuse a refit whose recipe options differ from its validation run's (as recorded in its metadata): the
-    choices it keeps were made for that recipe. Raises ValueError naming each option that differs."""
+    """Refuse a refit whose recipe options (`options.recipe`) differ from its validation run's (as recorded in its
+    metadata): the choices it keeps were made for that recipe. Raises ValueError naming each option that differs."""
     config, trained_on = choices.training_config, choices.trained_on
-    # Keys missing from older metadata held the trainer's defaults of the time.
-    asked = {
-        "--batch-size": (args.batch_size, config.get("batch_size", 64)),
-        "--learning-rate": (args.learning_rate, config.get("learning_rate", 2e-3)),
-        "--label-smoothing": (args.label_smoothing, config.get("label_smoothing", 0.05)),
-        "--dropout": (args.dropout, config.get("dropout", DEFAULT_DROPOUT)),
-        "--block-filters": (",".join(map(str, args.block_filters)),
-                            ",".join(map(str, config.get("block_filters", DEFAULT_BLOCK_FILTERS)))),
-        "--no-augment": (args.no_augment, not config.get("augment", True)),
-        "--mixup": (args.mixup, config.get("mixup", 0.0)),
-        "--low-resolution": (args.low_resolution, config.get("low_resolution", 0.0)),
-        "--no-mirror-average": (args.no_mirror_average, not config.get("mirror_average", True)),
-        "--backbone": (args.backbone, config.get("backbone") or BACKBONE_NONE),
-        "--backbone-input-size": (args.backbone_input_size or BACKBONES[args.backbone].input_size
-                                  if args.backbone != BACKBONE_NONE else None, config.get("backbone_input_size")),
-        "--backbone-weights": (os.path.basename(args.backbone_weights) if args.backbone_weights
-                               and args.backbone_weights != IMAGENET else args.backbone_weights,
-                               config.get("backbone_weights")),
-        "--extra-data-dir (its expressions)": (
-            ",".join(expressions.other_expression_names(args.extra_data_dir)) if args.extra_data_dir else "none",
-            ",".join(trained_on.get("other_expressions", [])) or "none"),
-        "--other-weight": (args.other_weight if args.extra_data_dir else None, config.get("other_weight")),
-        "--teacher-weight": (args.teacher_weight if args.teacher else None, config.get("teacher_weight")),
-    }
-    differing = [f"{flag} {mine} (it had {theirs})" for flag, (mine, theirs) in asked.items() if mine != theirs]
+    mine = options.recipe(args)
+    differing = []
+    for key, default in RECORDED_DEFAULTS.items():
+        asked = mine.get(key, default)
+        had = default if config.get(key) is None else config[key]
+        if asked == had:
+            continue
+        if key in NEGATED_FLAGS:
+            differing.append(f"{NEGATED_FLAGS[key]} {not asked} (it had {not had})")
+        else:
+            shown = [",".join(map(str, value)) if isinstance(value, list) else value for value in (asked, had)]
+            differing.append(f"--{key.replace('_', '-')} {shown[0]} (it had {shown[1]})")
+    expressions_asked = (",".join(expressions.other_expression_names(args.extra_data_dir)) if args.extra_data_dir
+                         else "none")
+    expressions_had = ",".join(trained_on.get("other_expressions", [])) or "none"
+    if expressions_asked != expressions_had:
+        differing.append(f"--extra-data-dir (its expressions) {expressions_asked} (it had {expressions_had})")
     if bool(args.teacher) != bool(config.get("teachers")):
         differing.append(f"--teacher: its teachers were {', '.join(config.get('teachers') or ['none'])}")
     if differing:

@@ -41,7 +41,7 @@ import tensorflow as tf
 
 from model.contract import CLASS_NAMES
 from model.metadata import RULE_THRESHOLD, ModelMetadata
-from model.network import BACKBONE_NONE, BACKBONES, IMAGENET, build_network
+from model.network import BACKBONE_NONE, IMAGENET, build_network
 from trainer.files import check_reachable, local_folder_for
 from trainer import augment
 from trainer import data as datasets
@@ -142,7 +142,6 @@ def train(args: argparse.Namespace) -> dict:
     # Backbone weights that cannot be had fail now too (the data does not touch the seed).
     network = make_network(args, num_outputs)
     listed = datasets.list_examples(args.data_dir)
-    examples = datasets.first_per_class(listed, args.max_images_per_class)
     if kept:
         if not kept.best_epoch_known:
             log.warning("%s does not record which epoch's weights it served (trained before 2026-12-01): the refit "
@@ -157,7 +156,8 @@ def train(args: argparse.Namespace) -> dict:
                  "threshold %.3f", kept.model_version, kept.epochs, kept.schedule_epochs, kept.temperature,
                  kept.threshold)
     else:
-        split = datasets.split_examples(examples, args.validation_fraction, args.split_seed, args.test_fraction)
+        split = datasets.split_examples(datasets.first_per_class(listed, args.max_images_per_class),
+                                        args.validation_fraction, args.split_seed, args.test_fraction)
     log.info("split: %s", json.dumps(split.counts()))
     x_train, y_train = datasets.load_arrays(split.train)
     x_val, y_val = datasets.load_arrays(split.validation)
@@ -256,21 +256,10 @@ def train(args: argparse.Namespace) -> dict:
             # and the epochs the learning-rate schedule decayed over: what a refit (trainer/refit.py) repeats.
             "best_epoch": stopping.best_epoch + 1 if stopping else len(history.history["loss"]),
             "schedule_epochs": budget.planned_epochs if budget else args.epochs,
-            "batch_size": args.batch_size,
-            "learning_rate": args.learning_rate, "max_minutes": args.max_minutes or None,
-            "label_smoothing": args.label_smoothing,
-            "dropout": args.dropout, "block_filters": list(args.block_filters), "augment": not args.no_augment,
-            "mixup": args.mixup,
-            **({"low_resolution": args.low_resolution} if args.low_resolution else {}),
-            **({"other_weight": args.other_weight} if other_names else {}),
-            **({"teachers": [t.metadata.model_version for t in teachers], "teacher_weight": args.teacher_weight}
-               if args.teacher else {}),
-            "mirror_average": not args.no_mirror_average, "seed": args.seed,
-            "backbone": args.backbone,
-            "backbone_weights": (os.path.basename(args.backbone_weights) if args.backbone_weights
-                                 and args.backbone_weights != IMAGENET else args.backbone_weights),
-            "backbone_input_size": (args.backbone_input_size or BACKBONES[args.backbone].input_size
-                                    if args.backbone != BACKBONE_NONE else None),
+            "max_minutes": args.max_minutes or None,
+            **options.recipe(args),
+            **({"teachers": [t.metadata.model_version for t in teachers]} if args.teacher else {}),
+            "seed": args.seed,
             "parameters": int(network.count_params()), "train_seconds": round(train_seconds, 1),
         },
     )
