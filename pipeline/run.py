@@ -174,6 +174,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         pipeline = beam.Pipeline(options=options)
     except ValueError as err:
         raise UserError(str(err)) from None
+    dry_run = bool(options.view_as(TestOptions).dry_run)
+    waits = not (dry_run or options.view_as(StandardOptions).no_wait_until_finish)
     try:
         check_runner_paths(args, options)
         source, survey = check_input_path(args.input)
@@ -181,6 +183,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         check_output(args.output)
         previous = check_previous_labels(FileSystems.join(args.output, LABELS_FILE), metadata.class_names,
                                          args.faces, metadata.model_version, args.input) if args.incremental else None
+        lock = claim_output(args.output) if waits else None  # nobody else writes this output folder meanwhile
     except UserError:
         shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)  # Beam's own folder, removed when a pipeline runs
         raise
@@ -201,17 +204,11 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         "started_unix": started,
     }
     log.info("labelling %s with model %s into %s", args.input, metadata.model_version, args.output)
-    dry_run = bool(options.view_as(TestOptions).dry_run)
-    if dry_run or options.view_as(StandardOptions).no_wait_until_finish:
+    if not waits:
         # Nobody waits to move staged files into place: the job writes straight into the output folder.
         with pipeline:
             build_pipeline(pipeline, args, args.output, metadata, previous, info)
         return launch_details(pipeline.result, dry_run, info)
-    try:
-        lock = claim_output(args.output)
-    except UserError:
-        shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)
-        raise
     staging = staging_folder(args.output, started)
     try:
         clear_abandoned_staging(args.output)
