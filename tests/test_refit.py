@@ -39,6 +39,13 @@ def test_a_refit_trains_on_validation_faces_too_and_keeps_the_choices(validation
     assert refitted.training_config["epochs_run"] == first.training_config["best_epoch"]
     assert refitted.training_config["schedule_epochs"] == first.training_config["schedule_epochs"] == 2
     assert refitted.model_version != first.model_version
+    # Its facelabel.json alone (a copy kept without the weights) is all a refit reads: the same network again.
+    kept = tmp_path / "kept" / "validation-run.json"
+    kept.parent.mkdir()
+    kept.write_text((first_dir / "facelabel.json").read_text())
+    assert task.main(["--data-dir", str(data_dir), "--output-dir", str(tmp_path / "again"), *SMALL,
+                      "--refit-of", str(kept)]) == 0
+    assert load_classifier(tmp_path / "again").metadata.model_version == refitted.model_version
     # Its test figures are scored on the same faces, and evaluate carves the same test split from its metadata.
     recorded = json.loads((refit_dir / task.TEST_METRICS_FILENAME).read_text())
     json_path = tmp_path / "test.json"
@@ -69,9 +76,11 @@ def test_refit_of_what_cannot_be_refitted_is_one_clear_line(validation_run, tmp_
          "these differ: --block-filters 4,16 (it had 4,8); --low-resolution 0.3 (it had 0.0)"),
         (["--refit-of", str(first_dir), "--split-seed", "2013", "--test-fraction=0"],  # given, even at defaults
          "drop --test-fraction, --split-seed"),
+        (["--refit-of", str(tmp_path / "notes.json")], "notes.json is not a model's facelabel.json"),
         (["--refit-of", ""], "needs a local model folder"),
         (["--refit-of", "gs://bucket/model"], "needs a local model folder"),
     ]
+    (tmp_path / "notes.json").write_text('{"not": "a model"}')
     # A run recorded before best epochs were, stopped before its last epoch: the epochs it kept are not known.
     stopped = train_small_model(tmp_path / "stopped", PER_CLASS, *SMALL, "--epochs", "3", "--max-minutes", "0.001",
                                 "--test-fraction", "0.2")[1]

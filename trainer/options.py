@@ -37,7 +37,7 @@ def check_refit(parser: argparse.ArgumentParser, args: argparse.Namespace, argv:
     their defaults), a budget, a folder that is not local, and the run's own folder as the output (it would be
     replaced)."""
     if not args.refit_of or "://" in args.refit_of:
-        parser.error(f"--refit-of needs a local model folder, got {args.refit_of!r}")
+        parser.error(f"--refit-of needs a local model folder or its facelabel.json, got {args.refit_of!r}")
     given = {token.split("=", 1)[0] for token in argv if token.startswith("--")}
     taken = []
     for flag in ("--epochs", "--patience", "--validation-fraction", "--test-fraction", "--split-seed",
@@ -47,7 +47,8 @@ def check_refit(parser: argparse.ArgumentParser, args: argparse.Namespace, argv:
             taken.append(flag)
     if taken:
         parser.error(f"--refit-of takes its epochs and split from the run it refits: drop {', '.join(taken)}")
-    if os.path.realpath(args.output_dir) == os.path.realpath(args.refit_of):
+    source = os.path.dirname(args.refit_of) if os.path.isfile(args.refit_of) else args.refit_of
+    if os.path.realpath(args.output_dir) == os.path.realpath(source):
         parser.error("--output-dir is the --refit-of model's folder: it would be replaced; choose another")
 
 
@@ -107,8 +108,9 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
                              "(0 = none); with the default seed it is the validation split of models trained "
                              "without one")
     parser.add_argument("--split-seed", type=int, default=datasets.DEFAULT_SPLIT_SEED)
-    parser.add_argument("--refit-of", default=None, metavar="MODEL_DIR",
-                        help="refit: train on this earlier run's training and validation faces together, to the "
+    parser.add_argument("--refit-of", default=None, metavar="MODEL",
+                        help="refit: train on this earlier run's (its folder or its facelabel.json) training and "
+                             "validation faces together, to the "
                              "epoch whose weights it serves on its learning-rate schedule, keeping its split "
                              "settings, temperature and threshold (the same recipe options must be given again); "
                              "trainer/refit.py")

@@ -16,7 +16,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from model.metadata import RULE_THRESHOLD, ModelMetadata
+from model.metadata import METADATA_FILENAME, RULE_THRESHOLD, ModelMetadata
 from model.network import BACKBONE_NONE, DEFAULT_BLOCK_FILTERS, DEFAULT_DROPOUT
 from model.saved import ModelLoadError, check_model_dir
 from trainer import data as datasets
@@ -39,18 +39,32 @@ class Choices:
     validation_metrics: dict
 
 
-def choices_of(model_dir: str | Path) -> Choices:
-    """The choices recorded by the validation run in model_dir (local folder).
+def read_metadata(model: str | Path) -> ModelMetadata:
+    """The metadata of a validation run: a local model folder, or its `facelabel.json` alone (all a refit reads;
+    a copy kept in the repository lets `make train` refit without the validation run's weights).
 
-    Raises ModelLoadError (one line) for a folder that is not a model, ValueError for a model trained without a
-    validation split (itself a refit), without a threshold rule, or recorded without its best epoch and stopped
-    before its last one (the epochs to train again are not known). `split` checks the faces, `check_recipe` the
-    options.
+    Raises ModelLoadError (one line) for a folder that is not a model or a file that is not such metadata.
     """
+    path = Path(model)
     try:
-        meta: ModelMetadata = check_model_dir(model_dir)
+        if path.is_file():
+            return ModelMetadata.from_json(path.read_text(encoding="utf-8"))
+        return check_model_dir(path)
     except ModelLoadError as err:
         raise ModelLoadError(f"--refit-of: {err}") from None
+    except (OSError, ValueError, TypeError) as err:  # unreadable, not JSON, or JSON without a model's keys
+        raise ModelLoadError(f"--refit-of: {path} is not a model's {METADATA_FILENAME}: {err}") from None
+
+
+def choices_of(model_dir: str | Path) -> Choices:
+    """The choices recorded by the validation run in model_dir (local model folder, or its `facelabel.json`).
+
+    Raises ModelLoadError (one line) for a folder or file that is not a model's, ValueError for a model trained
+    without a validation split (itself a refit), without a threshold rule, or recorded without its best epoch and
+    stopped before its last one (the epochs to train again are not known). `split` checks the faces,
+    `check_recipe` the options.
+    """
+    meta = read_metadata(model_dir)
     trained_on = meta.trained_on or {}
     if trained_on.get(datasets.REFIT_KEY):
         raise ValueError(f"--refit-of {model_dir}: {meta.model_version} is itself a refit (it has no validation "
