@@ -75,3 +75,26 @@ def test_the_shipped_int8_copy_answers_like_the_saved_model(default_model, share
     same = meta.decide(lite(images)) == meta.decide(default_model(images))
     assert same.mean() >= 0.98
     assert np.abs(lite(images) - default_model(images)).max() < 0.1
+
+
+def test_make_train_refits_the_recorded_validation_run_with_its_recipe(default_model, shared_faces, monkeypatch):
+    """`make train`'s trainer command, parsed as the trainer parses it: the refit's recipe check passes against
+    trainer/validation_run.json, and the shipped model is that refit (its choices and recipe)."""
+    import shlex
+    import subprocess
+
+    from conftest import PROJECT_ROOT
+    from trainer import options, refit
+
+    printed = subprocess.run(["make", "-s", "-n", "train"], cwd=PROJECT_ROOT,
+                             capture_output=True, text=True, check=True).stdout
+    command = next(line for line in printed.splitlines() if " -m trainer.task " in line)
+    monkeypatch.chdir(PROJECT_ROOT)  # the Makefile's paths are relative to the project
+    args = options.parse_args(shlex.split(command.split(" -m trainer.task ", 1)[1]))
+    kept = refit.choices_of(args.refit_of)
+    refit.check_recipe(kept, args)  # raises naming each option that differs from the validation run's
+    meta = default_model.metadata
+    assert meta.trained_on[datasets.REFIT_KEY] == kept.model_version
+    assert (meta.threshold, meta.temperature) == (kept.threshold, kept.temperature)
+    assert meta.training_config["epochs_run"] == kept.epochs
+    assert options.recipe(args) == {key: meta.training_config.get(key) for key in options.recipe(args)}
