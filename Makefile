@@ -126,7 +126,7 @@ flex-launch: ## Launch the Flex Template once: make flex-launch TEMPLATE=gs://..
 		--project="$(PROJECT)" --region="$(REGION)" --temp-location="$(TEMP)" $(FLEX_FLAGS) \
 		--parameters="input=$(INPUT)$(comma)output=$(OUTPUT)$(if $(filter gs://%,$(MODEL)),$(comma)model=$(MODEL))"
 
-train: $(STAMP) ## Train and export the default model (and its int8 copy) into model/default (about 65 min on 2 cores)
+train: $(STAMP) ## Train and export the default model (and its int8 copy) into model/default (about 60 min on 2 cores)
 	rm -rf $(MODEL).new
 	$(PYTHON) -m trainer.task --data-dir $(DATA_DIR) --output-dir $(MODEL).new $(RECIPE) $(TRAIN_FLAGS)
 	$(PYTHON) -m trainer.quantize --model $(MODEL).new --data-dir $(DATA_DIR) --split $(SPLIT) --write
@@ -135,7 +135,7 @@ train: $(STAMP) ## Train and export the default model (and its int8 copy) into m
 quantize: $(STAMP) ## Make MODEL's int8 copy (for --precision int8) and score it against the SavedModel on its SPLIT
 	$(PYTHON) -m trainer.quantize --model $(MODEL) --data-dir $(DATA_DIR) --split $(SPLIT) --write
 
-evaluate: $(STAMP) ## Evaluate MODEL on its SPLIT (default validation): MODEL/evaluation.json; figures in FIGURES
+evaluate: $(STAMP) ## Evaluate MODEL on its SPLIT (default test): MODEL/evaluation.json; figures in FIGURES
 	$(PYTHON) -m trainer.evaluate --model $(MODEL) --data-dir $(DATA_DIR) --split $(SPLIT) \
 		--json $(MODEL)/evaluation.json --figures $(FIGURES)
 
