@@ -111,12 +111,16 @@ def build_parser() -> console.OneLineParser:
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """(the job's own arguments, the rest for Beam); a flag neither knows is a one-line usage error."""
     parser = build_parser()
-    known, pipeline_args = parser.parse_known_args(argv)
     own_flags = [flag for action in parser._actions for flag in action.option_strings]
-    unknown = unknown_pipeline_args(pipeline_args, own_flags)
+    # Unknown flags first, with every flag optional: a misspelt --output is named as such ("did you mean"), not
+    # reported as a missing --output.
+    lenient = build_parser()
+    for action in lenient._actions:
+        action.required = False
+    unknown = unknown_pipeline_args(lenient.parse_known_args(argv)[1], own_flags)
     if unknown:
         parser.error(unknown)
-    return known, pipeline_args
+    return parser.parse_known_args(argv)
 
 
 def dated(output: str, now: datetime.datetime | None = None) -> str:

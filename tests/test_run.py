@@ -108,6 +108,8 @@ def test_empty_folder_writes_header_only_outputs(tiny_model_dir, tmp_path):
     (lambda d, m: ["--input", str(d), "--output", str(d / "o"), "--model", m, "--face", "all"],
      "error: unrecognized argument: --face (did you mean --faces?)"),
     (lambda d, m: ["--output", str(d / "o")], "error: the following arguments are required: --input"),
+    (lambda d, m: ["--input", str(d), "--outptu", str(d / "o")],  # a misspelt required flag is named as such
+     "error: unrecognized argument: --outptu (did you mean --output?)"),
 ])
 def test_user_mistakes_print_one_line_and_exit_2(tiny_model_dir, tmp_path, capsys, monkeypatch, make_args,
                                                  message):
