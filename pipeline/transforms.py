@@ -63,8 +63,8 @@ class ReportProgress(beam.DoFn):
         now = time.monotonic()
         if now - self._last >= PROGRESS_INTERVAL_SECONDS:
             self._last = now
-            log.info("progress: %d faces labelled by this worker (%.0f faces/s)",
-                     self._count, self._count / (now - self._started))
+            log.info("progress: %d %s labelled by this worker (%.1f faces/s)", self._count,
+                     "face" if self._count == 1 else "faces", self._count / (now - self._started))
         return ()
 
 
