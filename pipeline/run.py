@@ -112,14 +112,16 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """(the job's own arguments, the rest for Beam); a flag neither knows is a one-line usage error."""
     parser = build_parser()
     own_flags = [flag for action in parser._actions for flag in action.option_strings]
-    # Unknown flags first, with every flag optional: a misspelt --output is named as such ("did you mean"), not
-    # reported as a missing --output.
-    lenient = build_parser()
-    for action in lenient._actions:
+    # Unknown flags first, with every flag optional for that pass: a misspelt --output is named as such ("did you
+    # mean"), not reported as a missing --output.
+    required = [action for action in parser._actions if action.required]
+    for action in required:
         action.required = False
-    unknown = unknown_pipeline_args(lenient.parse_known_args(argv)[1], own_flags)
+    unknown = unknown_pipeline_args(parser.parse_known_args(argv)[1], own_flags)
     if unknown:
         parser.error(unknown)
+    for action in required:
+        action.required = True
     return parser.parse_known_args(argv)
 
 

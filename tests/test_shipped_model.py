@@ -97,4 +97,5 @@ def test_make_train_refits_the_recorded_validation_run_with_its_recipe(default_m
     assert meta.trained_on[datasets.REFIT_KEY] == kept.model_version
     assert (meta.threshold, meta.temperature) == (kept.threshold, kept.temperature)
     assert meta.training_config["epochs_run"] == kept.epochs
-    assert options.recipe(args) == {key: meta.training_config.get(key) for key in options.recipe(args)}
+    asked = options.recipe(args)
+    assert asked == {key: meta.training_config.get(key) for key in asked}
