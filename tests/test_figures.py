@@ -77,6 +77,23 @@ def test_figures_flag_and_no_json_means_no_figures(tiny_model_dir, misfiled_data
     assert sorted(p.name for p in folder.iterdir()) == [figures.PNG_FILENAME, figures.HTML_FILENAME]
 
 
+def test_the_json_report_is_the_same_whichever_path_names_the_data(tiny_model_dir, misfiled_data, tmp_path,
+                                                                     monkeypatch):
+    # `make evaluate` rewrites the committed model/default/evaluation.json: a user's own path to the shared data
+    # must not show up there (nor dirty the checkout).
+    link = tmp_path / "elsewhere" / misfiled_data.name
+    link.parent.mkdir()
+    link.symlink_to(misfiled_data, target_is_directory=True)
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    assert evaluate.main(["--model", str(tiny_model_dir), "--data-dir", str(misfiled_data), "--json", str(first),
+                          "--figures", str(tmp_path / "figs")]) == 0
+    monkeypatch.chdir(link)
+    assert evaluate.main(["--model", str(tiny_model_dir), "--data-dir", ".", "--json", str(second),
+                          "--figures", str(tmp_path / "figs")]) == 0
+    assert first.read_text() == second.read_text()
+    assert f'"data_dir": "{misfiled_data.name}"' in first.read_text()
+
+
 def test_figures_on_gcs(gcs, tiny_model_dir, misfiled_data):
     assert evaluate.main(["--model", str(tiny_model_dir), "--data-dir", str(misfiled_data),
                           "--json", gcs.uri("eval/evaluation.json")]) == 0

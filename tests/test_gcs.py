@@ -124,7 +124,7 @@ def test_trainer_and_evaluate_on_gcs(gcs, tmp_path, capsys):
     assert evaluate.main(["--model", model_uri, "--data-dir", data_uri, "--split", "validation",
                           "--json", gcs.uri("eval/evaluation.json")]) == 0
     report = json.loads(gcs.read("eval/evaluation.json"))
-    assert report["images"] == 12 and report["data_dir"] == data_uri
+    assert report["images"] == 12 and report["data_dir"] == "data"
     assert report["model_version"] == metadata["model_version"]
     # Not compared count for count: the trainer's threshold equals one validation score computed in float64,
     # which the float32 SavedModel can land just below (an image on the boundary flips).

@@ -100,11 +100,15 @@ def predict_with(classifier: Classifier, listed: list[datasets.Example], data_di
 
 def report_of(predictions: Predictions, data_dir: str, split: str, bootstrap: int = 0) -> dict:
     """The metrics dictionary printed and written as JSON; with bootstrap > 0, also "intervals" (see
-    `metrics.bootstrap_intervals`), how far the figures could move on other faces drawn the same way."""
+    `metrics.bootstrap_intervals`), how far the figures could move on other faces drawn the same way.
+
+    "data_dir" is the folder's name only ("train"), as a model's metadata records it: the same faces evaluated from
+    another path write the same report, and no machine's paths end up in a committed evaluation.json."""
     meta = predictions.metadata
     report = metrics.classification_report(predictions.labels, predictions.predicted, predictions.probabilities,
                                            meta.class_names)
-    report.update({"model_version": meta.model_version, "data_dir": str(data_dir), "split": split})
+    report.update({"model_version": meta.model_version, "data_dir": datasets.folder_name(data_dir),
+                   "split": split})
     if bootstrap > 0:
         report["intervals"] = metrics.bootstrap_intervals(predictions.labels, predictions.predicted,
                                                           predictions.probabilities, meta.class_names, bootstrap)
