@@ -3,11 +3,12 @@
 A similarity transform (rotation, uniform scale, shift) maps the two eye landmarks onto TEMPLATE_EYES, where the
 eyes sit in FER2013's training faces, so a face from a photo reaches the network upright and at the size and
 position of the faces it learned from. TEMPLATE_EYES was measured by running the face detector (model.faces) on
-FER2013 training faces, each inside a 30% mean-grey border, and taking the median eye positions:
+FER2013 training faces (searched as the job searches them: a face missed at first is searched again inside a
+30% mean-grey border, see model.faces) and taking the median eye positions:
 `python -m trainer.face_template` prints the measurement.
 
-Pixels the transform takes from outside the image are filled with the face region's mean grey (a black corner
-would be a feature the network never saw).
+Pixels the transform takes from outside the image are filled with the image's mean grey (a black corner would be
+a feature the network never saw).
 """
 
 import dataclasses

@@ -183,7 +183,7 @@ class FaceFinder:
                 for image, faces, (_, factor) in zip(images, found, copies)]
 
     def _detect(self, arrays: list[np.ndarray]) -> list[list[Face]]:
-        """MTCNN on arrays grouped by size bucket; one list of faces per array, in its own pixels."""
+        """MTCNN on arrays grouped by exact size; one list of faces per array, in its own pixels."""
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, pixels in enumerate(arrays):
             groups[pixels.shape[:2]].append(i)
@@ -202,7 +202,7 @@ class FaceFinder:
 
 
 # Longest side, in pixels, of the image that faces are found in and aligned from: enough for a sharp 48x48 face
-# from any face the detector finds, at a quarter of the memory of a 12 MP photo.
+# from any face the detector finds, at about a tenth of the memory of a 12 MP photo.
 WORKING_MAX_SIDE: int = 1280
 WORKING_RESIZE_FILTER = Image.Resampling.LANCZOS
 

@@ -81,8 +81,9 @@ CORRUPT_HINTS = re.compile(r"truncated|broken|corrupt|invalid|bad |premature|crc
 
 # A plugin that reads past the end of a header raises one of these (struct's unpack, indexing the bytes, a read).
 SHORT_READ_ERRORS: tuple[type[Exception], ...] = (struct.error, IndexError, EOFError)
-# A file this short that carries an image signature but cannot be opened is cut short: the smallest real images
-# are larger (a 1x1 GIF is 35 bytes and opens; a 1x1 PNG 67, BMP 58, baseline JPEG about 125, TIFF about 60).
+# A file this short that carries an image signature but cannot be opened is taken as cut short: a valid image
+# this small opens (a 1x1 GIF is 35 bytes, a 1x1 BMP 58), so the rule only reaches damaged ones; most formats'
+# smallest images are larger anyway (a 1x1 PNG 67 bytes, baseline JPEG about 125).
 TRUNCATED_BELOW_BYTES: int = 64
 # Plugin messages that mean the file ended inside its header, at any length (GIF: no image descriptor before the
 # end, measured for a GIF cut anywhere from 20 to about 800 bytes).

@@ -20,8 +20,9 @@ from model.lite import PRECISION_FLOAT32, PRECISION_INT8, PRECISIONS, LiteClassi
 from model.saved import Classifier, load_classifier
 from pipeline.model_files import localize_model
 
-# Batch bounds for RunInference's adaptive batching: large enough to amortise the per-call cost of the
-# SavedModel, small enough to keep latency and memory per bundle low.
+# Batch size for RunInference (minimum and maximum alike unless --min-batch-size is given, which turns Beam's
+# adaptive batching back on): large enough to amortise the per-call cost of the SavedModel, small enough to keep
+# latency and memory per bundle low.
 DEFAULT_MAX_BATCH_SIZE: int = 256
 # Smallest batch the model is called with after padding (see `padded`).
 MIN_PADDED_BATCH: int = 16

@@ -18,7 +18,7 @@ AUGMENT_BRIGHTNESS: float = 0.2
 ERASE_PROBABILITY: float = 0.5
 ERASE_AREA: tuple[float, float] = (0.02, 0.15)
 # Sides (pixels) a face is shrunk to by RandomLowResolution before it is enlarged back: faces the job finds in
-# photos from 20 pixels up (model.faces) are enlarged to 48x48 by alignment.
+# photos from 24 pixels up (model.faces.MIN_REPORTED_FACE_SIDE) are enlarged to 48x48 by alignment.
 LOW_RESOLUTION_SIDES: tuple[int, int] = (16, 36)
 LOW_RESOLUTION_SEED_OFFSET: int = 7  # augmentation layers use seed .. seed + 7
 MIXUP_SEED_OFFSET: int = 100

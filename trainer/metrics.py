@@ -89,8 +89,8 @@ def fit_temperature(labels: np.ndarray, logits: np.ndarray) -> float:
 def best_threshold(labels_positive: np.ndarray, scores: np.ndarray) -> float:
     """Score threshold (score >= t means positive) with the highest accuracy; ties go to the one nearest 0.5.
 
-    Candidates lie midway between neighbouring distinct scores, never on a score itself, so the float32
-    served model cannot flip an image that sits exactly on the threshold.
+    Candidates lie midway between neighbouring distinct scores, so the float32 served model cannot flip an image
+    that sits exactly on the threshold; 0.5 is a candidate too (it may equal a score).
     """
     distinct = np.unique(scores)
     candidates = np.concatenate([[0.5], (distinct[:-1] + distinct[1:]) / 2.0])

@@ -105,8 +105,8 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
                              "--test-fraction, of the faces left after the test split)")
     parser.add_argument("--test-fraction", type=float, default=0.0,
                         help="carve this fraction of the faces as a test split first, on which nothing is chosen "
-                             "(0 = none); with the default seed it is the validation split of models trained "
-                             "without one")
+                             "(0 = none); at 0.15 with the default seed it is the validation split of models "
+                             "trained without one")
     parser.add_argument("--split-seed", type=int, default=datasets.DEFAULT_SPLIT_SEED)
     parser.add_argument("--refit-of", default=None, metavar="MODEL",
                         help="refit: train on this earlier run's (its folder or its facelabel.json) training and "
