@@ -16,8 +16,8 @@ from model.preprocess import DecodedImage
 from pipeline.model_handler import limit_tensorflow_threads
 
 # Images per detection batch: MTCNN's per-call cost is spread over the batch (a 48x48 crop costs about 70 ms
-# alone and 5 ms in a batch of 32 on 2 cores); a batch of photos decoded for faces (at most 1280x960 RGB, about
-# 3.5 MiB each) holds at most about 115 MiB.
+# alone and 5 ms in a batch of 32 on 2 cores); a batch of photos decoded for faces (RGB, longer side at most
+# 1280 px: 3.5 MiB for a 4:3 photo, 4.7 MiB for a square one) holds about 115 MiB, at most 150 MiB.
 FINDER_BATCH_SIZE: int = 32
 METRICS_NAMESPACE: str = "facelabel_faces"
 
