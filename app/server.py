@@ -123,7 +123,7 @@ def label_image(classifier: Classifier, finder: FaceFinder, data: bytes, filenam
     image = decoded.image
     [inputs] = find_face_inputs(finder, [image], all_faces=True)
     metadata = classifier.metadata
-    probabilities = classifier(np.stack([f.pixels for f in inputs])) if inputs else np.zeros((0, 2))
+    probabilities = classifier(np.stack([f.pixels for f in inputs])) if inputs else np.zeros((0, len(metadata.class_names)))
     chosen = metadata.decide(probabilities) if inputs else []
     width, height = decoded.original_size
     faces = []

@@ -101,10 +101,12 @@ class FaceInput:
 
 
 def is_face_thumbnail(image: Image.Image) -> bool:
+    """Whether an image is of face size (at most FACE_THUMBNAIL_MAX_SIDE pixels per side), like FER2013's crops."""
     return max(image.size) <= FACE_THUMBNAIL_MAX_SIDE
 
 
 def is_flat(image: Image.Image) -> bool:
+    """Whether an image is (nearly) one grey: standard deviation of its 0..255 luma under FLAT_MAX_STD."""
     grey = image if image.mode == "L" else image.convert("L")
     return float(np.asarray(grey, dtype=np.float32).std()) < FLAT_MAX_STD
 

@@ -69,7 +69,12 @@ def check_model_dir(model_dir: str | Path) -> ModelMetadata:
 
 
 def load_classifier(model_dir: str | Path) -> Classifier:
-    """Load the SavedModel in a local folder and check its signature against its metadata."""
+    """Load the SavedModel in a local folder and check its signature against its metadata.
+
+    Raises ModelLoadError (one line) for a folder without a model's metadata, a SavedModel TensorFlow cannot load,
+    or a serving signature missing, taking another input shape than the metadata's ([n, 48, 48, 1]) or without
+    the probabilities output.
+    """
     import tensorflow as tf
 
     metadata = check_model_dir(model_dir)

@@ -116,6 +116,8 @@ def report_of(predictions: Predictions, data_dir: str, split: str, bootstrap: in
 
 
 def evaluate(model_dir: str, data_dir: str, split: str = "all") -> dict:
+    """report_of() the model in model_dir on a split of data_dir, without intervals. Raises ModelLoadError,
+    FileNotFoundError or ValueError (one line each) as predict() does."""
     return report_of(predict(model_dir, data_dir, split), data_dir, split)
 
 

@@ -12,6 +12,7 @@ TEMPERATURE_GRID: np.ndarray = np.exp(np.linspace(np.log(0.05), np.log(20.0), 24
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities over the last axis of logits (any shape [..., classes]), computed stably."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=-1, keepdims=True)
