@@ -167,16 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.top_mistakes < 0:
         print("error: --top-mistakes must be 0 or more", file=sys.stderr)
-        return 2
+        return console.USAGE_ERROR_STATUS
     if args.bootstrap < 0 or 0 < args.bootstrap < metrics.BOOTSTRAP_MIN_RESAMPLES:
         print(f"error: --bootstrap must be 0 (no intervals) or at least {metrics.BOOTSTRAP_MIN_RESAMPLES}",
               file=sys.stderr)
-        return 2
+        return console.USAGE_ERROR_STATUS
     try:
         predictions = predict(args.model, args.data_dir, args.split)
     except (ModelLoadError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return console.USAGE_ERROR_STATUS
     report = report_of(predictions, args.data_dir, args.split, args.bootstrap)
     print(format_report(report))
     if args.json_path:

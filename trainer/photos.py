@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [folder for folder in args.faceless if not Path(folder).is_dir()]
     if missing:
         print(f"error: faceless folder not found: {missing[0]}", file=sys.stderr)
-        return 2
+        return console.USAGE_ERROR_STATUS
     try:
         classifier = load_classifier(args.model)
         finder = FaceFinder()
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             print("composites:", json.dumps(results["composites"]), flush=True)
     except (ModelLoadError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return console.USAGE_ERROR_STATUS
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0

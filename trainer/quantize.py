@@ -178,12 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.write and not is_local(args.model):
         print("error: --write needs a local model folder (copy it, write, then upload it)", file=sys.stderr)
-        return 2
+        return console.USAGE_ERROR_STATUS
     try:
         result, flatbuffer = compare(args.model, args.data_dir, args.split, max(1, args.threads))
     except (ModelLoadError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return console.USAGE_ERROR_STATUS
     print(format_table(result))
     if args.write:
         print(f"wrote {write_int8(args.model, result, flatbuffer)}")

@@ -24,7 +24,7 @@ model is exported to a local temporary folder and then uploaded.
 """
 
 # First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
-from model import console  # isort: skip  # noqa: F401
+from model import console  # isort: skip
 
 import argparse
 import datetime
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         train(args)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return console.USAGE_ERROR_STATUS
     return 0
 
 

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         result = compare(args.model, args.data_dir, args.ensemble_with)
     except (ModelLoadError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return console.USAGE_ERROR_STATUS
     print(format_table(result))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
