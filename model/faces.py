@@ -191,13 +191,13 @@ class FaceFinder:
         for members in groups.values():
             rows = self._detector.detect_faces([arrays[i] for i in members], box_format="xyxy",
                                                output_type="numpy", min_face_size=MIN_FACE_SIZE)
-            for row in np.asarray(rows, dtype=np.float64).reshape(-1, 16):
+            for row in np.asarray(rows, dtype=np.float64).reshape(-1, _LANDMARK_COLUMNS.stop):
                 x1, y1, x2, y2 = row[_BOX_COLUMNS]
                 if not is_credible(float(row[_SCORE_COLUMN]), min(x2 - x1, y2 - y1)):
                     continue
                 found[members[int(row[0])]].append(
                     Face((x1, y1, x2 - x1, y2 - y1), float(row[_SCORE_COLUMN]),
-                         row[_LANDMARK_COLUMNS].reshape(2, 5).T.copy()))
+                         row[_LANDMARK_COLUMNS].reshape(2, len(LANDMARK_NAMES)).T.copy()))
         return found
 
 
