@@ -2,7 +2,9 @@
 
 import base64
 import io
+import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import synthetic_face
+from trainer import data as datasets
 from trainer import evaluate, figures, metrics
 
 CLEAN_PER_CLASS, MISFILED_PER_CLASS = 12, 5
@@ -77,21 +80,32 @@ def test_figures_flag_and_no_json_means_no_figures(tiny_model_dir, misfiled_data
     assert sorted(p.name for p in folder.iterdir()) == [figures.PNG_FILENAME, figures.HTML_FILENAME]
 
 
-def test_the_json_report_is_the_same_whichever_path_names_the_data(tiny_model_dir, misfiled_data, tmp_path,
-                                                                     monkeypatch):
-    # `make evaluate` rewrites the committed model/default/evaluation.json: a user's own path to the shared data
-    # must not show up there (nor dirty the checkout).
-    link = tmp_path / "elsewhere" / misfiled_data.name
+def test_the_json_report_is_the_same_whichever_path_names_the_data(tiny_model_dir, misfiled_data, tmp_path):
+    # `make evaluate` rewrites the committed model/default/evaluation.json: a user's own path or folder name for
+    # the faces the model was trained on must not show up there (nor dirty the checkout).
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    metadata = json.loads((model / "facelabel.json").read_text())
+    metadata["trained_on"] = {"data_dir": "train", "data_digest": datasets.listing_digest(
+        datasets.list_examples(str(misfiled_data), ("happy", "sad")))}
+    (model / "facelabel.json").write_text(json.dumps(metadata))
+    link = tmp_path / "elsewhere" / "another name"
     link.parent.mkdir()
     link.symlink_to(misfiled_data, target_is_directory=True)
-    first, second = tmp_path / "first.json", tmp_path / "second.json"
-    assert evaluate.main(["--model", str(tiny_model_dir), "--data-dir", str(misfiled_data), "--json", str(first),
-                          "--figures", str(tmp_path / "figs")]) == 0
-    monkeypatch.chdir(link)
-    assert evaluate.main(["--model", str(tiny_model_dir), "--data-dir", ".", "--json", str(second),
-                          "--figures", str(tmp_path / "figs")]) == 0
-    assert first.read_text() == second.read_text()
-    assert f'"data_dir": "{misfiled_data.name}"' in first.read_text()
+    reports = []
+    for data_dir in (misfiled_data, link):
+        reports.append(tmp_path / f"report{len(reports)}.json")
+        assert evaluate.main(["--model", str(model), "--data-dir", str(data_dir), "--json", str(reports[-1]),
+                              "--figures", str(tmp_path / "figs")]) == 0
+    assert reports[0].read_text() == reports[1].read_text()
+    assert json.loads(reports[0].read_text())["data_dir"] == "train"
+    # Other faces are named by their folder, never by a path.
+    other = tmp_path / "other faces"
+    for label in ("happy", "sad"):
+        shutil.copytree(misfiled_data / label, other / label)
+        next((other / label).iterdir()).unlink()
+    assert evaluate.main(["--model", str(model), "--data-dir", str(other), "--json", str(reports[0])]) == 0
+    assert json.loads(reports[0].read_text())["data_dir"] == "other faces"
 
 
 def test_figures_on_gcs(gcs, tiny_model_dir, misfiled_data):

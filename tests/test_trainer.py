@@ -69,6 +69,32 @@ def test_missing_data_dir_is_one_clear_line(tmp_path, capsys):
     assert err.startswith("error: data folder not found") and "Traceback" not in err
 
 
+def test_an_output_that_cannot_be_written_or_a_bad_count_is_refused_before_training(tmp_path, capsys):
+    from conftest import write_synthetic_dataset
+
+    data_dir = write_synthetic_dataset(tmp_path / "data", per_class=4)
+    (tmp_path / "a file").write_text("not a folder")
+    status = task.main(["--data-dir", str(data_dir), "--output-dir", str(tmp_path / "a file" / "model")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: output folder is not writable") and "Traceback" not in err
+    assert not list(tmp_path.glob("**/saved_model.pb"))
+    for flag in ("--epochs", "--patience", "--batch-size"):
+        with pytest.raises(SystemExit) as stopped:
+            task.main(["--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"), flag, "0"])
+        assert stopped.value.code == 2
+        assert f"{flag} must be at least 1" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_an_unwritable_json_before_evaluating(trained, tmp_path, capsys):
+    data_dir, output_dir = trained
+    (tmp_path / "a file").write_text("not a folder")
+    assert evaluate.main(["--model", str(output_dir), "--data-dir", str(data_dir),
+                          "--json", str(tmp_path / "a file" / "eval.json")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: output folder is not writable") and "\n" not in captured.err.strip()
+    assert "accuracy" not in captured.out  # refused before the evaluation, not after
+
+
 def test_views_rebuild_the_network_and_reproduce_the_recorded_metrics(trained, tmp_path, capsys):
     """Mirror averaging measured by trainer.views gives the numbers the trainer recorded for the export."""
     data_dir, output_dir = trained

@@ -28,7 +28,7 @@ from model.metadata import RULE_THRESHOLD, ModelMetadata
 from model.saved import Classifier, ModelLoadError, load_classifier
 from trainer import data as datasets
 from trainer import figures, metrics
-from trainer.files import local_copy, write_text
+from trainer.files import check_reachable, local_copy, write_text
 
 SPLITS: tuple[str, ...] = ("all", datasets.TRAIN, datasets.VALIDATION, datasets.TEST)
 
@@ -65,6 +65,9 @@ class Predictions:
     labels: np.ndarray  # true class index [n]
     probabilities: np.ndarray  # [n, classes]
     predicted: np.ndarray  # class index chosen by the metadata's decision rule [n]
+    # The data folder's name as recorded in reports: the name the model's metadata gives the faces it was trained
+    # on when the folder holds exactly those faces (same listing digest, whatever the path), else its last part.
+    data_name: str
 
 
 def predict(model_dir: str, data_dir: str, split: str = "all") -> Predictions:
@@ -95,20 +98,23 @@ def predict_with(classifier: Classifier, listed: list[datasets.Example], data_di
         raise ValueError(f"no images to evaluate in {data_dir}" + ("" if split == "all" else f" ({split} split)"))
     images, labels = datasets.load_arrays(examples)
     probabilities = classifier.in_batches(images)
-    return Predictions(meta, [e.path for e in examples], images, labels, probabilities, meta.decide(probabilities))
+    trained_on = meta.trained_on or {}
+    same_faces = trained_on.get("data_dir") and trained_on.get("data_digest") == datasets.listing_digest(listed)
+    data_name = trained_on["data_dir"] if same_faces else datasets.folder_name(data_dir)
+    return Predictions(meta, [e.path for e in examples], images, labels, probabilities, meta.decide(probabilities),
+                       data_name)
 
 
 def report_of(predictions: Predictions, data_dir: str, split: str, bootstrap: int = 0) -> dict:
     """The metrics dictionary printed and written as JSON; with bootstrap > 0, also "intervals" (see
     `metrics.bootstrap_intervals`), how far the figures could move on other faces drawn the same way.
 
-    "data_dir" is the folder's name only ("train"), as a model's metadata records it: the same faces evaluated from
-    another path write the same report, and no machine's paths end up in a committed evaluation.json."""
+    "data_dir" is `Predictions.data_name`, never a path: the faces a model was trained on, evaluated through any
+    path or folder name, write the same report, and no machine's paths end up in a committed evaluation.json."""
     meta = predictions.metadata
     report = metrics.classification_report(predictions.labels, predictions.predicted, predictions.probabilities,
                                            meta.class_names)
-    report.update({"model_version": meta.model_version, "data_dir": datasets.folder_name(data_dir),
-                   "split": split})
+    report.update({"model_version": meta.model_version, "data_dir": predictions.data_name, "split": split})
     if bootstrap > 0:
         report["intervals"] = metrics.bootstrap_intervals(predictions.labels, predictions.predicted,
                                                           predictions.probabilities, meta.class_names, bootstrap)
@@ -173,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return console.USAGE_ERROR_STATUS
     try:
+        for folder in {FileSystems.split(args.json_path)[0] if args.json_path else None, figures_folder(args)}:
+            if folder is not None:
+                check_reachable(folder or ".")  # an unwritable --json or --figures fails before the evaluation
         predictions = predict(args.model, args.data_dir, args.split)
     except (ModelLoadError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

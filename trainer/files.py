@@ -69,12 +69,23 @@ def write_text(path: str, text: str) -> None:
 
 
 def check_reachable(folder: str) -> None:
-    """Fail now (FileNotFoundError) if a remote folder cannot be listed, e.g. its bucket does not exist.
+    """Fail now (FileNotFoundError) if a remote folder cannot be listed, e.g. its bucket does not exist, or if a
+    local folder cannot be created or written: its nearest existing parent is not a writable folder.
 
-    Run before long work, so a typo in a bucket name costs seconds, not a training run.
+    Run before long work, so a typo in a bucket name or a read-only path costs seconds, not a training run.
     """
     if not is_local(folder):
         _match(FileSystems.join(folder.rstrip("/"), "**"), limit=1)
+        return
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    try:  # a folder made and removed: permission bits alone do not tell (root, read-only mounts, /proc)
+        with tempfile.TemporaryDirectory(prefix=".facelabel-write-check-", dir=existing):
+            pass
+    except OSError:
+        raise FileNotFoundError(f"output folder is not writable: {folder} ({existing} is not a writable "
+                                "folder)") from None
 
 
 @contextlib.contextmanager
