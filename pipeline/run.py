@@ -114,14 +114,16 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     own_flags = [flag for action in parser._actions for flag in action.option_strings]
     # Unknown flags first, with every flag optional for that pass: a misspelt --output is named as such ("did you
     # mean"), not reported as a missing --output.
-    required = [action for action in parser._actions if action.required]
-    for action in required:
-        action.required = False
-    unknown = unknown_pipeline_args(parser.parse_known_args(argv)[1], own_flags)
-    if unknown:
-        parser.error(unknown)
-    for action in required:
-        action.required = True
+    # (--help is left to the second pass, so its usage line shows --input and --output as required.)
+    if not {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+        required = [action for action in parser._actions if action.required]
+        for action in required:
+            action.required = False
+        unknown = unknown_pipeline_args(parser.parse_known_args(argv)[1], own_flags)
+        if unknown:
+            parser.error(unknown)
+        for action in required:
+            action.required = True
     return parser.parse_known_args(argv)
 
 

@@ -126,6 +126,14 @@ def test_user_mistakes_print_one_line_and_exit_2(tiny_model_dir, tmp_path, capsy
     assert list(temp.iterdir()) == []  # Beam's pipeline folder too (one was left in /tmp per mistake)
 
 
+def test_help_shows_input_and_output_as_required(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        job.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    usage = " ".join(capsys.readouterr().out.split("options:")[0].split())
+    assert "--input INPUT --output OUTPUT" in usage and "[--input" not in usage
+
+
 @pytest.mark.parametrize("damage", ["no variables", "truncated variables"])
 def test_a_damaged_model_is_one_error_line(tiny_model_dir, tmp_path, capsys, damage):
     """A half-copied model folder passes a look at saved_model.pb; it is loaded up front, as the workers would."""
