@@ -8,6 +8,7 @@ file folder mode skips, (CASE, path) for an image file a pattern misses only by 
 
 import glob
 import os
+import re
 import stat
 from collections.abc import Callable, Iterator
 
@@ -39,6 +40,20 @@ def display_path(path: str) -> str:
         return path
     except UnicodeEncodeError:
         return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+# One byte that display_path wrote as `\xNN`.
+_ESCAPED_BYTE = re.compile(rb"\\x([0-9a-fA-F]{2})")
+
+
+def source_path(displayed: str) -> str:
+    """The path to open for a path as the outputs write it: display_path's inverse for a local file whose name is
+    not valid UTF-8 (the `\\xNN` escapes read as bytes), when the path does not exist as written; else itself."""
+    if "\\x" not in displayed or not is_local(displayed) or os.path.lexists(displayed):
+        return displayed
+    raw = _ESCAPED_BYTE.sub(lambda m: bytes([int(m.group(1), 16)]), displayed.encode("utf-8"))
+    candidate = os.fsdecode(raw)
+    return candidate if os.path.lexists(candidate) else displayed
 
 
 def list_folder(folder: str) -> Iterator[tuple]:

@@ -12,6 +12,7 @@ from apache_beam.io.filesystems import FileSystems
 from model.faces import FaceFinder
 from model.preprocess import ImageDecodeError
 from pipeline.face_images import aligned_face_data_uri, face_data_uri, photo_data_uri
+from pipeline.listing import source_path
 from pipeline.model_files import root_cause
 
 # Image files larger than this get a placeholder instead of a thumbnail; a face crop is far smaller.
@@ -23,9 +24,11 @@ ThumbnailKey = tuple[str, int | None, bool]
 
 
 def read_source(path: str) -> tuple[bytes | None, str | None]:
-    """(the image file's bytes, None), or (None, why not) for a missing, unreadable or oversized file."""
+    """(the image file's bytes, None), or (None, why not) for a missing, unreadable or oversized file.
+
+    path as the outputs write it (see `pipeline.listing.source_path` for names that are not valid UTF-8)."""
     try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        with FileSystems.open(source_path(path), compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             data = handle.read(MAX_THUMBNAIL_SOURCE_BYTES + 1)
     except Exception as err:  # missing, moved, no permission...: the tile says so, the report goes on
         return None, root_cause(err)

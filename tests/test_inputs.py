@@ -15,6 +15,7 @@ from conftest import encode, synthetic_face
 from pipeline.inputs import (CASE, ERROR, FILE, FOLDER, PATTERN, SKIP, TAKE, InputError, check_input,
                              display_path, list_input, resolve_input, survey_input)
 from pipeline.skipped import CAMERA_RAW, NOT_AN_IMAGE, SIDECAR, SYSTEM_FILE, SYSTEM_FOLDER, VIDEO
+from pipeline.thumbnails import read_source
 
 FACE = encode(synthetic_face(True, seed=3))
 
@@ -203,6 +204,8 @@ def test_names_that_are_not_utf8_are_listed_and_shown_byte_for_byte(tmp_path, ra
     assert os.fsencode(paths[0]) == os.path.join(folder, raw)  # the real name, to open the file
     assert display_path(paths[0]) == str(tmp_path / shown)
     assert display_path(paths[0]).encode("utf-8")  # always writable as UTF-8
+    # The report opens the path as the outputs write it: the written name leads back to the file.
+    assert read_source(display_path(paths[0])) == (FACE, None)
 
 
 def test_skipped_counts_and_matches_are_the_same_for_every_listing_of_a_tree(tmp_path):
