@@ -42,8 +42,8 @@ def display_path(path: str) -> str:
         return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-# One byte that display_path wrote as `\xNN`.
-_ESCAPED_BYTE = re.compile(rb"\\x([0-9a-fA-F]{2})")
+# One byte that display_path wrote as `\xNN` (never an ASCII one: a name's own "\x41" stays as it is).
+_ESCAPED_BYTE = re.compile(rb"\\x([89a-f][0-9a-f])")  # backslashreplace writes only bytes 0x80-0xff, lower case
 
 
 def source_path(displayed: str) -> str:

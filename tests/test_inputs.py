@@ -194,6 +194,7 @@ def test_pipes_and_broken_links_are_error_rows(tmp_path):
     (b"\x93\xfa\x96\x7b.jpg", "\\x93\\xfa\\x96{.jpg"),  # Shift-JIS
     (b"cut\xe2\x82.jpg", "cut\\xe2\\x82.jpg"),  # a UTF-8 sequence cut short
     ("naïve.jpg".encode(), "naïve.jpg"),  # valid UTF-8 is written as it is
+    (b"a\\x41\xff.jpg", "a\\x41\\xff.jpg"),  # a name's own backslash-x text beside a byte that is not UTF-8
 ])
 def test_names_that_are_not_utf8_are_listed_and_shown_byte_for_byte(tmp_path, raw, shown):
     folder = os.fsencode(str(tmp_path))

@@ -78,11 +78,17 @@ def test_an_output_that_cannot_be_written_or_a_bad_count_is_refused_before_train
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: output folder is not writable") and "Traceback" not in err
     assert not list(tmp_path.glob("**/saved_model.pb"))
-    for flag in ("--epochs", "--patience", "--batch-size"):
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    assert task.main(["--data-dir", str(data_dir), "--output-dir", str(tmp_path / "dangling")]) == 2
+    assert capsys.readouterr().err.startswith("error: output folder is not writable")
+    for flag, value, message in (("--epochs", "0", "--epochs must be at least 1"),
+                                 ("--batch-size", "0", "--batch-size must be at least 1"),
+                                 ("--patience", "-1", "--patience must be 0"),
+                                 ("--max-images-per-class", "-1", "--max-images-per-class must be 0")):
         with pytest.raises(SystemExit) as stopped:
-            task.main(["--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"), flag, "0"])
+            task.main(["--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"), flag, value])
         assert stopped.value.code == 2
-        assert f"{flag} must be at least 1" in capsys.readouterr().err
+        assert message in capsys.readouterr().err
 
 
 def test_evaluate_refuses_an_unwritable_json_before_evaluating(trained, tmp_path, capsys):
@@ -93,6 +99,11 @@ def test_evaluate_refuses_an_unwritable_json_before_evaluating(trained, tmp_path
     captured = capsys.readouterr()
     assert captured.err.startswith("error: output folder is not writable") and "\n" not in captured.err.strip()
     assert "accuracy" not in captured.out  # refused before the evaluation, not after
+    assert evaluate.main(["--model", str(output_dir), "--data-dir", str(data_dir), "--json", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --json {tmp_path} is a folder")
+    assert evaluate.main(["--model", str(output_dir), "--data-dir", str(data_dir),
+                          "--figures", str(tmp_path / "a file" / "figures")]) == 2
+    assert capsys.readouterr().err.startswith("error: output folder is not writable")
 
 
 def test_views_rebuild_the_network_and_reproduce_the_recorded_metrics(trained, tmp_path, capsys):

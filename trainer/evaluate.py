@@ -28,7 +28,7 @@ from model.metadata import RULE_THRESHOLD, ModelMetadata
 from model.saved import Classifier, ModelLoadError, load_classifier
 from trainer import data as datasets
 from trainer import figures, metrics
-from trainer.files import check_reachable, local_copy, write_text
+from trainer.files import check_reachable, is_folder, local_copy, write_text
 
 SPLITS: tuple[str, ...] = ("all", datasets.TRAIN, datasets.VALIDATION, datasets.TEST)
 
@@ -105,7 +105,7 @@ def predict_with(classifier: Classifier, listed: list[datasets.Example], data_di
                        data_name)
 
 
-def report_of(predictions: Predictions, data_dir: str, split: str, bootstrap: int = 0) -> dict:
+def report_of(predictions: Predictions, split: str, bootstrap: int = 0) -> dict:
     """The metrics dictionary printed and written as JSON; with bootstrap > 0, also "intervals" (see
     `metrics.bootstrap_intervals`), how far the figures could move on other faces drawn the same way.
 
@@ -124,7 +124,7 @@ def report_of(predictions: Predictions, data_dir: str, split: str, bootstrap: in
 def evaluate(model_dir: str, data_dir: str, split: str = "all") -> dict:
     """report_of() the model in model_dir on a split of data_dir, without intervals. Raises ModelLoadError,
     FileNotFoundError or ValueError (one line each) as predict() does."""
-    return report_of(predict(model_dir, data_dir, split), data_dir, split)
+    return report_of(predict(model_dir, data_dir, split), split)
 
 
 def decision_text(meta: ModelMetadata) -> str:
@@ -179,14 +179,16 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return console.USAGE_ERROR_STATUS
     try:
+        if args.json_path and is_folder(args.json_path):
+            raise FileNotFoundError(f"--json {args.json_path} is a folder: name the JSON file to write")
         for folder in {FileSystems.split(args.json_path)[0] if args.json_path else None, figures_folder(args)}:
             if folder is not None:
-                check_reachable(folder or ".")  # an unwritable --json or --figures fails before the evaluation
+                check_reachable(folder)  # an unwritable --json or --figures fails before the evaluation
         predictions = predict(args.model, args.data_dir, args.split)
     except (ModelLoadError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return console.USAGE_ERROR_STATUS
-    report = report_of(predictions, args.data_dir, args.split, args.bootstrap)
+    report = report_of(predictions, args.split, args.bootstrap)
     print(format_report(report))
     if args.json_path:
         write_text(args.json_path, json.dumps(report, indent=2) + "\n")
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         written = figures.write_figures(
             folder, predictions.images, predictions.labels, predictions.probabilities, predictions.predicted,
             predictions.paths, meta.class_names,
-            title=f"{meta.model_version} on {args.data_dir} ({args.split}, {report['images']:,} images)",
+            title=f"{meta.model_version} on {predictions.data_name} ({args.split}, {report['images']:,} images)",
             rule=decision_text(meta), top=args.top_mistakes)
         print("figures: " + ", ".join(written))
     return 0

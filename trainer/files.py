@@ -78,7 +78,7 @@ def check_reachable(folder: str) -> None:
         _match(FileSystems.join(folder.rstrip("/"), "**"), limit=1)
         return
     existing = os.path.abspath(folder)
-    while not os.path.exists(existing):
+    while not os.path.lexists(existing):  # lexists: a broken symbolic link is an entry that blocks the folder
         existing = os.path.dirname(existing)
     try:  # a folder made and removed: permission bits alone do not tell (root, read-only mounts, /proc)
         with tempfile.TemporaryDirectory(prefix=".facelabel-write-check-", dir=existing):
