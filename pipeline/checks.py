@@ -5,6 +5,7 @@ paths a remote runner's workers can reach. Each failure is a UserError, shown as
 import argparse
 import logging
 import os
+import uuid
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -16,6 +17,9 @@ from pipeline.model_files import check_reachable, is_local, localize_model, root
 from pipeline.outputs import IncompleteOutputError, output_files
 from pipeline.previous import earlier_model_version, first_records, previous_summary, unusable_reason
 
+# Prefix of the file written and deleted to prove the output folder writable; each run's probe has its own name
+# (process id and a random part): two runs started together into one folder deleted each other's probe, and the
+# loser was told "not writable" instead of "another run" by the output lock.
 WRITE_CHECK_FILE: str = ".facelabel-write-check"
 # Runners whose workers run on other machines, so they cannot read this machine's files (matched in lower case).
 REMOTE_RUNNER_MARKERS: tuple[str, ...] = ("dataflow",)
@@ -41,7 +45,7 @@ def check_input_path(input_path: str) -> tuple[InputSpec, Survey]:
 
 def check_output(output_dir: str) -> None:
     """Make sure the output folder can be written before spending time on the run."""
-    probe = FileSystems.join(output_dir, WRITE_CHECK_FILE)
+    probe = FileSystems.join(output_dir, f"{WRITE_CHECK_FILE}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         check_reachable(output_dir)  # a missing bucket fails here, clearly, before any upload is attempted
     except FileNotFoundError as err:

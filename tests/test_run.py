@@ -258,3 +258,16 @@ def test_progress_is_counted_while_faces_are_classified(tiny_model_dir, tmp_path
     kinds = [kind for kind, _ in events]
     assert kinds.count("batch") == 6 and kinds.count("row") == 12
     assert kinds.index("row") < len(kinds) - 1 - kinds[::-1].index("batch")  # a row before the last batch
+
+
+def test_runs_checking_one_output_folder_at_once_do_not_trip_each_other(tmp_path):
+    # Two runs started together into one folder each write and delete a probe file: with one shared name, one
+    # deleted the other's probe and that run was told "not writable" instead of meeting the output lock.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.checks import check_output
+
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda _: check_output(str(out)), range(400)))  # raises UserError on a collision
+    assert list(out.iterdir()) == []  # no probe left behind
