@@ -122,12 +122,14 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
         args.block_filters = tuple(int(f) for f in args.block_filters.split(","))
     except ValueError:
         parser.error(f"--block-filters must be comma-separated integers, got {args.block_filters!r}")
-    for flag in ("--epochs", "--batch-size"):
-        if getattr(args, flag[2:].replace("-", "_")) < 1:
-            parser.error(f"{flag} must be at least 1")
-    for flag, meaning in (("--patience", "stop at the first epoch without a gain"), ("--max-images-per-class", "all")):
-        if getattr(args, flag[2:].replace("-", "_")) < 0:
-            parser.error(f"{flag} must be 0 ({meaning}) or more")
+    if args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    if args.patience < 0:
+        parser.error("--patience must be 0 (stop at the first epoch without a gain) or more")
+    if args.max_images_per_class < 0:
+        parser.error("--max-images-per-class must be 0 (all) or more")
     if args.mixup < 0:
         parser.error("--mixup must be positive (or 0 for off)")
     if args.max_minutes < 0:
