@@ -8,15 +8,18 @@ that its writer is gone (written from this machine by a process that no longer r
 warning, since it may belong to a run still writing (another machine, a Dataflow job).
 
 Two runs into one local output folder at once (a night's run still going when the next starts) would each
-replace the other's results without a word: `claim_output` takes a lock file in the folder at launch (created
-atomically, so of two runs started together exactly one gets it); the other stops with one line.
+replace the other's results without a word: `claim_output` holds an exclusive lock (`flock`) on a file in the
+folder from launch to the end (of two runs started together exactly one gets it, and the kernel lets go of it
+however a run ends); the other stops with one line.
 """
 
 import datetime
+import fcntl
 import logging
 import os
 import re
 import socket
+import time
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -84,53 +87,90 @@ def clear_abandoned_staging(output_dir: str) -> None:
 
 
 LOCK_FILE: str = ".facelabel-lock"
+OWNER_WAIT_S: float = 2.0  # how long a refused run waits for the holder to write its name into a fresh lock
+OWNER_POLL_S: float = 0.05
+
+_held: dict[str, int] = {}  # lock path -> the open descriptor whose flock this process holds
+
+
+def read_owner(handle: int) -> tuple[str, int, str] | None:
+    """The (host, process id, start time) written in an open lock file; None if empty or unreadable."""
+    try:
+        host, pid, since = os.pread(handle, 4096, 0).decode("utf-8").split("\t")
+        return host, int(pid), since
+    except (OSError, ValueError):
+        return None
 
 
 def claim_output(output_dir: str) -> str | None:
-    """Take the local output folder for this run: create its lock file atomically (O_EXCL), holding this machine's
-    name and this process's id. Returns the lock's path (remove it with `release_output`); None for remote
-    outputs (no process can be checked there; see clear_abandoned_staging).
+    """Take the local output folder for this run. The lock file in it is held with an exclusive `flock` for as
+    long as this process lives (the kernel lets go when it ends, however it ends), and holds this machine's name,
+    this process's id and the start time, for the message another run prints. Returns the lock's path (let go
+    with `release_output`); None for remote outputs (no lock can be taken there; see clear_abandoned_staging).
 
-    Raises UserError while another live run of this machine holds it, or a run of another machine does. A lock
-    left by a run that is gone (killed) is taken over."""
+    Raises UserError while another run holds the lock, or when the file names a run of another machine (whose
+    lock a shared file system may not carry over). A file left by a run of this machine that is gone (killed) is
+    taken over."""
     if not is_local(output_dir):
         return None
     os.makedirs(output_dir, exist_ok=True)
     lock = os.path.join(output_dir, LOCK_FILE)
     host, pid = socket.gethostname(), os.getpid()
-    for _ in range(2):
+    for _ in range(3):
+        handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                with open(lock, encoding="utf-8") as existing:
-                    owner_host, owner_pid, since = existing.read().split("\t")
-                owner = int(owner_pid)
-            except (OSError, ValueError):
-                owner_host, owner, since = host, 0, ""  # unreadable or half-written: treated as left behind
-            if owner_host != host:
-                raise UserError(f"a run on {owner_host} (process {owner}, started {since}) is writing into "
-                                f"{output_dir}; if none is, remove {lock}") from None
-            if owner and owner != pid and process_is_running(owner):
-                raise UserError(f"another run (process {owner}, started {since}) is writing into {output_dir}: "
-                                f"wait for it to finish, or give another --output") from None
-            log.info("taking over %s, left by a run that is gone", lock)
-            os.remove(lock)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = None
+            waited = 0.0
+            while (owner := read_owner(handle)) is None and waited < OWNER_WAIT_S:  # it has locked, not written
+                time.sleep(OWNER_POLL_S)
+                waited += OWNER_POLL_S
+            os.close(handle)
+            raise UserError(held_message(owner, output_dir, lock)) from None
+        except OSError:
+            os.close(handle)
+            raise
+        try:
+            current = os.stat(lock).st_ino == os.fstat(handle).st_ino
+        except FileNotFoundError:
+            current = False
+        if not current:  # locked a file its run removed as it finished: take the new one
+            os.close(handle)
             continue
+        owner = read_owner(handle)
+        if owner is not None and owner[0] != host:
+            os.close(handle)
+            raise UserError(held_message(owner, output_dir, lock))
+        if owner is not None:
+            log.info("taking over %s, left by a run that is gone", lock)
         since = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        with os.fdopen(handle, "w", encoding="utf-8") as mine:
-            mine.write(f"{host}\t{pid}\t{since}")
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, f"{host}\t{pid}\t{since}".encode("utf-8"), 0)
+        _held[lock] = handle
         return lock
-    raise UserError(f"could not take {lock}: another run keeps taking it")
+    raise UserError(f"could not take {lock}: other runs keep taking it")
+
+
+def held_message(owner: tuple[str, int, str] | None, output_dir: str, lock: str) -> str:
+    """The one line for a run refused an output folder that `owner` (host, process id, start) holds."""
+    if owner is None:
+        return f"another run is writing into {output_dir}: wait for it to finish, or give another --output"
+    owner_host, owner_pid, since = owner
+    if owner_host != socket.gethostname():
+        return (f"a run on {owner_host} (process {owner_pid}, started {since}) is writing into {output_dir}; "
+                f"if none is, remove {lock}")
+    return (f"another run (process {owner_pid}, started {since}) is writing into {output_dir}: wait for it to "
+            f"finish, or give another --output")
 
 
 def release_output(lock: str | None) -> None:
-    """Remove this run's lock file (if it is still ours)."""
-    if lock is None:
+    """Remove this run's lock file and let go of its lock (removed first, so no run can lock the old file)."""
+    handle = _held.pop(lock, None) if lock is not None else None
+    if handle is None:
         return
     try:
-        with open(lock, encoding="utf-8") as existing:
-            if existing.read().split("\t")[:2] == [socket.gethostname(), str(os.getpid())]:
-                os.remove(lock)
+        os.remove(lock)
     except OSError:
         pass
+    os.close(handle)

@@ -380,6 +380,12 @@ def test_staging_folders_of_killed_runs_are_removed_and_others_named(tiny_model_
         "errors.csv", "labels.csv", "summary.json"]
 
 
+# A run that holds the lock of the output folder argv[1], started at argv[2], until killed.
+HOLDER = ("import fcntl, os, socket, sys, time; lock = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+          "fcntl.flock(lock, fcntl.LOCK_EX); os.write(lock, f'{socket.gethostname()}\\t{os.getpid()}\\t{sys.argv[2]}'"
+          ".encode()); print('held', flush=True); time.sleep(60)")
+
+
 def test_a_second_run_into_an_output_that_a_live_run_is_writing_stops_in_one_line(tiny_model_dir, tmp_path,
                                                                                     capsys):
     """Two runs into one folder at once each replaced the other's results without a word."""
@@ -387,9 +393,10 @@ def test_a_second_run_into_an_output_that_a_live_run_is_writing_stops_in_one_lin
     out = tmp_path / "out"
     out.mkdir()
     lock = out / ".facelabel-lock"
-    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a run still writing
+    writer = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock), "2026-12-01T01:00:00+00:00"],
+                              stdout=subprocess.PIPE, text=True)  # a run still writing
     try:
-        lock.write_text(f"{socket.gethostname()}\t{writer.pid}\t2026-12-01T01:00:00+00:00", encoding="utf-8")
+        assert writer.stdout.readline() == "held\n"
         status = job.main(["--input", str(folder), "--output", str(out), "--model", str(tiny_model_dir)])
         err = capsys.readouterr().err.strip().splitlines()
         assert status == 2 and err[-1] == (f"error: another run (process {writer.pid}, started "
