@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 
 # C++ start-up lines of TensorFlow, XLA and absl that say nothing a user can act on.
 NATIVE_NOISE = re.compile(
@@ -31,12 +32,17 @@ NATIVE_NOISE = re.compile(
     r"|To enable the following instructions: .* in other operations, rebuild TensorFlow"
     # MTCNN's output network given no candidate (a photo without faces): TensorFlow logs the empty batch it skips.
     r"|Local rendezvous is aborting with status: INVALID_ARGUMENT: Incompatible shapes: \[0,")
+# C++ lines of a training run: tf.data's graph names an attribute that this TensorFlow's op does not declare, an
+# E-level line (shown at TF_CPP_MIN_LOG_LEVEL=2) that TensorFlow itself says "may be expected" and ignores.
+TRAINING_NOISE = re.compile(NATIVE_NOISE.pattern + r"|NodeDef mentions attribute \w+ which is not in the op definition")
 # Library log messages (Python logging) that are noise for a user of this job. The last two come from Beam's
 # own worker processes (--direct_running_mode multi_processing): options of the DirectRunner that its workers do
 # not declare (this job checks the user's options itself, up front), and a folder only Dataflow's workers have.
 LOG_NOISE = re.compile(r"Resource module is not available for current platform"
                        r"|Discarding unparseable args: \["
-                       r"|No semi_persistent_directory found")
+                       r"|No semi_persistent_directory found"
+                       # tf.saved_model.save renaming a captured variable's input (the SavedModel serves the same).
+                       r"|contains input name\(s\) .* with unsupported characters which will be renamed")
 # Beam's DirectRunner forwards each log record of its worker processes as one line of protobuf text, e.g.
 # 'Worker: severity: WARN timestamp {...} message: "..." log_location: "..." thread: "..."'.
 WORKER_RECORD = re.compile(r'^Worker: .*?\bmessage: "((?:[^"\\]|\\.)*)"')
@@ -45,6 +51,9 @@ WORKER_RECORD = re.compile(r'^Worker: .*?\bmessage: "((?:[^"\\]|\\.)*)"')
 BEAM_WORKER_LOGGER = "apache_beam.runners.portability.local_job_service"
 OUR_WORKER_CODE = re.compile(r'log_location: "[^"]*/(pipeline|model)/[^"/]+\.py:\d+"')
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+# Libraries that set their own loggers to INFO (TensorFlow's "Assets written to" on every SavedModel export).
+QUIET_LIBRARIES = ("tensorflow", "absl")
+FORWARDER_JOIN_S = 5.0
 USAGE_ERROR_STATUS = 2
 OUR_LOGGER = "facelabel"
 STDERR_FD = 2
@@ -83,6 +92,37 @@ def native_stderr_filtered(noise: re.Pattern = NATIVE_NOISE):
             sys.stderr.flush()
 
 
+@contextlib.contextmanager
+def native_stderr_filtered_live(noise: re.Pattern):
+    """Like native_stderr_filtered, for a long block (a training run): each line native code writes to file
+    descriptor 2 is passed on as it comes, unless it matches `noise`, so our own log lines are not held back."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(STDERR_FD)
+    except OSError:  # no stderr to filter
+        yield
+        return
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, STDERR_FD)
+    os.close(write_end)
+
+    def forward() -> None:
+        with os.fdopen(read_end, "rb") as lines, os.fdopen(os.dup(saved), "wb", buffering=0) as out:
+            for line in lines:
+                if line.strip() and not noise.search(line.decode("utf-8", "replace")):
+                    out.write(line)
+
+    forwarder = threading.Thread(target=forward, name="stderr-filter", daemon=True)
+    forwarder.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, STDERR_FD)  # closes the pipe's last write end: the forwarder reads to the end and stops
+        os.close(saved)
+        forwarder.join(timeout=FORWARDER_JOIN_S)
+
+
 class DropNoise(logging.Filter):
     """Drops library log records whose message matches LOG_NOISE; a record forwarded from a Beam worker process
     is shown as its message alone (see WORKER_RECORD)."""
@@ -108,12 +148,17 @@ def unescape_protobuf_text(text: str) -> str:
         return text
 
 
-def configure_logging() -> None:
-    """Our logger at INFO, every other logger at WARNING, known library noise dropped; one format."""
-    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+def configure_logging(ours: str = OUR_LOGGER, log_format: str = LOG_FORMAT) -> None:
+    """Our logger (`ours`) at INFO, every other logger at WARNING, known library noise dropped; one format."""
+    logging.basicConfig(level=logging.WARNING, format=log_format)
     for handler in logging.getLogger().handlers:
         handler.addFilter(DropNoise())
-    logging.getLogger(OUR_LOGGER).setLevel(logging.INFO)
+    logging.getLogger(ours).setLevel(logging.INFO)
+    for library in QUIET_LIBRARIES:  # they set INFO on themselves (TensorFlow also adds its own handler)
+        logger = logging.getLogger(library)
+        logger.setLevel(logging.WARNING)
+        logger.handlers.clear()
+        logger.propagate = True
     logging.getLogger(BEAM_WORKER_LOGGER).setLevel(logging.INFO)  # our workers' progress lines (see DropNoise)
 
 

@@ -2,8 +2,10 @@
 
 import logging
 import os
+import re
 import subprocess
 import sys
+import time
 
 from conftest import synthetic_face
 from model import console
@@ -66,3 +68,33 @@ def test_a_multi_process_run_prints_no_beam_worker_notices(tiny_model_dir, tmp_p
     assert done.returncode == 0, done.stderr[-2000:]
     assert "2 images matched: 2 labelled" in done.stdout
     assert "WARNING" not in done.stderr and "Worker:" not in done.stderr, done.stderr[-2000:]
+
+
+def test_a_training_run_prints_its_own_lines_and_keras_epochs_only(tmp_path):
+    """A training run printed TensorFlow's 'NodeDef mentions attribute' C++ line, Keras' shuffle warning, absl's
+    input-renaming warning and 'Assets written to' twice around its own lines."""
+    for name in ("happy", "sad"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(24):
+            synthetic_face(name == "happy", seed=950 + i).save(tmp_path / "data" / name / f"{i}.png")
+    done = subprocess.run(
+        [sys.executable, "-m", "trainer.task", "--data-dir", str(tmp_path / "data"), "--output-dir",
+         str(tmp_path / "model"), "--epochs", "2", "--batch-size", "16", "--block-filters", "4,8"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines and all(line.split(" ", 3)[2] == "trainer" for line in lines), done.stderr[-2000:]
+    assert lines[-1].split(" ", 4)[3] == "exported", lines[-1]
+    assert "Epoch 2/2" in done.stdout
+
+
+def test_the_live_filter_passes_native_lines_on_as_they_come_and_drops_noise(capfd):
+    with console.native_stderr_filtered_live(re.compile(r"^E0000 .*NodeDef mentions")):
+        os.write(2, b"first line of native code\n")
+        seen, deadline = "", time.monotonic() + 10
+        while "first line" not in seen and time.monotonic() < deadline:  # arrives while the block still runs
+            time.sleep(0.01)
+            seen += capfd.readouterr().err
+        os.write(2, b"E0000 00:00 node_def_util.cc:682] NodeDef mentions attribute x\nlast line, no newline")
+    assert "first line of native code" in seen
+    assert capfd.readouterr().err == "last line, no newline"

@@ -30,6 +30,10 @@ from pipeline.transforms import ReadFiles
 REAL_FACES = 1000
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STOP_AFTER_SECONDS = 3.0
+# A run that a stop must catch midway: about 5 s per 1,000 of these faces on 2 cores after its start-up line, so
+# it is still labelling when the stop comes (with 400 it finished first once, on a fast CI machine).
+STOPPED_RUN_FACES = 4000
+STOP_MIDWAY_SECONDS = 1.5
 # Well inside the import of TensorFlow and Beam (about 3 s on 2 cores), after Python itself has started.
 STOP_WHILE_STARTING_SECONDS = 0.8
 
@@ -411,7 +415,7 @@ def test_a_second_run_into_an_output_that_a_live_run_is_writing_stops_in_one_lin
 
 
 def test_of_two_runs_started_together_into_one_output_exactly_one_goes_on(tmp_path):
-    folder = faces_folder(tmp_path / "in", 300, seed=85)  # a run long enough to overlap the other
+    folder = faces_folder(tmp_path / "in", STOPPED_RUN_FACES, seed=85)  # long enough to overlap the other
     out = tmp_path / "out"
     command = [sys.executable, "-m", "pipeline.run", "--input", str(folder), "--output", str(out), "--faces", "none"]
     runs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -431,7 +435,7 @@ def test_a_run_stopped_by_a_signal_says_so_in_one_line_and_keeps_the_last_result
     job.run(["--input", str(faces_folder(tmp_path / "first", 2, seed=50)), "--output", str(out),
              "--model", str(tiny_model_dir)])
     before = {name: (out / name).read_bytes() for name in ("labels.csv", "errors.csv", "summary.json")}
-    many = faces_folder(tmp_path / "many", 400, seed=51)
+    many = faces_folder(tmp_path / "many", STOPPED_RUN_FACES, seed=51)
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline.run", "--input", str(many), "--output", str(out),
          "--model", str(tiny_model_dir)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -440,7 +444,7 @@ def test_a_run_stopped_by_a_signal_says_so_in_one_line_and_keeps_the_last_result
         lines.append(line)
         if "INFO labelling" in line:
             break
-    time.sleep(STOP_AFTER_SECONDS)
+    time.sleep(STOP_MIDWAY_SECONDS)
     process.send_signal(stop)
     _, rest = process.communicate(timeout=120)
     err = "".join(lines) + rest
@@ -521,7 +525,7 @@ def descendants_running(command_part: str, ancestor: int) -> list[int]:
 def test_ctrl_c_in_a_terminal_stops_a_multi_process_run_in_one_line(tiny_model_dir, tmp_path):
     """Ctrl-C signals the terminal's whole process group: Beam's worker processes each printed a traceback
     (85 lines measured) before our line. They now run in a group of their own and end with the job."""
-    many = faces_folder(tmp_path / "many", 600, seed=52)
+    many = faces_folder(tmp_path / "many", STOPPED_RUN_FACES, seed=52)
     out = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline.run", "--input", str(many), "--output", str(out), "--faces", "none",

@@ -54,6 +54,7 @@ WARMUP_EPOCHS: int = 2
 WEIGHT_DECAY: float = 1e-4
 
 log = logging.getLogger("trainer")
+LOG_FORMAT = "%(asctime)s %(name)s %(message)s"
 
 
 class AdjustableCosineDecay(keras.optimizers.schedules.CosineDecay):
@@ -216,6 +217,7 @@ def train(args: argparse.Namespace) -> dict:
         validation_data=None if other_names or kept else (x_val, keras.utils.to_categorical(y_val, num_outputs)),
         epochs=kept.epochs if kept else args.epochs,
         callbacks=callbacks,
+        shuffle=False,  # the dataset shuffles itself, seeded (augment.train_dataset); Keras would only warn
         verbose=2,
     )
     trained = network
@@ -290,10 +292,11 @@ def test_metrics(module: ServingModule, test: list[datasets.Example], metadata: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    console.configure_logging("trainer", LOG_FORMAT)
     args = options.parse_args(argv, __doc__.split("\n")[0])
     try:
-        train(args)
+        with console.native_stderr_filtered_live(console.TRAINING_NOISE):
+            train(args)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return console.USAGE_ERROR_STATUS
