@@ -18,6 +18,7 @@ import re
 import sys
 import tempfile
 import threading
+import warnings
 
 # C++ start-up lines of TensorFlow, XLA and absl that say nothing a user can act on.
 NATIVE_NOISE = re.compile(
@@ -154,6 +155,10 @@ def configure_logging(ours: str = OUR_LOGGER, log_format: str = LOG_FORMAT) -> N
     for handler in logging.getLogger().handlers:
         handler.addFilter(DropNoise())
     logging.getLogger(ours).setLevel(logging.INFO)
+    # Beam's glob translation of a gs:// folder whose name holds '[' (escaped as '[[]'): Python's re module warns
+    # about its own future syntax, nothing for a user to do.
+    warnings.filterwarnings("ignore", message="Possible nested set", category=FutureWarning,
+                            module=r"apache_beam\.io\.filesystem")
     for library in QUIET_LIBRARIES:  # they set INFO on themselves (TensorFlow also adds its own handler)
         logger = logging.getLogger(library)
         logger.setLevel(logging.WARNING)

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 
 from conftest import synthetic_face
 from model import console
@@ -98,3 +99,13 @@ def test_the_live_filter_passes_native_lines_on_as_they_come_and_drops_noise(cap
         os.write(2, b"E0000 00:00 node_def_util.cc:682] NodeDef mentions attribute x\nlast line, no newline")
     assert "first line of native code" in seen
     assert capfd.readouterr().err == "last line, no newline"
+
+
+def test_beams_glob_translation_warning_is_dropped_and_other_future_warnings_kept():
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("default")
+        console.configure_logging()
+        for module in ("apache_beam.io.filesystem", "somebody.else"):
+            warnings.warn_explicit("Possible nested set at position 42", FutureWarning, "filesystem.py", 642,
+                                   module=module)
+    assert [(w.category, str(w.message)) for w in shown] == [(FutureWarning, "Possible nested set at position 42")]
