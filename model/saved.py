@@ -56,6 +56,8 @@ def predict_in_batches(predict, images: np.ndarray, classes: int, batch_size: in
 def check_model_dir(model_dir: str | Path) -> ModelMetadata:
     """Cheap check that a local folder holds a facelabel model; returns its metadata or raises ModelLoadError."""
     model_dir = Path(model_dir)
+    if model_dir.exists() and not model_dir.is_dir():
+        raise ModelLoadError(f"model is a file, not a model folder: {model_dir} (give the SavedModel's folder)")
     if not model_dir.is_dir():
         raise ModelLoadError(f"model folder not found: {model_dir}")
     if not (model_dir / SAVED_MODEL_FILENAME).is_file():

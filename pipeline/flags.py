@@ -1,4 +1,5 @@
-"""Checks of the job's own command-line flags: argparse types and the unknown-flag message.
+"""Checks of the job's own command-line flags: argparse types, and the message for an unknown flag or a bad
+value of Beam's.
 
 Each bad value becomes one `error:` line from the parser (see model.console.OneLineParser), never a traceback.
 """
@@ -34,12 +35,23 @@ def error_rate(text: str) -> float:
     return value
 
 
-def unknown_pipeline_args(pipeline_args: list[str], own_flags: list[str]) -> str | None:
-    """A message naming the first flag neither this job nor any Beam PipelineOptions knows, else None."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+class _RaisingParser(argparse.ArgumentParser):
+    """A parser whose mistakes are raised (ValueError with argparse's message), not printed with a usage."""
+
+    def error(self, message: str):
+        raise ValueError(message)
+
+
+def bad_pipeline_args(pipeline_args: list[str], own_flags: list[str]) -> str | None:
+    """A message naming the first flag neither this job nor any Beam PipelineOptions knows, or a Beam option's bad
+    value (Beam itself would print its 125-line usage, then exit); else None."""
+    parser = _RaisingParser(add_help=False, allow_abbrev=False)
     for options_class in PipelineOptions.__subclasses__():
         options_class._add_argparse_args(parser)  # how Beam itself collects every option
-    _, unknown = parser.parse_known_args(pipeline_args)
+    try:
+        _, unknown = parser.parse_known_args(pipeline_args)
+    except ValueError as err:  # e.g. "argument --direct_num_workers: invalid int value: 'abc'"
+        return str(err)
     flags = [arg for arg in unknown if arg.startswith("-")]
     if not flags and not unknown:
         return None

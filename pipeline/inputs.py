@@ -28,7 +28,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import FileMetadata
 
 from pipeline.listing import (CASE, ERROR, SEPARATOR, SKIP, TAKE, display_path, folder_pattern, gcs_listing,
-                              list_file, list_folder, match_pattern)
+                              list_file, list_folder, match_pattern, pattern_start)
 from pipeline.model_files import is_local, root_cause
 from pipeline.rows import ErrorRow, FileKey
 
@@ -117,9 +117,9 @@ def check_input(spec: InputSpec) -> Survey:
     Raises InputError with one line; an existing folder without images is not an error (empty outputs).
     """
     survey = survey_input(spec)
-    top = display_path(spec.text)
-    for row in survey.errors:
-        if spec.kind == FOLDER and row.path.rstrip(SEPARATOR) == top.rstrip(SEPARATOR):
+    top = display_path(spec.text if spec.kind == FOLDER else pattern_start(spec.text) or os.curdir)
+    for row in survey.errors:  # the input folder itself, or the folder a pattern starts in, cannot be listed
+        if spec.kind != FILE and row.path.rstrip(SEPARATOR) == top.rstrip(SEPARATOR):
             raise InputError(f"cannot list input {spec.text} ({row.error.split(': ', 1)[-1]})")
     if spec.kind == PATTERN and not survey.matched:
         hint = (f"; {len(survey.case_excluded)} image files match if case is ignored, e.g. "

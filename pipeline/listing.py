@@ -89,17 +89,22 @@ def _walk(top: str, rule: Callable[[str], tuple | None], keep_dir: Callable[[str
     else the event to emit instead), keep_dir(path) whether to descend into a sub-folder; in folder mode the
     files of system folders are skipped."""
     failures: list[OSError] = []
-    walked: set[str] = set()
+    walked: set[str] = set()  # real paths of the folders walked or about to be: each is walked once
+    root = os.path.realpath(top)
     for dirpath, dirnames, filenames in os.walk(top, onerror=failures.append, followlinks=True):
         yield from _unlistable(failures)
         walked.add(os.path.realpath(dirpath))
-        for name in list(dirnames):
+        # Real folders first, so that of a folder and a link to it side by side the folder keeps its own path.
+        for name in sorted(dirnames, key=lambda n: os.path.islink(os.path.join(dirpath, n))):
             path = os.path.join(dirpath, name)
             if folder_mode and is_system_folder(name):
                 dirnames.remove(name)
                 yield from ((SKIP, (p, SYSTEM_FOLDER)) for p in _files_under(path))
-            elif not keep_dir(path) or (os.path.islink(path) and _revisits(os.path.realpath(path), walked)):
-                dirnames.remove(name)
+            elif not keep_dir(path) or _revisits(real := os.path.realpath(path), walked) or (
+                    folder_mode and os.path.islink(path) and real.startswith(root + os.sep)):
+                dirnames.remove(name)  # in folder mode, a link into the input folder: walked in its own place
+            else:
+                walked.add(real)
         for name in filenames:
             path = os.path.join(dirpath, name)
             decided = rule(path)
@@ -170,6 +175,11 @@ def _split_pattern(pattern: str) -> tuple[str, list[str]]:
     return base, parts[literal:]
 
 
+def pattern_start(pattern: str) -> str:
+    """The literal folder a pattern starts in ('' for the current folder): what is listed to match it."""
+    return _split_pattern(pattern)[0]
+
+
 def match_pattern(pattern: str) -> Iterator[tuple]:
     """Match a glob pattern (grammar in the module docstring), local or gs://."""
     base, rest = _split_pattern(pattern)
@@ -185,6 +195,8 @@ def match_pattern(pattern: str) -> Iterator[tuple]:
         return "", None  # not matched: no event
 
     if is_local(pattern):
+        if base and not os.path.isdir(base):  # its literal folder is missing: the pattern matches nothing
+            return
         events = _walk(base or os.curdir, lambda p: decide(_relative_to_cwd(p, base)),
                        lambda d: _may_hold_matches(d[start:] if base else _relative_to_cwd(d, base), rest))
         for event, value in events:
@@ -214,10 +226,10 @@ def _may_hold_matches(folder: str, components: list[str]) -> bool:
     """Whether a folder (relative to the pattern's literal start) can hold matches: each of its names matches
     the pattern's component at that depth (ignoring case, for the case warning), up to a '**'."""
     for depth, name in enumerate(folder.split(SEPARATOR)):
+        if depth < len(components) and components[depth] == GLOBSTAR:  # also a last '**' ('DIR/**')
+            return True
         if depth >= len(components) - 1:
             return False
-        if components[depth] == GLOBSTAR:
-            return True
         if not wfnmatch.fnmatch(name, components[depth], flags=NAME_FLAGS):
             return False
     return True

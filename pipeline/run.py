@@ -47,9 +47,10 @@ from model.lite import INT8_VERSION_SUFFIX, PRECISION_FLOAT32, PRECISIONS
 from model.metadata import ModelMetadata
 from pipeline.checks import (UserError, check_input_path, check_model, check_output, check_previous_labels,
                              check_runner_paths, is_default_model, is_remote_runner)
-from pipeline.flags import at_least, error_rate, unknown_pipeline_args
+from pipeline.flags import at_least, bad_pipeline_args, error_rate
 from pipeline.inputs import InputSpec, skipped_counts
 from pipeline.model_files import remove_local_copies
+from pipeline.model_handler import DEFAULT_MAX_BATCH_SIZE
 from pipeline.outputs import LABELS_FILE, SUMMARY_FILE, output_names, promote_outputs, remove_quietly
 from pipeline.rows import FACE_MODES, FACES_LARGEST, NO_FACE
 from pipeline.staging import claim_output, clear_abandoned_staging, release_output, staging_folder
@@ -82,7 +83,8 @@ def build_parser() -> console.OneLineParser:
     parser.add_argument("--min-batch-size", type=at_least(1), default=None, help="RunInference's smallest batch")
     parser.add_argument("--max-batch-size", type=at_least(1), default=None, help="RunInference's largest batch")
     parser.add_argument("--inference-threads", type=at_least(0), default=None, metavar="N",
-                        help="model threads per worker process (TensorFlow, or LiteRT with --precision int8); "
+                        help="model threads per worker process (TensorFlow, or LiteRT with --precision int8; 0: "
+                             "the library's own choice, all cores); "
                              "default: all cores for one in-process worker, cores / --direct_num_workers in "
                              "multi_processing mode, 1 on Dataflow (one process per vCPU)")
     parser.add_argument("--incremental", action="store_true",
@@ -119,12 +121,17 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         required = [action for action in parser._actions if action.required]
         for action in required:
             action.required = False
-        unknown = unknown_pipeline_args(parser.parse_known_args(argv)[1], own_flags)
-        if unknown:
-            parser.error(unknown)
+        bad = bad_pipeline_args(parser.parse_known_args(argv)[1], own_flags)
+        if bad:
+            parser.error(bad)
         for action in required:
             action.required = True
-    return parser.parse_known_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    largest = args.max_batch_size or DEFAULT_MAX_BATCH_SIZE
+    if args.min_batch_size is not None and args.min_batch_size > largest:
+        parser.error(f"--min-batch-size {args.min_batch_size} is above --max-batch-size, {largest}"
+                     + ("" if args.max_batch_size else " by default"))
+    return args, rest
 
 
 def dated(output: str, now: datetime.datetime | None = None) -> str:

@@ -219,3 +219,54 @@ def test_skipped_counts_and_matches_are_the_same_for_every_listing_of_a_tree(tmp
     survey = survey_input(resolve_input(str(tmp_path)))
     assert survey.matched == kinds.count(TAKE) + kinds.count(ERROR) == 2
     assert kinds.count(SKIP) == sum(survey.skipped.values()) == 1 and CASE not in kinds
+
+
+def test_every_folder_is_walked_once_whichever_route_the_walk_meets_first(tmp_path):
+    """A link beside the folder it points to ('a_link' -> 'nested', met first) labelled every file twice."""
+    top = tmp_path / "in"
+    inside = [put(top / "nested" / "n.jpg"), put(top / "z" / "real" / "r.jpg")]
+    (top / "a_link").symlink_to(top / "nested", target_is_directory=True)
+    (top / "b").mkdir()
+    (top / "b" / "deeper_link").symlink_to(top / "z" / "real", target_is_directory=True)
+    outside = tmp_path / "elsewhere"
+    put(outside / "o.jpg")
+    put(outside / "sub" / "s.jpg")
+    for name in ("first_route", "second_route"):
+        (top / name).symlink_to(outside, target_is_directory=True)
+    paths, errors = taken(str(top))
+    assert not errors
+    assert [p for p in paths if p in inside] == sorted(inside)  # in their own place, not under the links to them
+    through_links = sorted(os.path.relpath(p, top).split(os.sep, 1)[1] for p in paths if p not in inside)
+    assert through_links == ["o.jpg", os.path.join("sub", "s.jpg")]  # the outside folder once, by one route
+
+
+@pytest.mark.parametrize("pattern", ["missing/*.jpg", "missing/**/*.jpg", "Faces/*.jpg", "faces/a.jpg/*.jpg"])
+def test_a_pattern_whose_folder_is_missing_matches_nothing(tmp_path, monkeypatch, pattern):
+    """A pattern under a missing folder (a typo, wrong case) was one 'folder cannot be listed' row in a run that
+    succeeded, replacing the night's outputs; as a pattern that matches nothing it is one error line."""
+    put(tmp_path / "faces" / "a.jpg")
+    monkeypatch.chdir(tmp_path)
+    for text in (pattern, str(tmp_path / pattern)):
+        with pytest.raises(InputError, match=r"^input not found or matches no files: "):
+            check_input(resolve_input(text))
+
+
+def test_a_pattern_whose_folder_cannot_be_listed_is_one_error_line(tmp_path, monkeypatch):
+    put(tmp_path / "faces" / "a.jpg")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == str(tmp_path / "faces"):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(InputError, match=r"^cannot list input .*/faces/\*\.jpg \(Permission denied\)$"):
+        check_input(resolve_input(str(tmp_path / "faces" / "*.jpg")))
+
+
+def test_a_pattern_ending_in_globstar_takes_every_file_below_as_bash_does(tmp_path):
+    """'DIR/**' took only the files directly in DIR (none here): bash's globstar takes the whole tree."""
+    expected = [put(tmp_path / "in" / "a" / "b.jpg"), put(tmp_path / "in" / "a" / "deep" / "c.png")]
+    assert taken(str(tmp_path / "in" / "**")) == (sorted(expected), {})
+    assert taken(str(tmp_path / "in" / "a" / "**")) == (sorted(expected), {})
