@@ -45,8 +45,6 @@ def check_input_path(input_path: str) -> tuple[InputSpec, Survey]:
 
 def check_output(output_dir: str) -> None:
     """Make sure the output folder can be written before spending time on the run."""
-    if not output_dir.strip():
-        raise UserError("--output is empty: give the folder to write the results into")
     if is_local(output_dir) and os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise UserError(f"output is a file, not a folder: {output_dir}")
     probe = FileSystems.join(output_dir, f"{WRITE_CHECK_FILE}-{os.getpid()}-{uuid.uuid4().hex[:8]}")

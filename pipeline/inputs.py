@@ -27,8 +27,8 @@ from collections.abc import Iterator
 import apache_beam as beam
 from apache_beam.io.filesystem import FileMetadata
 
-from pipeline.listing import (CASE, ERROR, SEPARATOR, SKIP, TAKE, display_path, folder_pattern, gcs_listing,
-                              list_file, list_folder, match_pattern, pattern_start)
+from pipeline.listing import (CASE, ERROR, SEPARATOR, SKIP, TAKE, display_path, folder_by_case, folder_pattern,
+                              gcs_listing, list_file, list_folder, match_pattern, pattern_start)
 from pipeline.model_files import is_local, root_cause
 from pipeline.rows import ErrorRow, FileKey
 
@@ -122,8 +122,13 @@ def check_input(spec: InputSpec) -> Survey:
         if spec.kind != FILE and row.path.rstrip(SEPARATOR) == top.rstrip(SEPARATOR):
             raise InputError(f"cannot list input {spec.text} ({row.error.split(': ', 1)[-1]})")
     if spec.kind == PATTERN and not survey.matched:
-        hint = (f"; {len(survey.case_excluded)} image files match if case is ignored, e.g. "
-                f"{survey.case_excluded[0]}" if survey.case_excluded else "")
+        count = len(survey.case_excluded)
+        hint = (f"; {count} image {'file matches' if count == 1 else 'files match'} if case is ignored, e.g. "
+                f"{survey.case_excluded[0]}" if count else "")
+        start = pattern_start(spec.text)
+        if not hint and is_local(spec.text) and start and not os.path.isdir(start):
+            other_case = folder_by_case(start)
+            hint = f"; the folder {other_case} exists (its name differs in case)" if other_case else ""
         raise InputError(f"input not found or matches no files: {spec.text}{hint}")
     return survey
 
@@ -141,7 +146,9 @@ def input_warnings(spec: InputSpec, survey: Survey) -> list[str]:
                         f"{'it is' if count == 1 else 'each is'} a row in errors.csv")
     if survey.case_excluded:
         examples = ", ".join(survey.case_excluded[:WARNING_EXAMPLES])
-        warnings.append(f"{len(survey.case_excluded)} image files are not taken because their names differ from "
+        count = len(survey.case_excluded)
+        warnings.append(f"{count} image {'file is' if count == 1 else 'files are'} not taken because "
+                        f"{'its name differs' if count == 1 else 'their names differ'} from "
                         f"the pattern {spec.text} in case (e.g. {examples}); patterns are case-sensitive except "
                         f"for a literal image extension: give the folder, or use [Aa]-style classes")
     return warnings

@@ -85,26 +85,33 @@ def _folder_rule(path: str) -> tuple[str, object] | None:
 
 def _walk(top: str, rule: Callable[[str], tuple | None], keep_dir: Callable[[str], bool] = lambda _: True,
           folder_mode: bool = False) -> Iterator[tuple]:
-    """Walk a local folder, following links to folders once; rule(path) decides for each file (None: take it,
-    else the event to emit instead), keep_dir(path) whether to descend into a sub-folder; in folder mode the
-    files of system folders are skipped."""
+    """Walk a local folder; rule(path) decides for each file (None: take it, else the event to emit instead),
+    keep_dir(path) whether to descend into a sub-folder. Folder mode walks each real folder once (of a folder and
+    a link to it, the folder keeps its own paths; a link into the input folder is not followed) and skips the files
+    of system folders; pattern mode follows every link that does not lead back up its own way (a loop), since
+    there each path is matched as it is written."""
     failures: list[OSError] = []
-    walked: set[str] = set()  # real paths of the folders walked or about to be: each is walked once
+    walked: set[str] = set()  # folder mode: real paths of the folders walked or about to be
+    route: dict[str, set[str]] = {}  # real paths of the folders on the way to each folder still to walk
     root = os.path.realpath(top)
     for dirpath, dirnames, filenames in os.walk(top, onerror=failures.append, followlinks=True):
         yield from _unlistable(failures)
-        walked.add(os.path.realpath(dirpath))
+        here = os.path.realpath(dirpath)
+        walked.add(here)
+        on_route = route.pop(dirpath, set()) | {here}
         # Real folders first, so that of a folder and a link to it side by side the folder keeps its own path.
         for name in sorted(dirnames, key=lambda n: os.path.islink(os.path.join(dirpath, n))):
             path = os.path.join(dirpath, name)
+            real, link = os.path.realpath(path), os.path.islink(path)
             if folder_mode and is_system_folder(name):
                 dirnames.remove(name)
                 yield from ((SKIP, (p, SYSTEM_FOLDER)) for p in _files_under(path))
-            elif not keep_dir(path) or _revisits(real := os.path.realpath(path), walked) or (
-                    folder_mode and os.path.islink(path) and real.startswith(root + os.sep)):
-                dirnames.remove(name)  # in folder mode, a link into the input folder: walked in its own place
+            elif not keep_dir(path) or (link and _revisits(real, on_route)) or (folder_mode and (
+                    _revisits(real, walked) or (link and real.startswith(root + os.sep)))):
+                dirnames.remove(name)
             else:
                 walked.add(real)
+                route[path] = on_route
         for name in filenames:
             path = os.path.join(dirpath, name)
             decided = rule(path)
@@ -113,7 +120,7 @@ def _walk(top: str, rule: Callable[[str], tuple | None], keep_dir: Callable[[str
 
 
 def _revisits(target: str, walked: set[str]) -> bool:
-    """True if a linked folder is one already walked, or an ancestor of one (a loop or a second route)."""
+    """True if a folder is one of `walked`, or an ancestor of one (a loop, or a second route to a folder)."""
     return any(w == target or w.startswith(target + os.sep) for w in walked)
 
 
@@ -173,6 +180,24 @@ def _split_pattern(pattern: str) -> tuple[str, list[str]]:
     if not base and pattern.startswith(SEPARATOR):
         base = SEPARATOR
     return base, parts[literal:]
+
+
+def folder_by_case(path: str) -> str | None:
+    """A local folder whose path is `path` when case is ignored (the first found, name by name), or None."""
+    found = os.sep if path.startswith(os.sep) else ""
+    for name in [part for part in path.split(os.sep) if part]:
+        candidate = os.path.join(found, name) if found else name
+        if not os.path.isdir(candidate):
+            try:
+                names = sorted(os.listdir(found or os.curdir))
+            except OSError:
+                return None
+            matches = [n for n in names if n.casefold() == name.casefold() and os.path.isdir(os.path.join(found, n))]
+            if not matches:
+                return None
+            candidate = os.path.join(found, matches[0]) if found else matches[0]
+        found = candidate
+    return found if found != path else None
 
 
 def pattern_start(pattern: str) -> str:

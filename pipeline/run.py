@@ -127,10 +127,16 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         for action in required:
             action.required = True
     args, rest = parser.parse_known_args(argv)
+    for flag, value, what in (("--input", args.input, "a folder, a file or a pattern"),
+                              ("--output", args.output, "the folder to write the results into"),
+                              ("--model", args.model, "a model folder, or leave it out for the shipped model")):
+        if not value.strip():
+            parser.error(f"{flag} is empty: give {what}")
     largest = args.max_batch_size or DEFAULT_MAX_BATCH_SIZE
     if args.min_batch_size is not None and args.min_batch_size > largest:
-        parser.error(f"--min-batch-size {args.min_batch_size} is above --max-batch-size, {largest}"
-                     + ("" if args.max_batch_size else " by default"))
+        parser.error(f"--min-batch-size {args.min_batch_size} is above "
+                     + (f"--max-batch-size {largest}" if args.max_batch_size else f"the default --max-batch-size "
+                                                                                  f"{largest}"))
     return args, rest
 
 
@@ -183,6 +189,10 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     args.output = dated(args.output)
     options = PipelineOptions(pipeline_args)
     options.view_as(SetupOptions).save_main_session = save_main_session
+    workers = options.view_as(DirectOptions).direct_num_workers
+    if workers is not None and workers < 0:
+        raise UserError(f"--direct_num_workers must be 0 (one per core) or more, got {workers}")
+    check_runner_paths(args, options)  # before Beam looks for a remote runner's credentials (a minute offline)
     try:
         # Created first: Beam validates the options here (e.g. Dataflow's project and temp_location), and from
         # here on the checks below reach gs:// with the job's own options (project, credentials).
@@ -192,7 +202,6 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     dry_run = bool(options.view_as(TestOptions).dry_run)
     waits = not (dry_run or options.view_as(StandardOptions).no_wait_until_finish)
     try:
-        check_runner_paths(args, options)
         source, survey = check_input_path(args.input)
         metadata = check_model(args.model, args.precision)
         check_output(args.output)

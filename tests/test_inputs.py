@@ -270,3 +270,29 @@ def test_a_pattern_ending_in_globstar_takes_every_file_below_as_bash_does(tmp_pa
     expected = [put(tmp_path / "in" / "a" / "b.jpg"), put(tmp_path / "in" / "a" / "deep" / "c.png")]
     assert taken(str(tmp_path / "in" / "**")) == (sorted(expected), {})
     assert taken(str(tmp_path / "in" / "a" / "**")) == (sorted(expected), {})
+
+
+def test_a_pattern_follows_links_as_written_and_stops_at_loops(tmp_path):
+    """A link matched by a wildcard was dropped when its folder was walked in its own place: 'E/*/deep/*/*.jpg'
+    matched nothing although bash lists E/b/deep/link/x.jpg."""
+    top = tmp_path / "E"
+    real = put(top / "a" / "x.jpg")
+    (top / "b" / "deep").mkdir(parents=True)
+    (top / "b" / "deep" / "link").symlink_to(top / "a", target_is_directory=True)
+    (top / "b" / "up").symlink_to(top, target_is_directory=True)  # a loop
+    through_link = str(top / "b" / "deep" / "link" / "x.jpg")
+    assert taken(str(top / "*" / "deep" / "*" / "*.jpg")) == ([through_link], {})
+    assert taken(str(top / "**" / "link" / "*.jpg")) == ([through_link], {})
+    assert taken(str(top / "**" / "*.jpg")) == (sorted([real, through_link]), {})  # each way once, no loop
+
+
+def test_a_pattern_under_a_folder_named_in_another_case_names_that_folder(tmp_path, monkeypatch):
+    put(tmp_path / "faces" / "Night" / "a.jpg")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"^input not found or matches no files: Faces/night/\*\.jpg; the folder "
+                                         r"faces/Night exists \(its name differs in case\)$"):
+        check_input(resolve_input("Faces/night/*.jpg"))
+    with pytest.raises(InputError, match=rf"; the folder {tmp_path / 'faces'} exists"):
+        check_input(resolve_input(str(tmp_path / "FACES" / "**" / "*.jpg")))
+    with pytest.raises(InputError, match=r"matches no files: Other/\*\.jpg$"):  # nothing to suggest
+        check_input(resolve_input("Other/*.jpg"))
