@@ -12,6 +12,7 @@ import re
 import stat
 from collections.abc import Callable, Iterator
 
+import bracex
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.io.filesystems import FileSystems
 from wcmatch import fnmatch as wfnmatch
@@ -208,7 +209,9 @@ def pattern_start(pattern: str) -> str:
 def match_pattern(pattern: str) -> Iterator[tuple]:
     """Match a glob pattern (grammar in the module docstring), local or gs://."""
     base, rest = _split_pattern(pattern)
-    exact, loose = case_blind_extension(SEPARATOR.join(rest)), SEPARATOR.join(rest)
+    loose = SEPARATOR.join(rest)
+    # Each {a,b} alternative (expanded as wcmatch would, escapes kept) with its image extension in any case.
+    exact = [case_blind_extension(alternative) for alternative in bracex.expand(loose, keep_escapes=True)]
     start = len(base.rstrip(SEPARATOR)) + 1 if base else 0
 
     def decide(path: str) -> tuple | None:

@@ -296,3 +296,10 @@ def test_a_pattern_under_a_folder_named_in_another_case_names_that_folder(tmp_pa
         check_input(resolve_input(str(tmp_path / "FACES" / "**" / "*.jpg")))
     with pytest.raises(InputError, match=r"matches no files: Other/\*\.jpg$"):  # nothing to suggest
         check_input(resolve_input("Other/*.jpg"))
+
+
+def test_each_brace_alternative_ending_in_an_image_extension_matches_it_in_any_case(tmp_path):
+    expected = [put(tmp_path / "a.JPG"), put(tmp_path / "b.png"), put(tmp_path / "c.Png")]
+    put(tmp_path / "d.gif")
+    assert taken(str(tmp_path / "*.{jpg,png}")) == (sorted(expected), {})
+    assert taken(str(tmp_path / "{a,b}.{jpg,png}")) == (sorted(expected[:2]), {})
