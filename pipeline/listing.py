@@ -122,7 +122,8 @@ def _walk(top: str, rule: Callable[[str], tuple | None], keep_dir: Callable[[str
 
 def _revisits(target: str, walked: set[str]) -> bool:
     """True if a folder is one of `walked`, or an ancestor of one (a loop, or a second route to a folder)."""
-    return any(w == target or w.startswith(target + os.sep) for w in walked)
+    inside = target if target.endswith(os.sep) else target + os.sep  # the root folder ends in one already
+    return any(w == target or w.startswith(inside) for w in walked)
 
 
 def _unlistable(failures: list[OSError]) -> Iterator[tuple]:

@@ -303,3 +303,10 @@ def test_each_brace_alternative_ending_in_an_image_extension_matches_it_in_any_c
     put(tmp_path / "d.gif")
     assert taken(str(tmp_path / "*.{jpg,png}")) == (sorted(expected), {})
     assert taken(str(tmp_path / "{a,b}.{jpg,png}")) == (sorted(expected[:2]), {})
+
+
+def test_a_link_to_the_root_folder_is_a_loop_in_both_modes(tmp_path):
+    expected = put(tmp_path / "in" / "a.jpg")
+    (tmp_path / "in" / "root").symlink_to("/", target_is_directory=True)
+    assert taken(str(tmp_path / "in")) == ([expected], {})
+    assert taken(str(tmp_path / "in" / "**" / "a.jpg")) == ([expected], {})
