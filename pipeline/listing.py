@@ -79,8 +79,12 @@ def gcs_listing(pattern: str, limit: int | None = None) -> list[FileMetadata]:
 
 
 def _folder_rule(path: str) -> tuple[str, object] | None:
-    """Folder mode: (SKIP, (path, kind)) for a file it skips, None to take it."""
-    kind = skip_kind(os.path.basename(path))
+    """Folder mode: (SKIP, (path, kind)) for a file it skips, None to take it. A broken link without an extension
+    in its name is taken (its error row says it is broken): it may be a folder of photos whose disk is gone."""
+    name = os.path.basename(path)
+    kind = skip_kind(name)
+    if kind and is_local(path) and "." not in name.lstrip(".") and os.path.islink(path) and not os.path.exists(path):
+        return None
     return (SKIP, (path, kind)) if kind else None
 
 

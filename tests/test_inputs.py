@@ -310,3 +310,15 @@ def test_a_link_to_the_root_folder_is_a_loop_in_both_modes(tmp_path):
     (tmp_path / "in" / "root").symlink_to("/", target_is_directory=True)
     assert taken(str(tmp_path / "in")) == ([expected], {})
     assert taken(str(tmp_path / "in" / "**" / "a.jpg")) == ([expected], {})
+
+
+def test_a_broken_link_that_may_be_a_folder_is_an_error_row_not_a_skipped_file(tmp_path):
+    """A link to a folder on a disk that is gone ('2026 -> /mnt/nas/2026') was counted as 'not an image by name',
+    so a night's run skipped a whole folder of photos without an error."""
+    top = tmp_path / "in"
+    kept = put(top / "a.jpg")
+    (top / "2026").symlink_to(tmp_path / "gone" / "2026")
+    (top / "notes.txt").symlink_to(tmp_path / "gone" / "notes.txt")  # named as no image: skipped, as before
+    assert taken(str(top)) == ([kept], {str(top / "2026"): "broken symbolic link (its target does not exist)"})
+    survey = survey_input(resolve_input(str(top)))
+    assert survey.skipped == {NOT_AN_IMAGE: 1}
