@@ -6,6 +6,7 @@ matched but cannot be read (a folder that cannot be listed, a broken link, a pip
 file folder mode skips, (CASE, path) for an image file a pattern misses only by case.
 """
 
+import errno
 import glob
 import os
 import re
@@ -28,6 +29,8 @@ NAME_FLAGS: int = wfnmatch.BRACE | wfnmatch.FORCEUNIX | wfnmatch.IGNORECASE
 GLOBSTAR: str = "**"
 SEPARATOR: str = "/"
 BROKEN_LINK_REASON: str = "broken symbolic link (its target does not exist)"
+LINK_LOOP_REASON: str = "symbolic link loop (the link leads back to itself)"
+PERMISSION_REASON: str = "permission denied (this user cannot read the file)"
 UNLISTABLE_REASON: str = "folder cannot be listed"
 NOT_REGULAR_REASON: str = "not a regular file"
 TAKE, ERROR, SKIP, CASE = "take", "error", "skip", "case"
@@ -150,7 +153,9 @@ def _local_file(path: str) -> Iterator[tuple]:
             yield ERROR, ErrorRow(display_path(path), BROKEN_LINK_REASON)
         return
     except OSError as err:
-        yield ERROR, ErrorRow(display_path(path), f"{type(err).__name__}: {err.strerror or err}")
+        reason = {errno.ELOOP: LINK_LOOP_REASON, errno.EACCES: PERMISSION_REASON}.get(
+            err.errno, f"{type(err).__name__}: {err.strerror or err}")
+        yield ERROR, ErrorRow(display_path(path), reason)
         return
     if not stat.S_ISREG(info.st_mode):
         yield ERROR, ErrorRow(display_path(path), f"{NOT_REGULAR_REASON} (a device, pipe or socket)")

@@ -27,6 +27,7 @@ from model.metadata import ModelMetadata
 from model.preprocess import DecodedImage, ImageDecodeError, preprocess_image
 from pipeline.face_handler import FaceFinderHandler
 from pipeline.inputs import InputSpec, ListInput, display_path, file_key
+from pipeline.listing import PERMISSION_REASON
 from pipeline.model_handler import ClassifierHandler
 from pipeline.previous import SkipUnchanged
 from pipeline.rows import (FACE_MODES, FACES_ALL, FACES_LARGEST, FACES_NONE, ErrorRow, FaceInfo, FaceKey, FileKey,
@@ -87,6 +88,8 @@ def error_reason(exc_type: type, exc_repr: str, traceback_lines: list[str]) -> s
     detail = last.split(": ", 1)[1] if ": " in last else last
     if isinstance(exc_type, type) and issubclass(exc_type, (ImageDecodeError, FileTooLargeError)):
         reason = detail
+    elif isinstance(exc_type, type) and issubclass(exc_type, PermissionError):
+        reason = PERMISSION_REASON
     else:
         reason = f"{getattr(exc_type, '__name__', exc_type)}: {detail}"
     return " ".join(reason.split())

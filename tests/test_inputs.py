@@ -322,3 +322,20 @@ def test_a_broken_link_that_may_be_a_folder_is_an_error_row_not_a_skipped_file(t
     assert taken(str(top)) == ([kept], {str(top / "2026"): "broken symbolic link (its target does not exist)"})
     survey = survey_input(resolve_input(str(top)))
     assert survey.skipped == {NOT_AN_IMAGE: 1}
+
+
+def test_a_file_link_loop_and_an_unreachable_file_get_plain_reasons(tmp_path, monkeypatch):
+    kept = put(tmp_path / "a.jpg")
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    put(tmp_path / "locked.jpg")
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):  # as a file under a folder without search permission fails (not for root)
+        if os.fspath(path) == str(tmp_path / "locked.jpg"):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    assert taken(str(tmp_path)) == ([kept], {
+        str(tmp_path / "loop.jpg"): "symbolic link loop (the link leads back to itself)",
+        str(tmp_path / "locked.jpg"): "permission denied (this user cannot read the file)"})

@@ -2,6 +2,8 @@
 files that vanish between matching and reading, and a large mixed folder where every file is accounted for."""
 
 import csv
+import errno
+import io
 import logging
 import os
 import shutil
@@ -25,6 +27,7 @@ from conftest import encode, synthetic_face
 from model.metadata import ModelMetadata
 from pipeline import outputs, stopping
 from pipeline import run as job
+from pipeline.rows import ErrorRow
 from pipeline.transforms import ReadFiles
 
 REAL_FACES = 1000
@@ -104,6 +107,25 @@ def test_bad_max_error_rate_is_a_usage_error(tmp_path, capsys):
         job.main(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--max-error-rate", "5"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("error: argument --max-error-rate: must be a fraction")
+
+
+def test_a_file_this_user_cannot_read_is_an_error_row_saying_so(tmp_path, monkeypatch):
+    """Its row said "PermissionError: [Errno 13] Permission denied: '/…'" (root reads any file, so io.open is
+    made to fail as it does for other users)."""
+    locked = tmp_path / "locked.png"
+    locked.write_bytes(encode(synthetic_face(True, seed=2)))
+    real_open = io.open
+
+    def open_file(file, *args, **kwargs):
+        if os.fspath(file) == str(locked):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", open_file)
+    with TestPipeline() as p:
+        read = p | beam.Create([FileMetadata(str(locked), locked.stat().st_size)]) | ReadFiles()
+        assert_that(read["errors"], equal_to([ErrorRow(str(locked), "permission denied (this user cannot read the "
+                                                                    "file)")]))
 
 
 def test_file_vanished_after_matching_is_an_error_row(tmp_path):
