@@ -54,7 +54,10 @@ FINDER_KEY: str = "facelabel.face_finder"
 PREVIEW_MAX_SIDE: int = 720
 PREVIEW_QUALITY: int = 85
 TOO_LARGE_MESSAGE: str = f"file too large: uploads are limited to {MAX_UPLOAD_MB} MB"
-NO_FILE_MESSAGE: str = "choose an image file to upload"
+# The page's count line for a face-sized image in which no face was found, taken whole as the job does (its
+# labels.csv row says faces_found 0): not "1 face found".
+WHOLE_IMAGE_SUMMARY: str = "no face found: a face-sized image, taken whole as the face"
+NO_FILE_MESSAGE: str = f"choose an image file to upload (a multipart/form-data field named {UPLOAD_FIELD!r})"
 
 
 class InMemoryRequest(Request):
@@ -177,7 +180,8 @@ def create_app(model_dir: str) -> Flask:
     def page(verdict: Verdict | None = None, error: str | None = None) -> str:
         return render_template("index.html", verdict=verdict, error=error, metadata=classifier.metadata,
                                decision=decision_text(classifier.metadata), field=UPLOAD_FIELD,
-                               max_bytes=MAX_UPLOAD_BYTES, max_mb=MAX_UPLOAD_MB, too_large=TOO_LARGE_MESSAGE)
+                               max_bytes=MAX_UPLOAD_BYTES, max_mb=MAX_UPLOAD_MB, too_large=TOO_LARGE_MESSAGE,
+                               WHOLE_IMAGE_SUMMARY=WHOLE_IMAGE_SUMMARY)
 
     @app.get("/")
     def index() -> str:

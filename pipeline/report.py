@@ -211,13 +211,15 @@ def make_grids(stats: LabelStats) -> tuple[Grid, ...]:
                       for p in picks)
         if key == UNCERTAIN_KEY:
             title, note = "Least certain", (f"The {len(tiles)} faces whose highest probability is lowest "
-                                            f"(for two classes: p_{stats.class_names[0]} closest to 0.5). {under}")
+                                            f"(for two classes: p_{stats.class_names[0]} closest to 0.5). {under}"
+                                            if tiles else "No face was labelled.")
         elif key == NO_FACE:
             title, note = "No face found", (f"The first {len(tiles)} of the {stats.label_counts[NO_FACE]:,} images "
                                             f"in which no face was found (label {NO_FACE}), whole and small.")
         else:
             title, note = (f"Most confidently {key}",
-                           f"The {len(tiles)} faces labelled {key} with the highest p_{key}. {under}")
+                           f"The {len(tiles)} faces labelled {key} with the highest p_{key}. {under}" if tiles
+                           else f"No face was labelled {key}.")
         grids.append(Grid(key, title, note, tiles))
     return tuple(grids)
 
@@ -229,7 +231,11 @@ def build_view(run_dir: str, grid_size: int = GRID_SIZE, max_errors: int = MAX_E
         if not output_files(labels_path):
             raise ReportError(f"no {LABELS_FILE} in {run_dir}: not the output folder of a labelling run")
         stats = scan_labels(output_lines(labels_path), grid_size)
-        errors, errors_total = scan_errors(output_lines(FileSystems.join(run_dir, ERRORS_FILE)), max_errors)
+        errors_path = FileSystems.join(run_dir, ERRORS_FILE)
+        errors_missing = not output_files(errors_path)
+        if errors_missing:
+            log.warning("no %s in %s: the report cannot list the failed images", ERRORS_FILE, run_dir)
+        errors, errors_total = ([], 0) if errors_missing else scan_errors(output_lines(errors_path), max_errors)
     except IncompleteOutputError as err:
         raise ReportError(str(err)) from None
     return ReportView(
@@ -237,7 +243,8 @@ def build_view(run_dir: str, grid_size: int = GRID_SIZE, max_errors: int = MAX_E
         label_counts=dict(stats.label_counts), labelled=stats.rows,
         histogram=tuple(tuple(counts) for counts in stats.histogram), grids=make_grids(stats),
         errors=tuple(errors), errors_total=errors_total, unreadable_rows=stats.unreadable_rows,
-        generated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        generated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        errors_file_missing=errors_missing)
 
 
 def write_report(run_dir: str, output: str | None = None, grid_size: int = GRID_SIZE,

@@ -101,6 +101,7 @@ class ReportView:
     errors_total: int
     unreadable_rows: int
     generated_at: str
+    errors_file_missing: bool = False  # no errors.csv beside labels.csv (copied without it, or removed)
 
 
 def esc(value: object) -> str:
@@ -256,14 +257,15 @@ def render_tile(tile: Tile, class_names: tuple[str, ...]) -> str:
     shown = class_names.index(tile.label) if tile.label in class_names else len(class_names)
     probability = f" {tile.probabilities[shown]:.{PROBABILITY_DIGITS}f}" if shown < len(class_names) else ""
     all_probabilities = ", ".join(f"p_{n} {p:.{PROBABILITY_DIGITS}f}" for n, p in zip(class_names, tile.probabilities))
+    described = f"{tile.label}: {all_probabilities}" if all_probabilities else tile.label  # no_face: none
     if tile.uri:
         picture = (f'<img src="{tile.uri}" width="{THUMBNAIL_DISPLAY_PX}" height="{THUMBNAIL_DISPLAY_PX}" '
                    f'alt="{esc(name)}">')
-        hover = f"{tile.path}\n{tile.label}: {all_probabilities}"
+        hover = f"{tile.path}\n{described}"
     else:
         picture = (f'<div class="placeholder" role="img" aria-label="no thumbnail: {esc(tile.problem)}">'
                    "no thumbnail</div>")
-        hover = f"{tile.path}\n{tile.label}: {all_probabilities}\n(no thumbnail: {tile.problem})"
+        hover = f"{tile.path}\n{described}\n(no thumbnail: {tile.problem})"
     label = f'<b style="color:{colour(shown, len(class_names))}">{esc(tile.label)}</b>'
     return (f'<figure class="tile" title="{esc(hover)}" data-path="{esc(tile.path)}" data-label="{esc(tile.label)}">'
             f'{picture}<figcaption><span class="name">{esc(name)}</span><span class="p">{label}{probability}'
@@ -279,9 +281,14 @@ def render_grid(grid: Grid, class_names: tuple[str, ...]) -> str:
 
 def render_errors(view: ReportView) -> str:
     """The first errors as a table, a note of how many more, and the counts by reason from summary.json."""
+    if view.errors_file_missing:
+        failed = (view.summary or {}).get("images_failed")
+        counted = f": summary.json counts {failed:,} failed" if isinstance(failed, int) else ""
+        return ('<section id="errors"><h2>Errors</h2><p class="empty" id="errors-missing">errors.csv is not in '
+                f"this folder{esc(counted)}; the failed images cannot be listed.</p></section>")
     title = f"<h2>Errors ({view.errors_total:,})</h2>"
     if not view.errors_total:
-        return f'<section id="errors">{title}<p class="empty">Every matched image was labelled.</p></section>'
+        return f'<section id="errors">{title}<p class="empty">No image failed.</p></section>'
     reasons = (view.summary or {}).get("errors_by_reason") or {}
     by_reason = ("<table><thead><tr><th>reason</th><th class=\"num\">images</th></tr></thead><tbody>"
                  + "".join(f'<tr><td>{esc(reason)}</td><td class="num">{count:,}</td></tr>'

@@ -3,6 +3,7 @@ fallback, and what happens with non-images, missing files, oversized uploads, an
 
 import base64
 import io
+import json
 import socket
 import tempfile
 
@@ -111,6 +112,7 @@ def test_a_non_image_gets_a_clear_400(client, data, message):
 def test_a_request_without_a_file_gets_a_clear_400(client):
     response = client.post("/api/label", data={}, content_type="multipart/form-data")
     assert response.status_code == 400 and response.get_json() == {"error": server.NO_FILE_MESSAGE}
+    assert f"field named {server.UPLOAD_FIELD!r}" in server.NO_FILE_MESSAGE  # says what an API client must send
 
 
 def test_an_oversized_upload_gets_a_clear_413(client):
@@ -155,3 +157,11 @@ def test_main_refuses_a_bad_model_or_a_busy_port(tiny_model_dir, tmp_path, capsy
         port = busy.getsockname()[1]
         assert server.main(["--model", str(tiny_model_dir), "--port", str(port)]) == server.EXIT_USER_ERROR
     assert f"Port {port} is in use" in capsys.readouterr().err
+
+
+def test_the_page_says_a_face_sized_image_without_a_face_found_was_taken_whole(client):
+    """The page said "1 face found" where the job's row says faces_found 0 (the image taken whole)."""
+    page = upload(client, "/", encode(synthetic_face(True, seed=56), "JPEG"), "me.jpg").get_data(as_text=True)
+    summary = page.split('<span id="summary">', 1)[1].split("</span>", 1)[0]
+    assert summary == server.WHOLE_IMAGE_SUMMARY
+    assert json.dumps(server.WHOLE_IMAGE_SUMMARY) in page  # the script's text after an upload without reload

@@ -214,7 +214,26 @@ def test_odd_paths_and_unreadable_rows(tmp_path):
     assert tiles[str(faces / "not_an_image.png")]["src"] is None  # a placeholder tile
     assert parsed.counts["happy"] == 2 and sum(parsed.bins) == 2
     assert "2 rows of labels.csv could not be read" in parsed.text["counts"]
-    assert "Every matched image was labelled" in parsed.text["errors"]
+    assert "No image failed" in parsed.text["errors"]
+    assert "No face was labelled sad." in parsed.text["grid-sad"]  # not "The 0 faces labelled sad ..."
+
+
+def test_a_run_folder_without_its_errors_file_says_so_instead_of_no_errors(tmp_path, caplog):
+    """Copied without errors.csv, a run with 9 failed images was reported as 'Errors (0)'."""
+    run_dir = write_run(tmp_path / "run", [label_row("/nowhere/a.png", 0.7)], [["/nowhere/b.png", "empty file"]],
+                        summary={"images_matched": 10, "images_failed": 9})
+    (run_dir / "errors.csv").unlink()
+    with caplog.at_level("WARNING", logger="facelabel"):
+        parsed = parse_report(Path(report.write_report(str(run_dir))).read_text(encoding="utf-8"))
+    assert parsed.text["errors"] == ("Errorserrors.csv is not in this folder: summary.json counts 9 failed; the "
+                                     "failed images cannot be listed.")
+    assert f"no errors.csv in {run_dir}" in caplog.text
+
+
+def test_a_no_face_tile_hover_names_its_label_alone():
+    from pipeline.report_html import Tile, render_tile
+    figure = render_tile(Tile("/in/scene.jpg", "no_face", (), "data:image/png;base64,AA==", ""), ("happy", "sad"))
+    assert 'title="/in/scene.jpg\nno_face"' in figure
 
 
 def test_command_line(tmp_path, capsys):
