@@ -124,6 +124,11 @@ def test_empty_folder_writes_header_only_outputs(tiny_model_dir, tmp_path):
      "error: --min-batch-size 500 is above the default --max-batch-size 256"),
     (lambda d, m: ["--input", str(d), "--output", str(d / "o"), "--model", m, "--min-batch-size", "9",
                    "--max-batch-size", "8"], "error: --min-batch-size 9 is above --max-batch-size 8 (see --help)"),
+    (lambda d, m: ["--input", str(d), "--output", str(d / "o"), "--model", m, "--input=" + str(d / "face.png")],
+     "error: --input is given more than once: give one (a folder, a file or a pattern; a pattern such as "
+     "'{a,b}/*.jpg' or a parent folder takes several)"),
+    (lambda d, m: ["--input", str(d), "--output", str(d / "o"), "--model", m, "--model", m],
+     "error: --model is given more than once"),
     (lambda d, m: ["--output", str(d / "o")], "error: the following arguments are required: --input"),
     (lambda d, m: ["--input", str(d), "--outptu", str(d / "o")],  # a misspelt required flag is named as such
      "error: unrecognized argument: --outptu (did you mean --output?)"),
