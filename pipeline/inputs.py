@@ -117,7 +117,8 @@ def check_input(spec: InputSpec) -> Survey:
     Raises InputError with one line; an existing folder without images is not an error (empty outputs).
     """
     survey = survey_input(spec)
-    top = display_path(spec.text if spec.kind == FOLDER else pattern_start(spec.text) or os.curdir)
+    start = pattern_start(spec.text) if spec.kind == PATTERN else ""
+    top = display_path(spec.text if spec.kind == FOLDER else start or os.curdir)
     for row in survey.errors:  # the input folder itself, or the folder a pattern starts in, cannot be listed
         if spec.kind != FILE and row.path.rstrip(SEPARATOR) == top.rstrip(SEPARATOR):
             raise InputError(f"cannot list input {spec.text} ({row.error.split(': ', 1)[-1]})")
@@ -125,7 +126,6 @@ def check_input(spec: InputSpec) -> Survey:
         count = len(survey.case_excluded)
         hint = (f"; {count} image {'file matches' if count == 1 else 'files match'} if case is ignored, e.g. "
                 f"{survey.case_excluded[0]}" if count else "")
-        start = pattern_start(spec.text)
         if not hint and is_local(spec.text) and start and not os.path.isdir(start):
             other_case = folder_by_case(start)
             hint = f"; the folder {other_case} exists (its name differs in case)" if other_case else ""

@@ -117,7 +117,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     # Unknown flags first, with every flag optional for that pass: a misspelt --output is named as such ("did you
     # mean"), not reported as a missing --output.
     # (--help is left to the second pass, so its usage line shows --input and --output as required.)
-    if not {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+    given = sys.argv[1:] if argv is None else argv
+    if not {"-h", "--help"} & set(given):
         required = [action for action in parser._actions if action.required]
         for action in required:
             action.required = False
@@ -127,16 +128,14 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         for action in required:
             action.required = True
     args, rest = parser.parse_known_args(argv)
-    given = sys.argv[1:] if argv is None else argv
     for flag, value, what in (("--input", args.input, "a folder, a file or a pattern"),
                               ("--output", args.output, "the folder to write the results into"),
                               ("--model", args.model, "a model folder, or leave it out for the shipped model")):
         if not value.strip():
             parser.error(f"{flag} is empty: give {what}")
         if sum(arg == flag or arg.startswith(flag + "=") for arg in given) > 1:  # argparse keeps the last alone
-            parser.error(f"{flag} is given more than once: give one ({what}; a pattern such as "
-                         f"'{{a,b}}/*.jpg' or a parent folder takes several)" if flag == "--input"
-                         else f"{flag} is given more than once: give one ({what})")
+            several = "; a pattern such as '{a,b}/*.jpg' or a parent folder takes several" if flag == "--input" else ""
+            parser.error(f"{flag} is given more than once: give one ({what}{several})")
     largest = args.max_batch_size or DEFAULT_MAX_BATCH_SIZE
     if args.min_batch_size is not None and args.min_batch_size > largest:
         parser.error(f"--min-batch-size {args.min_batch_size} is above "
