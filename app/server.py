@@ -124,8 +124,8 @@ def label_image(classifier: Classifier, finder: FaceFinder, data: bytes, filenam
     """
     decoded = decode_for_faces(data)
     image = decoded.image
-    [inputs] = find_face_inputs(finder, [image], all_faces=True)
     metadata = classifier.metadata
+    [inputs] = find_face_inputs(finder, [image], all_faces=True, aligned_crops=metadata.aligned_crops)
     probabilities = classifier(np.stack([f.pixels for f in inputs])) if inputs else np.zeros((0, len(metadata.class_names)))
     chosen = metadata.decide(probabilities) if inputs else []
     width, height = decoded.original_size

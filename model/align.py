@@ -111,11 +111,13 @@ def is_flat(image: Image.Image) -> bool:
     return float(np.asarray(grey, dtype=np.float32).std()) < FLAT_MAX_STD
 
 
-def face_inputs(image: Image.Image, faces: list[Face], all_faces: bool) -> list[FaceInput]:
+def face_inputs(image: Image.Image, faces: list[Face], all_faces: bool,
+                aligned_crops: bool = False) -> list[FaceInput]:
     """The network inputs for the faces found in `image` (largest first), by the rule of this module:
 
     - faces found: the largest (all_faces False) or every face, each aligned to the template; a face thumbnail
-      (no side over FACE_THUMBNAIL_MAX_SIDE) is taken whole instead;
+      (no side over FACE_THUMBNAIL_MAX_SIDE) is taken whole instead, unless `aligned_crops` (the model's
+      `ModelMetadata.aligned_crops`: it was trained on crops aligned this way);
     - no face found: a face thumbnail at least FACE_THUMBNAIL_MIN_SIDE on its shorter side and not flat is
       taken whole (one FaceInput with face None); anything else gives an empty list: the image has no face.
     """
@@ -125,12 +127,30 @@ def face_inputs(image: Image.Image, faces: list[Face], all_faces: bool) -> list[
             return [FaceInput(1, None, whole_image_input(image))]
         return []
     chosen = faces if all_faces else faces[:1]
-    return [FaceInput(rank, face, whole_image_input(image) if thumbnail else aligned_face(image, face))
+    whole = thumbnail and not aligned_crops
+    return [FaceInput(rank, face, whole_image_input(image) if whole else aligned_face(image, face))
             for rank, face in enumerate(chosen, start=1)]
 
 
-def find_face_inputs(finder: FaceFinder, images: list[Image.Image], all_faces: bool) -> list[list[FaceInput]]:
+def find_face_inputs(finder: FaceFinder, images: list[Image.Image], all_faces: bool,
+                     aligned_crops: bool = False) -> list[list[FaceInput]]:
     """`face_inputs` of each image (upright, as `model.faces.decode_for_faces` gives it), its faces found by
     `finder` in one batch: what a labelling run feeds the network for each image; an empty list where it has no
     face."""
-    return [face_inputs(image, faces, all_faces) for image, faces in zip(images, finder.find(images))]
+    return [face_inputs(image, faces, all_faces, aligned_crops)
+            for image, faces in zip(images, finder.find(images))]
+
+
+def crop_inputs(finder: FaceFinder, images: list[Image.Image], aligned_crops: bool) -> np.ndarray:
+    """Labelled face crops (upright, as `model.faces.decode_for_faces` gives them) as the network sees them in
+    the labelling job's default mode, for training and evaluation: float32 [n, 48, 48, 1] of 0..255.
+
+    Each crop is its largest face's input (`face_inputs`); a crop in which no face is found, or too small or flat
+    for the job to take whole, is taken whole anyway: it is a face by its label, and dropping it would change the
+    data the model learns from and is scored on.
+    """
+    out = np.empty((len(images), IMAGE_SIZE, IMAGE_SIZE, CHANNELS), np.float32)
+    for i, (image, faces) in enumerate(zip(images, finder.find(images))):
+        found = face_inputs(image, faces, all_faces=False, aligned_crops=aligned_crops)
+        out[i] = found[0].pixels if found else whole_image_input(image)
+    return out

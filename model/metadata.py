@@ -39,6 +39,10 @@ class ModelMetadata:
     # The int8 copy beside the SavedModel (model.lite), if made: its file, and its figures on a split of the
     # training data next to the SavedModel's answers there (trainer.quantize --write).
     int8: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # How face-sized images (face crops, `model.align.is_face_thumbnail`) reach the network: False, taken whole, as
+    # the network learned FER2013's crops; True, aligned like faces in photos when a face is found in them, because
+    # the network was trained on crops found and aligned that way (`trainer.task --align-crops`).
+    aligned_crops: bool = False
     format: int = METADATA_FORMAT
 
     def __post_init__(self) -> None:

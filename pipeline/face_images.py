@@ -53,11 +53,12 @@ def photo_data_uri(data: bytes) -> str:
     return png_data_uri(buffer.getvalue())
 
 
-def aligned_face_data_uri(data: bytes, rank: int, finder: FaceFinder) -> str:
+def aligned_face_data_uri(data: bytes, rank: int, finder: FaceFinder, aligned_crops: bool = False) -> str:
     """Encoded image bytes -> data: URI of face number `rank` (1 = largest) as a labelling run found and aligned
-    it. Raises ImageDecodeError for a non-image, or when the image no longer has that many faces."""
+    it (aligned_crops: its model's `ModelMetadata.aligned_crops`). Raises ImageDecodeError for a non-image, or
+    when the image no longer has that many faces."""
     decoded = decode_for_faces(data)
-    [inputs] = find_face_inputs(finder, [decoded.image], all_faces=True)
+    [inputs] = find_face_inputs(finder, [decoded.image], all_faces=True, aligned_crops=aligned_crops)
     for face in inputs:
         if face.rank == rank:
             return png_data_uri(face_png(face.pixels))

@@ -198,12 +198,13 @@ def read_summary(run_dir: str) -> dict | None:
     return summary if isinstance(summary, dict) else None
 
 
-def make_grids(stats: LabelStats) -> tuple[Grid, ...]:
-    """The grids, with each image read once (a face can sit in two grids)."""
+def make_grids(stats: LabelStats, aligned_crops: bool = False) -> tuple[Grid, ...]:
+    """The grids, with each image read once (a face can sit in two grids); aligned_crops: the run's model's
+    (summary.json), so a face-sized image's tile shows the face as that model saw it."""
     chosen = [(name, stats.confident[name]) for name in stats.class_names] + [(UNCERTAIN_KEY, stats.uncertain)]
     if stats.no_face:
         chosen.append((NO_FACE, stats.no_face))
-    thumbnails = Thumbnails().make([(p.path, p.face, p.label == NO_FACE) for _, picks in chosen for p in picks])
+    thumbnails = Thumbnails(aligned_crops).make([(p.path, p.face, p.label == NO_FACE) for _, picks in chosen for p in picks])
     grids = []
     under = "Under each face: its file, its label and the probability of that label; hover for more."
     for key, picks in chosen:
@@ -238,10 +239,12 @@ def build_view(run_dir: str, grid_size: int = GRID_SIZE, max_errors: int = MAX_E
         errors, errors_total = ([], 0) if errors_missing else scan_errors(output_lines(errors_path), max_errors)
     except IncompleteOutputError as err:
         raise ReportError(str(err)) from None
+    summary = read_summary(run_dir)
     return ReportView(
-        run_dir=run_dir, summary=read_summary(run_dir), class_names=stats.class_names,
+        run_dir=run_dir, summary=summary, class_names=stats.class_names,
         label_counts=dict(stats.label_counts), labelled=stats.rows,
-        histogram=tuple(tuple(counts) for counts in stats.histogram), grids=make_grids(stats),
+        histogram=tuple(tuple(counts) for counts in stats.histogram),
+        grids=make_grids(stats, bool((summary or {}).get("aligned_crops"))),
         errors=tuple(errors), errors_total=errors_total, unreadable_rows=stats.unreadable_rows,
         generated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         errors_file_missing=errors_missing)

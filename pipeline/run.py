@@ -176,7 +176,7 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir:
     worker_model = None if is_default_model(args.model) else args.model
     labelled = read["images"] | "LabelImages" >> LabelImages(
         worker_model, args.min_batch_size, args.max_batch_size, inference_threads(args, pipeline.options),
-        args.faces, info["model_version"], len(class_names), args.precision)
+        args.faces, info["model_version"], len(class_names), args.precision, metadata.aligned_crops)
     labels = (labelled["labels"], read["carried"]) | "AllLabels" >> beam.Flatten()
     errors = (read["errors"], labelled["errors"]) | "AllErrors" >> beam.Flatten()
     _ = {"matched": read["matched"], "labels": labels, "errors": errors, "carried": read["carried"]} | \
@@ -224,6 +224,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         "output": args.output,
         "model": args.model,
         "model_version": metadata.model_version,
+        "aligned_crops": metadata.aligned_crops,
         "max_error_rate": args.max_error_rate,
         "incremental": args.incremental,
         "faces": args.faces,

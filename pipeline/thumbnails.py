@@ -44,8 +44,9 @@ class Thumbnails:
     Files are read concurrently (on gs:// each is a network round trip); the face finder is built only if a
     picked row has a found face."""
 
-    def __init__(self) -> None:
+    def __init__(self, aligned_crops: bool = False) -> None:
         self._finder: FaceFinder | None = None
+        self._aligned_crops = aligned_crops  # the run's model's ModelMetadata.aligned_crops
 
     def _face_finder(self) -> FaceFinder:
         if self._finder is None:
@@ -70,6 +71,6 @@ class Thumbnails:
                 return photo_data_uri(data), None
             if face is None:
                 return face_data_uri(data), None
-            return aligned_face_data_uri(data, face, self._face_finder()), None
+            return aligned_face_data_uri(data, face, self._face_finder(), self._aligned_crops), None
         except ImageDecodeError as err:
             return None, str(err)

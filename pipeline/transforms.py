@@ -176,15 +176,16 @@ class AlignFaces(beam.DoFn):
 
     NO_FACE = "no_face"
 
-    def __init__(self, all_faces: bool, model_version: str, class_count: int):
+    def __init__(self, all_faces: bool, model_version: str, class_count: int, aligned_crops: bool = False):
         self._all_faces = all_faces
+        self._aligned_crops = aligned_crops
         self._model_version = model_version
         self._class_count = class_count
 
     def process(self, item: tuple[FileKey, PredictionResult]):
         key, result = item
         decoded, faces = result.example, result.inference
-        inputs = face_inputs(decoded.image, faces, self._all_faces)
+        inputs = face_inputs(decoded.image, faces, self._all_faces, self._aligned_crops)
         if not inputs:
             yield beam.pvalue.TaggedOutput(self.NO_FACE, no_face_row(key, self._model_version, self._class_count))
         for face_input in inputs:
@@ -201,18 +202,20 @@ class LabelImages(beam.PTransform):
         Decode -> FindFaces (face detector) -> AlignFaces -> Classify (the SavedModel) -> ToRows
     With faces=FACES_NONE there is no detector: Preprocess (the whole image) -> Classify -> ToRows.
     model_uri None: the shipped default model (see ClassifierHandler); precision: its SavedModel or int8 copy.
-    model_version and class_count (of the model as served) fill the rows of images without a face.
+    model_version and class_count (of the model as served) fill the rows of images without a face;
+    aligned_crops is the model's `ModelMetadata.aligned_crops` (how face-sized images reach it).
     """
 
     def __init__(self, model_uri: str | None, min_batch_size: int | None = None, max_batch_size: int | None = None,
                  inference_threads: int = 0, faces: str = FACES_LARGEST, model_version: str = "",
-                 class_count: int = 2, precision: str = PRECISION_FLOAT32):
+                 class_count: int = 2, precision: str = PRECISION_FLOAT32, aligned_crops: bool = False):
         super().__init__()
         if faces not in FACE_MODES:
             raise ValueError(f"faces must be one of {FACE_MODES}, got {faces!r}")
         self._faces = faces
         self._model_version = model_version
         self._class_count = class_count
+        self._aligned_crops = aligned_crops
         self._inference_threads = inference_threads
         self._handler = KeyedModelHandler(
             ClassifierHandler(model_uri, min_batch_size, max_batch_size, inference_threads, precision))
@@ -226,7 +229,7 @@ class LabelImages(beam.PTransform):
             aligned = (decoded
                        | "FindFaces" >> RunInference(KeyedModelHandler(FaceFinderHandler(self._inference_threads)))
                        | "AlignFaces" >> beam.ParDo(AlignFaces(self._faces == FACES_ALL, self._model_version,
-                                                               self._class_count)).with_outputs(
+                                                               self._class_count, self._aligned_crops)).with_outputs(
                            AlignFaces.NO_FACE, main="faces"))
             faces, no_face = aligned.faces, aligned[AlignFaces.NO_FACE]
         classified = (faces

@@ -59,6 +59,9 @@ def test_a_teacher_that_saw_the_held_out_faces_is_refused(teacher, tmp_path, cap
     with pytest.raises(ValueError, match="other faces"):
         distill.check_teachers([legacy], "another-folder", examples, same)
     distill.check_teachers([legacy], data_dir.name, examples, same)
+    # A teacher that takes face crops whole cannot teach a student trained on aligned crops (other inputs).
+    with pytest.raises(ValueError, match="takes face crops whole, this run aligned: give --align-crops"):
+        distill.check_teachers(teachers, data_dir.name, examples, same, aligned_crops=True)
     # Through the command line: one error line, exit status 2, nothing exported.
     argv = ["--data-dir", str(data_dir), "--output-dir", str(tmp_path / "student"), *SMALL, "--test-fraction",
             "0.2", "--split-seed", str(datasets.DEFAULT_SPLIT_SEED + 7), "--teacher", str(teacher_dir)]

@@ -145,3 +145,40 @@ def test_report_shows_aligned_faces_and_images_without_a_face(photo_folder, tmp_
     sad = sad[:sad.index("</section>")]
     tiles = happy.count('<figure class="tile"') + sad.count('<figure class="tile"')
     assert tiles == 3 + 1 + 1 and "no thumbnail" not in happy + sad  # every face found again and aligned
+
+
+def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, tmp_path):
+    """A model whose metadata says aligned_crops is fed a face crop's face found and aligned (as it was trained),
+    not the whole crop; summary.json records it, so the report shows the faces as that model saw them."""
+    import shutil
+
+    import numpy as np
+
+    from model.align import aligned_face, whole_image_input
+    from model.contract import DEFAULT_MODEL_DIR
+    from model.faces import FaceFinder, decode_for_faces
+    from model.metadata import ModelMetadata
+    from model.saved import load_classifier
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, model_dir)
+    meta = ModelMetadata.read(model_dir)
+    ModelMetadata.from_json(meta.to_json().replace('"aligned_crops": false', '"aligned_crops": true')).write(model_dir)
+    assert ModelMetadata.read(model_dir).aligned_crops
+    finder, crops = FaceFinder(), tmp_path / "crops"
+    crops.mkdir()
+    for path in sorted((shared_faces / "sad").iterdir())[:12]:
+        if finder.find([decode_for_faces(path.read_bytes()).image])[0]:
+            shutil.copy(path, crops / path.name)
+    summary = job.run(["--input", str(crops), "--output", str(tmp_path / "out"), "--model", str(model_dir)])
+    assert summary["aligned_crops"] is True and summary["images_labelled"] >= 6
+    classifier = load_classifier(model_dir)
+    moved = 0
+    for row in read_rows(tmp_path / "out" / "labels.csv"):
+        image = decode_for_faces((crops / row["path"].rsplit("/", 1)[-1]).read_bytes()).image
+        [face] = finder.find([image])[0][:1]
+        aligned, whole = (float(classifier(p[None])[0, 0]) for p in (aligned_face(image, face),
+                                                                     whole_image_input(image)))
+        assert float(row["p_happy"]) == pytest.approx(aligned, abs=1e-4)
+        moved += abs(aligned - whole) > 1e-3
+    assert moved >= 3  # the aligned crops are other inputs than the whole ones

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from conftest import box_overlap, encode, paste_face, scene, shared_face_files, synthetic_face
-from model.align import (FACE_THUMBNAIL_MAX_SIDE, TEMPLATE_EYES, aligned_face, face_inputs, similarity_to_template,
-                         whole_image_input)
+from model.align import (FACE_THUMBNAIL_MAX_SIDE, TEMPLATE_EYES, aligned_face, crop_inputs, face_inputs,
+                         similarity_to_template, whole_image_input)
 from model.contract import IMAGE_SIZE
 from model.faces import DETECTION_MAX_SIDE, Face, FaceFinder, decode_for_faces, stable_sort_by_scores
 from model.preprocess import preprocess_image
@@ -182,6 +182,38 @@ def test_face_thumbnail_rule():
     found = Face((2, 2, 40, 40), 0.99, np.array([[14, 18], [33, 18], [24, 26], [16, 36], [32, 36]], float))
     [whole] = face_inputs(thumbnail, [found], all_faces=False)
     assert whole.face == found and np.array_equal(whole.pixels, whole_image_input(thumbnail))
+
+
+def test_face_thumbnail_rule_of_a_model_trained_on_aligned_crops(finder, fer_faces):
+    """aligned_crops: a face-sized image's face is aligned like a face in a photo (what such a model learned);
+    a face-sized image without a face found is still taken whole, and larger photos are aligned either way."""
+    off_centre = Face((2, 2, 40, 40), 0.99, np.array([[10, 14], [29, 17], [20, 24], [12, 33], [28, 34]], float))
+    thumbnail = synthetic_face(True, seed=5)
+    [aligned] = face_inputs(thumbnail, [off_centre], all_faces=False, aligned_crops=True)
+    assert aligned.face == off_centre and np.array_equal(aligned.pixels, aligned_face(thumbnail, off_centre))
+    assert not np.array_equal(aligned.pixels, whole_image_input(thumbnail))
+    [whole] = face_inputs(thumbnail, [], all_faces=False, aligned_crops=True)
+    assert whole.face is None and np.array_equal(whole.pixels, whole_image_input(thumbnail))
+    photo = scene(seed=8)
+    paste_face(photo, fer_faces[0], (320, 240), 170)
+    [faces] = finder.find([photo])
+    assert [np.array_equal(a.pixels, b.pixels) for a, b in zip(face_inputs(photo, faces, False),
+                                                                 face_inputs(photo, faces, False, True))] == [True]
+
+
+def test_crop_inputs_take_every_labelled_crop(finder, fer_faces):
+    """Training crops as the job would see them: found faces per the rule, and a crop without a face found (or
+    too small or flat for the job to take) whole, never dropped."""
+    flat, tiny = Image.new("L", (48, 48), 128), synthetic_face(True, seed=6, size=12)
+    crops = [fer_faces[0], fer_faces[1], flat, tiny]
+    found = finder.find(crops)
+    for aligned_crops in (False, True):
+        inputs = crop_inputs(finder, crops, aligned_crops)
+        assert inputs.shape == (4, IMAGE_SIZE, IMAGE_SIZE, 1) and inputs.dtype == np.float32
+        for crop, faces, pixels in zip(crops, found, inputs):
+            expected = (aligned_face(crop, faces[0]) if faces and aligned_crops else whole_image_input(crop))
+            assert np.array_equal(pixels, expected)
+    assert any(found[:2]), "the detector should find at least one of two FER2013 crops"
 
 
 def test_largest_or_all_faces(finder, fer_faces):

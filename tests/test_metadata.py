@@ -11,9 +11,14 @@ from model.metadata import RULE_ARGMAX, RULE_THRESHOLD, ModelMetadata
 def test_round_trip_keeps_every_field(tmp_path):
     original = ModelMetadata(model_version="v1", decision_rule=RULE_THRESHOLD, threshold=0.3, temperature=1.7,
                              trained_on={"split": {"train": {"happy": 3, "sad": 2}}},
-                             validation_metrics={"accuracy": 0.9}, created_at="2026-01-01T00:00:00+00:00")
+                             validation_metrics={"accuracy": 0.9}, created_at="2026-01-01T00:00:00+00:00",
+                             aligned_crops=True)
     original.write(tmp_path)
     assert ModelMetadata.read(tmp_path) == original
+
+
+def test_a_model_recorded_before_aligned_crops_takes_crops_whole():
+    assert ModelMetadata.from_json('{"model_version": "v0"}').aligned_crops is False
 
 
 def test_threshold_rule_uses_positive_class_probability():

@@ -217,3 +217,32 @@ def test_a_split_of_other_faces_than_the_model_trained_on_is_refused(trained, tm
     assert err.startswith("error: --split validation of") and "not the faces the model was trained on" in err
     assert "\n" not in err.strip()
     assert evaluate.main(["--model", str(output_dir), "--data-dir", str(other), "--split", "all"]) == 0
+
+
+def test_a_model_trained_on_aligned_crops_is_evaluated_and_served_on_them(shared_faces, tmp_path):
+    """--align-crops: the trainer learns each FER2013 crop's face found and aligned (model.align.crop_inputs),
+    records it in the model's metadata, and evaluation feeds the model the same inputs, not the whole crops."""
+    import shutil
+
+    from model.align import crop_inputs
+    from model.faces import FaceFinder, decode_for_faces
+    from model.preprocess import preprocess_image
+    from trainer import data as datasets
+
+    data_dir = tmp_path / "faces"
+    for label in ("happy", "sad"):
+        (data_dir / label).mkdir(parents=True)
+        for path in sorted((shared_faces / label).iterdir())[:20]:
+            shutil.copy(path, data_dir / label / path.name)
+    model_dir = tmp_path / "model"
+    assert task.main(["--data-dir", str(data_dir), "--output-dir", str(model_dir), "--epochs", "1",
+                      "--batch-size", "16", "--block-filters", "4,8", "--validation-fraction", "0.25",
+                      "--align-crops"]) == 0
+    meta = load_classifier(model_dir).metadata
+    assert meta.aligned_crops is True and meta.training_config["align_crops"] is True
+    predictions = evaluate.predict(str(model_dir), str(data_dir), "validation")
+    examples = datasets.split_as_trained(datasets.list_examples(data_dir), meta.trained_on).validation
+    crops = [decode_for_faces(e.content).image for e in examples]
+    assert np.array_equal(predictions.images, crop_inputs(FaceFinder(), crops, aligned_crops=True))
+    whole = np.stack([preprocess_image(e.content) for e in examples])
+    assert not np.array_equal(predictions.images, whole)  # most crops' faces are found, and so re-framed

@@ -26,6 +26,8 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from model.contract import CLASS_NAMES, INPUT_SHAPE, is_image_path
+from model.align import crop_inputs
+from model.faces import FaceFinder, decode_for_faces
 from model.preprocess import preprocess_image
 from trainer.files import is_folder, list_files, read_bytes
 
@@ -185,10 +187,24 @@ def split_as_trained(examples: list[Example], trained_on: dict) -> Split:
     return split
 
 
-def load_arrays(examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
-    """Decode examples with the shared preprocessing: images float32 [n, 48, 48, 1] and int labels [n]."""
+# Crops searched for faces per detector call when crops are aligned (one MTCNN call per batch of equal sizes).
+ALIGN_BATCH: int = 256
+
+
+def load_arrays(examples: list[Example], aligned_crops: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Decode examples with the shared preprocessing: images float32 [n, 48, 48, 1] and int labels [n].
+
+    aligned_crops False: each image taken whole (`model.preprocess.preprocess_image`); True: each crop's face
+    found and aligned as the labelling job does it for a model trained this way (`model.align.crop_inputs`;
+    about 2 ms a 48x48 crop on 2 cores). Raises ImageDecodeError for an image that cannot be decoded."""
     images = np.zeros((len(examples), *INPUT_SHAPE), np.float32)
-    for i, example in enumerate(examples):
-        images[i] = preprocess_image(example.content)
+    if aligned_crops:
+        finder = FaceFinder()
+        for start in range(0, len(examples), ALIGN_BATCH):
+            batch = [decode_for_faces(e.content).image for e in examples[start:start + ALIGN_BATCH]]
+            images[start:start + len(batch)] = crop_inputs(finder, batch, aligned_crops=True)
+    else:
+        for i, example in enumerate(examples):
+            images[i] = preprocess_image(example.content)
     labels = np.array([e.label for e in examples], dtype=np.int64)
     return images, labels

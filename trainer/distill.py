@@ -38,8 +38,9 @@ def load_teachers(model_dirs: list[str]) -> list[Classifier]:
 
 
 def check_teachers(teachers: list[Classifier], data_dir_name: str, listed: list[datasets.Example],
-                   split: datasets.Split) -> None:
-    """Refuse a teacher that saw faces this run holds out for its final figures.
+                   split: datasets.Split, aligned_crops: bool = False) -> None:
+    """Refuse a teacher that saw faces this run holds out for its final figures, or that takes face crops
+    otherwise than this run (`ModelMetadata.aligned_crops`: its answers would be for other inputs).
 
     data_dir_name: `data.folder_name` of --data-dir; listed: every face listed from it (before any per-class cap),
     so each teacher's own split can be carved again from its metadata. Raises ValueError if a teacher was trained
@@ -53,6 +54,10 @@ def check_teachers(teachers: list[Classifier], data_dir_name: str, listed: list[
     held_out_name = datasets.TEST if split.test else datasets.VALIDATION
     for teacher in teachers:
         meta = teacher.metadata
+        if meta.aligned_crops != aligned_crops:
+            framing = {True: "aligned", False: "whole"}
+            raise ValueError(f"teacher {meta.model_version} takes face crops {framing[meta.aligned_crops]}, this run "
+                             f"{framing[aligned_crops]}: give --align-crops for teachers trained with it only")
         trained_on = meta.trained_on or {}
         recorded = trained_on.get("data_digest")
         if recorded != digest and (recorded is not None or trained_on.get("data_dir") != data_dir_name):

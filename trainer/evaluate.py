@@ -96,7 +96,7 @@ def predict_with(classifier: Classifier, listed: list[datasets.Example], data_di
         examples = parts.part(split)
     if not examples:
         raise ValueError(f"no images to evaluate in {data_dir}" + ("" if split == "all" else f" ({split} split)"))
-    images, labels = datasets.load_arrays(examples)
+    images, labels = datasets.load_arrays(examples, meta.aligned_crops)
     probabilities = classifier.in_batches(images)
     trained_on = meta.trained_on or {}
     same_faces = trained_on.get("data_dir") and trained_on.get("data_digest") == datasets.listing_digest(listed)

@@ -24,6 +24,7 @@ def recipe(args: argparse.Namespace) -> dict:
         **({"other_weight": args.other_weight} if args.extra_data_dir else {}),
         **({"teacher_weight": args.teacher_weight} if args.teacher else {}),
         "mirror_average": not args.no_mirror_average,
+        **({"align_crops": True} if args.align_crops else {}),
         "backbone": args.backbone,
         "backbone_weights": (os.path.basename(args.backbone_weights) if args.backbone_weights
                              and args.backbone_weights != IMAGENET else args.backbone_weights),
@@ -95,6 +96,9 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
     parser.add_argument("--low-resolution", type=float, default=0.0, metavar="P",
                         help="probability that a training face is shrunk to 16-36 px and enlarged back, as small "
                              "faces in photos are (0 = off)")
+    parser.add_argument("--align-crops", action="store_true",
+                        help="train on each crop's face found and aligned as in photos (model/align.py), and serve "
+                             "face-sized images that way too (a crop without a face found stays whole)")
     parser.add_argument("--teacher", action="append", default=[], metavar="MODEL_DIR",
                         help="distil: blend each happy/sad face's target with this exported model's answer (repeat "
                              "for several teachers, averaged); trainer/distill.py")

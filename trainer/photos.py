@@ -26,9 +26,9 @@ from PIL import Image
 from model.align import find_face_inputs
 from model.contract import CLASS_NAMES, is_image_path
 from model.faces import FaceFinder, decode_for_faces
-from model.preprocess import ImageDecodeError, preprocess_image
+from model.preprocess import ImageDecodeError
 from model.saved import Classifier, ModelLoadError, load_classifier
-from trainer.data import Example, list_examples, split_as_trained
+from trainer.data import Example, list_examples, load_arrays, split_as_trained
 from trainer.metrics import roc_auc
 
 BATCH: int = 32
@@ -52,7 +52,8 @@ def largest_face_probabilities(classifier: Classifier, finder: FaceFinder, conte
             except ImageDecodeError:
                 if unreadable is not None:
                     unreadable.append(start + i)
-        chosen = find_face_inputs(finder, [d.image for _, d in decoded], all_faces=False)
+        chosen = find_face_inputs(finder, [d.image for _, d in decoded], all_faces=False,
+                                  aligned_crops=classifier.metadata.aligned_crops)
         inputs = [(i, largest[0].pixels) for (i, _), largest in zip(decoded, chosen) if largest]
         if inputs:
             out[[i for i, _ in inputs]] = classifier(np.stack([p for _, p in inputs]))[:, 0]
@@ -120,7 +121,8 @@ def composite_agreement(classifier: Classifier, finder: FaceFinder, data_dir: st
     validation = parts.test or parts.validation  # faces no choice was made on, where the model has such a split
     if not validation:
         raise ValueError(f"the model's held-out split of {data_dir} has no faces")
-    bare = classifier.metadata.decide(classifier(np.stack([preprocess_image(e.content) for e in validation])))
+    bare_faces, _ = load_arrays(validation, classifier.metadata.aligned_crops)  # as the model is scored on them
+    bare = classifier.metadata.decide(classifier(bare_faces))
     rng = np.random.default_rng(COMPOSITE_SEED)
     contents = []
     for example in validation:

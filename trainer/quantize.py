@@ -96,7 +96,7 @@ def compare(model_dir: str, data_dir: str, split: str, threads: int) -> tuple[di
             raise ValueError(f"--data-dir {data_dir} is not the folder model {meta.model_version} was trained on: "
                              "its training faces calibrate the int8 copy") from None
         picked = np.random.default_rng(REPRESENTATIVE_SEED).permutation(len(train))[:REPRESENTATIVE_FACES]
-        representative, _ = datasets.load_arrays([train[i] for i in sorted(picked)])
+        representative, _ = datasets.load_arrays([train[i] for i in sorted(picked)], meta.aligned_crops)
         return scored_variants(classifier, local_model, predictions, representative, split, threads)
 
 

@@ -110,11 +110,14 @@ def split(choices: Choices, listed: list[datasets.Example]) -> datasets.Split:
 RECORDED_DEFAULTS: dict = {
     "batch_size": 64, "learning_rate": 2e-3, "label_smoothing": 0.05, "dropout": DEFAULT_DROPOUT,
     "block_filters": list(DEFAULT_BLOCK_FILTERS), "augment": True, "mixup": 0.0, "low_resolution": 0.0,
-    "other_weight": None, "teacher_weight": None, "mirror_average": True, "backbone": BACKBONE_NONE,
+    "other_weight": None, "teacher_weight": None, "mirror_average": True, "align_crops": False,
+    "backbone": BACKBONE_NONE,
     "backbone_weights": None, "backbone_input_size": None,
 }
 # Recipe keys recorded as the opposite of their option.
 NEGATED_FLAGS: dict[str, str] = {"augment": "--no-augment", "mirror_average": "--no-mirror-average"}
+# Recipe keys recorded as their option (a flag without a value).
+PLAIN_FLAGS: tuple[str, ...] = ("align_crops",)
 
 
 def check_recipe(choices: Choices, args: argparse.Namespace) -> None:
@@ -130,6 +133,8 @@ def check_recipe(choices: Choices, args: argparse.Namespace) -> None:
             continue
         if key in NEGATED_FLAGS:
             differing.append(f"{NEGATED_FLAGS[key]} {not asked} (it had {not had})")
+        elif key in PLAIN_FLAGS:
+            differing.append(f"--{key.replace('_', '-')} {asked} (it had {had})")
         else:
             shown = [",".join(map(str, value)) if isinstance(value, list) else value for value in (asked, had)]
             differing.append(f"--{key.replace('_', '-')} {shown[0]} (it had {shown[1]})")

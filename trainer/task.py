@@ -2,7 +2,8 @@
 
 Workflow:
 1. List `<data-dir>/<class>/**` images and carve the deterministic, duplicate-aware validation split.
-2. Decode every image with the shared `model.preprocess.preprocess_image`.
+2. Decode every image with the shared `model.preprocess.preprocess_image` (with `--align-crops`: find and align
+   each crop's face as the labelling job does, `model.align.crop_inputs`).
 3. Train with augmentation, class weights for the imbalance, label smoothing, a cosine learning-rate schedule
    and early stopping on validation AUC (best weights restored).
 4. Calibrate on the validation split (temperature), choose the decision threshold there, and record the
@@ -160,8 +161,8 @@ def train(args: argparse.Namespace) -> dict:
         split = datasets.split_examples(datasets.first_per_class(listed, args.max_images_per_class),
                                         args.validation_fraction, args.split_seed, args.test_fraction)
     log.info("split: %s", json.dumps(split.counts()))
-    x_train, y_train = datasets.load_arrays(split.train)
-    x_val, y_val = datasets.load_arrays(split.validation)
+    x_train, y_train = datasets.load_arrays(split.train, args.align_crops)
+    x_val, y_val = datasets.load_arrays(split.validation, args.align_crops)
     if len(np.unique(y_train)) < len(CLASS_NAMES) or (not kept and len(np.unique(y_val)) < len(CLASS_NAMES)):
         raise ValueError("every class needs images in both the training and the validation split")
     if args.test_fraction and len({e.label for e in split.test}) < len(CLASS_NAMES):
@@ -173,14 +174,14 @@ def train(args: argparse.Namespace) -> dict:
         teachers = distill.load_teachers(args.teacher)
         if kept:
             refit.check_teachers(kept, [t.metadata.model_version for t in teachers])
-        distill.check_teachers(teachers, datasets.folder_name(args.data_dir), listed, split)
+        distill.check_teachers(teachers, datasets.folder_name(args.data_dir), listed, split, args.align_crops)
         teacher_p = distill.teacher_probabilities(teachers, x_train)
         log.info("teachers agree with the labels on %.4f of the training faces",
                  float((teacher_p.argmax(axis=1) == y_train).mean()))
     if other_names:
         others = datasets.first_per_class(expressions.list_other_examples(args.extra_data_dir, other_names),
                                  args.max_images_per_class)
-        x_other, y_other = datasets.load_arrays(others)
+        x_other, y_other = datasets.load_arrays(others, args.align_crops)
         log.info("other expressions: %s", json.dumps(dict(zip(other_names, np.bincount(
             y_other - len(CLASS_NAMES), minlength=len(other_names)).tolist()))))
         if kept:
@@ -242,6 +243,7 @@ def train(args: argparse.Namespace) -> dict:
         positive_class=positive,
         threshold=threshold,
         temperature=temperature,
+        aligned_crops=args.align_crops,
         trained_on={"data_dir": datasets.folder_name(args.data_dir), "data_digest": datasets.listing_digest(listed),
                     "split": split.counts(),
                     "validation_fraction": args.validation_fraction, "split_seed": args.split_seed,
@@ -285,7 +287,7 @@ def train(args: argparse.Namespace) -> dict:
 def test_metrics(module: ServingModule, test: list[datasets.Example], metadata: ModelMetadata) -> dict:
     """The exported model's report on the test split, with the temperature and decision rule chosen on
     validation (as recorded in its metadata)."""
-    images, labels = datasets.load_arrays(test)
+    images, labels = datasets.load_arrays(test, metadata.aligned_crops)
     probabilities = metrics.softmax(batched_logits(module, images) / metadata.temperature)
     report = metrics.classification_report(labels, metadata.decide(probabilities), probabilities, CLASS_NAMES)
     return {"model_version": metadata.model_version, "split": "test", **report}

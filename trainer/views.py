@@ -113,7 +113,7 @@ def compare(model_dir: str, data_dir: str, ensemble_with: str | None = None) -> 
     """Scores of every view set; with `ensemble_with`, also of the two networks' logits averaged."""
     network, meta = trained_network(model_dir)
     parts = datasets.split_as_trained(datasets.list_examples(data_dir, meta.class_names), meta.trained_on)
-    images, labels = datasets.load_arrays(parts.validation)
+    images, labels = datasets.load_arrays(parts.validation, meta.aligned_crops)
     logits = view_logits(network, images)
     results = {name: {"passes_per_face": len(views),
                       **score(labels, np.mean([logits[v] for v in views], axis=0))}
