@@ -165,3 +165,30 @@ def test_the_page_says_a_face_sized_image_without_a_face_found_was_taken_whole(c
     summary = page.split('<span id="summary">', 1)[1].split("</span>", 1)[0]
     assert summary == server.WHOLE_IMAGE_SUMMARY
     assert json.dumps(server.WHOLE_IMAGE_SUMMARY) in page  # the script's text after an upload without reload
+
+
+def test_a_model_trained_on_aligned_crops_sees_a_face_crop_aligned(tiny_model_dir, shared_faces, tmp_path):
+    """The page serves a face-sized image as a labelling run would for the model: aligned when its metadata says
+    it was trained on aligned crops (and a face is found), whole otherwise."""
+    import shutil
+
+    from model.align import aligned_face
+    from model.faces import FaceFinder, decode_for_faces
+    from model.metadata import ModelMetadata
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    meta = ModelMetadata.read(model_dir)
+    ModelMetadata.from_json(meta.to_json().replace('"aligned_crops": false', '"aligned_crops": true')).write(model_dir)
+    finder = FaceFinder()
+    for path in sorted((shared_faces / "happy").iterdir()):
+        image = decode_for_faces(path.read_bytes()).image
+        faces = finder.find([image])[0]
+        if faces:
+            break
+    answer = upload(server.create_app(str(model_dir)).test_client(), "/api/label", path.read_bytes(),
+                    "crop.jpg").get_json()
+    [only] = answer["faces"]
+    aligned = aligned_face(image, faces[0])[..., 0].astype(np.uint8)
+    assert only["score"] is not None and np.array_equal(decode_face(only["face_uri"]), aligned)
+    assert not np.array_equal(aligned, preprocess_image(path.read_bytes())[..., 0].astype(np.uint8))

@@ -159,6 +159,7 @@ def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, 
     from model.faces import FaceFinder, decode_for_faces
     from model.metadata import ModelMetadata
     from model.saved import load_classifier
+    from pipeline.face_images import aligned_face_data_uri
 
     model_dir = tmp_path / "model"
     shutil.copytree(DEFAULT_MODEL_DIR, model_dir)
@@ -170,8 +171,15 @@ def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, 
     for path in sorted((shared_faces / "sad").iterdir())[:12]:
         if finder.find([decode_for_faces(path.read_bytes()).image])[0]:
             shutil.copy(path, crops / path.name)
-    summary = job.run(["--input", str(crops), "--output", str(tmp_path / "out"), "--model", str(model_dir)])
+    summary = job.run(["--input", str(crops), "--output", str(tmp_path / "out"), "--model", str(model_dir),
+                       "--report"])
     assert summary["aligned_crops"] is True and summary["images_labelled"] >= 6
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    shown = [path for path in sorted(crops.iterdir()) if path.name in page]
+    assert shown
+    for path in shown:  # the report's tiles show the face as this model saw it: aligned, not the whole crop
+        assert aligned_face_data_uri(path.read_bytes(), 1, finder, aligned_crops=True) in page
+        assert aligned_face_data_uri(path.read_bytes(), 1, finder, aligned_crops=False) not in page
     classifier = load_classifier(model_dir)
     moved = 0
     for row in read_rows(tmp_path / "out" / "labels.csv"):
