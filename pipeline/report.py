@@ -204,7 +204,8 @@ def make_grids(stats: LabelStats, aligned_crops: bool = False) -> tuple[Grid, ..
     chosen = [(name, stats.confident[name]) for name in stats.class_names] + [(UNCERTAIN_KEY, stats.uncertain)]
     if stats.no_face:
         chosen.append((NO_FACE, stats.no_face))
-    thumbnails = Thumbnails(aligned_crops).make([(p.path, p.face, p.label == NO_FACE) for _, picks in chosen for p in picks])
+    thumbnails = Thumbnails(aligned_crops).make([(p.path, p.face, p.label == NO_FACE)
+                                                 for _, picks in chosen for p in picks])
     grids = []
     under = "Under each face: its file, its label and the probability of that label; hover for more."
     for key, picks in chosen:
