@@ -46,6 +46,8 @@ class ModelMetadata:
     format: int = METADATA_FORMAT
 
     def __post_init__(self) -> None:
+        if not isinstance(self.aligned_crops, bool):  # "false" or 1 would be read as true or guessed at
+            raise ValueError(f"aligned_crops must be true or false, got {self.aligned_crops!r}")
         if self.decision_rule not in (RULE_THRESHOLD, RULE_ARGMAX):
             raise ValueError(f"unknown decision rule {self.decision_rule!r}")
         if self.decision_rule == RULE_THRESHOLD:

@@ -21,6 +21,12 @@ def test_a_model_recorded_before_aligned_crops_takes_crops_whole():
     assert ModelMetadata.from_json('{"model_version": "v0"}').aligned_crops is False
 
 
+@pytest.mark.parametrize("value", ['"false"', '"yes"', "1", "0", "null"])
+def test_aligned_crops_must_be_true_or_false(value):
+    with pytest.raises(ValueError, match="aligned_crops must be true or false"):
+        ModelMetadata.from_json('{"model_version": "v0", "aligned_crops": %s}' % value)
+
+
 def test_threshold_rule_uses_positive_class_probability():
     meta = ModelMetadata(model_version="v", decision_rule=RULE_THRESHOLD, positive_class="happy", threshold=0.3)
     probabilities = np.array([[0.31, 0.69], [0.29, 0.71], [0.9, 0.1]])
