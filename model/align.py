@@ -74,7 +74,8 @@ def aligned_face(image: Image.Image, face: Face) -> np.ndarray:
 
 # Images with no side longer than this are thumbnails of one face, as FER2013's 48x48 crops are: the whole image
 # is the network input (measured on the FER2013 validation split with the shipped model: whole image 93.44%
-# accuracy, the same faces aligned 93.27%; the crop is already framed like the training faces).
+# accuracy, the same faces aligned 93.27%; the crop is already framed like the training faces), unless the model
+# was trained on aligned crops (`ModelMetadata.aligned_crops`): then its face is aligned when one is found.
 FACE_THUMBNAIL_MAX_SIDE: int = 64
 # A thumbnail in which the detector finds no face is still taken whole when it is at least this many pixels on
 # its shorter side and not flat (the detector misses about 1 in 9 FER2013 crops; a 1x1 or blank image is no face).

@@ -1,7 +1,7 @@
 """The Keras network: a small VGG-style CNN for 48x48 greyscale faces, or an ImageNet backbone adapted to them.
 
 Pixel scaling lives inside the network (a `Rescaling` layer, or the backbone's own preprocess function), so
-whoever serves it feeds raw 0..255 pixels from `model.preprocess.preprocess_image` and nothing else. The network
+whoever serves it feeds raw 0..255 pixels from `model.preprocess` or `model.align` and nothing else. The network
 returns logits; the exported SavedModel turns them into calibrated probabilities (see `trainer/export.py`).
 
 With a backbone (`build_network(backbone="resnet50", weights=...)`) the 48x48x1 face is adapted inside the model:

@@ -63,11 +63,13 @@ def check_output(output_dir: str) -> None:
 
 
 def check_previous_labels(labels_path: str, class_names: tuple[str, ...], faces_mode: str,
-                          model_version: str, input_path: str | None = None) -> str | None:
+                          model_version: str, input_path: str | None = None,
+                          aligned_crops: bool = False) -> str | None:
     """--incremental reads the earlier labels: labels_path if their rows can be carried over, else None.
 
     A damaged shard set is one clear line now (UserError), not a failed job later; earlier labels that cannot be
-    carried over (other columns, another --faces mode) are one warning line, since then every image is labelled
+    carried over (other columns, another --faces mode, another framing of face crops: `aligned_crops`, the
+    model's) are one warning line, since then every image is labelled
     again; so is, as information, a change of model (or of --precision)."""
     try:
         files = output_files(labels_path)
@@ -77,7 +79,7 @@ def check_previous_labels(labels_path: str, class_names: tuple[str, ...], faces_
         log.info("--incremental: no earlier labels in %s: every image is labelled", labels_path.rsplit("/", 1)[0])
         return None
     records, summary = first_records(files[0]), previous_summary(labels_path)
-    reason = unusable_reason(labels_path, records, summary, class_names, faces_mode)
+    reason = unusable_reason(labels_path, records, summary, class_names, faces_mode, aligned_crops)
     if reason:
         log.warning("--incremental: earlier labels not used, every image is labelled again: %s", reason)
         return None

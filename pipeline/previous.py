@@ -61,12 +61,13 @@ def first_records(path: str, count: int = 2) -> list[list[str]] | None:
 
 
 def unusable_reason(labels_path: str, records: list[list[str]] | None, summary: dict | None,
-                    class_names: tuple[str, ...], faces_mode: str) -> str | None:
+                    class_names: tuple[str, ...], faces_mode: str, aligned_crops: bool = False) -> str | None:
     """Why none of the earlier rows can be carried over (one phrase), or None if they can be.
 
     records: `first_records` of the labels output's first file (labels.csv, or its first shard); summary: the
     `previous_summary` beside it, whose --faces mode must be this run's (runs from before the option had none:
-    their mode was FACES_NONE).
+    their mode was FACES_NONE); and, where faces are found, its model's framing of face-sized images
+    (`ModelMetadata.aligned_crops`, absent before 2026-12-01: whole) must be this run's model's.
     """
     header = records[0] if records else None
     if header != labels_header(class_names):
@@ -78,6 +79,11 @@ def unusable_reason(labels_path: str, records: list[list[str]] | None, summary: 
     earlier_mode = summary.get("faces", FACES_NONE)
     if earlier_mode != faces_mode:
         return f"the earlier run used --faces {earlier_mode}, this one --faces {faces_mode}"
+    earlier_aligned = summary.get("aligned_crops", False) is True
+    if faces_mode != FACES_NONE and earlier_aligned != aligned_crops:
+        framing = {True: "aligned", False: "whole"}
+        return (f"the earlier run's model took face-sized images {framing[earlier_aligned]}, this one takes them "
+                f"{framing[aligned_crops]}")
     return None
 
 

@@ -52,7 +52,7 @@ from pipeline.inputs import InputSpec, skipped_counts
 from pipeline.model_files import remove_local_copies
 from pipeline.model_handler import DEFAULT_MAX_BATCH_SIZE
 from pipeline.outputs import LABELS_FILE, SUMMARY_FILE, output_names, promote_outputs, remove_quietly
-from pipeline.rows import FACE_MODES, FACES_LARGEST, NO_FACE
+from pipeline.rows import FACE_MODES, FACES_LARGEST, FACES_NONE, NO_FACE
 from pipeline.staging import claim_output, clear_abandoned_staging, release_output, staging_folder
 from pipeline.summary import format_summary, too_many_errors
 
@@ -209,8 +209,13 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         source, survey = check_input_path(args.input)
         metadata = check_model(args.model, args.precision)
         check_output(args.output)
+        if args.faces == FACES_NONE and metadata.aligned_crops:
+            log.warning("--faces none takes every image whole, but model %s learned face crops found and aligned "
+                        "(aligned_crops): the default --faces largest feeds it what it learned",
+                        metadata.model_version)
         previous = check_previous_labels(FileSystems.join(args.output, LABELS_FILE), metadata.class_names,
-                                         args.faces, metadata.model_version, args.input) if args.incremental else None
+                                         args.faces, metadata.model_version, args.input,
+                                         metadata.aligned_crops) if args.incremental else None
         lock = claim_output(args.output) if waits else None  # nobody else writes this output folder meanwhile
     except UserError:
         shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)  # Beam's own folder, removed when a pipeline runs

@@ -147,7 +147,7 @@ def test_report_shows_aligned_faces_and_images_without_a_face(photo_folder, tmp_
     assert tiles == 3 + 1 + 1 and "no thumbnail" not in happy + sad  # every face found again and aligned
 
 
-def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, tmp_path):
+def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, tmp_path, caplog):
     """A model whose metadata says aligned_crops is fed a face crop's face found and aligned (as it was trained),
     not the whole crop; summary.json records it, so the report shows the faces as that model saw them."""
     import shutil
@@ -190,3 +190,12 @@ def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, 
         assert float(row["p_happy"]) == pytest.approx(aligned, abs=1e-4)
         moved += abs(aligned - whole) > 1e-3
     assert moved >= 3  # the aligned crops are other inputs than the whole ones
+    # --incremental over rows of the same model version served whole crops: every image is labelled again.
+    whole_out = tmp_path / "whole"
+    job.run(["--input", str(crops), "--output", str(whole_out)])
+    again = job.run(["--input", str(crops), "--output", str(whole_out), "--model", str(model_dir), "--incremental"])
+    assert again["images_carried_over"] == 0 and again["images_labelled"] == summary["images_labelled"]
+    assert read_rows(whole_out / "labels.csv") == read_rows(tmp_path / "out" / "labels.csv")
+    caplog.clear()  # --faces none feeds such a model whole crops: said, not refused
+    job.run(["--input", str(crops), "--output", str(tmp_path / "none"), "--model", str(model_dir), "--faces", "none"])
+    assert "--faces none takes every image whole, but model" in caplog.text

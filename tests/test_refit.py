@@ -74,7 +74,7 @@ def test_refit_of_what_cannot_be_refitted_is_one_clear_line(validation_run, tmp_
          "takes its epochs and split from the run it refits: drop --epochs, --max-images-per-class"),
         (["--refit-of", str(first_dir), "--block-filters", "4,16", "--low-resolution", "0.3"],
          "these differ: --block-filters 4,16 (it had 4,8); --low-resolution 0.3 (it had 0.0)"),
-        (["--refit-of", str(first_dir), "--align-crops"], "these differ: --align-crops True (it had False)"),
+        (["--refit-of", str(first_dir), "--align-crops"], "these differ: drop --align-crops (its run had none)"),
         (["--refit-of", str(first_dir), "--split-seed", "2013", "--test-fraction=0"],  # given, even at defaults
          "drop --test-fraction, --split-seed"),
         (["--refit-of", str(tmp_path / "notes.json")], "notes.json is not a model's facelabel.json"),

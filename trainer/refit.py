@@ -82,7 +82,7 @@ def choices_of(model_dir: str | Path) -> Choices:
     return Choices(
         model_version=meta.model_version,
         trained_on=dict(trained_on),
-        training_config=dict(config),
+        training_config={**config, "align_crops": meta.aligned_crops},  # what the model is served, as the job reads it
         epochs=epochs,
         schedule_epochs=int(config.get("schedule_epochs") or config.get("max_epochs") or epochs),
         best_epoch_known="best_epoch" in config,
@@ -134,7 +134,8 @@ def check_recipe(choices: Choices, args: argparse.Namespace) -> None:
         if key in NEGATED_FLAGS:
             differing.append(f"{NEGATED_FLAGS[key]} {not asked} (it had {not had})")
         elif key in PLAIN_FLAGS:
-            differing.append(f"--{key.replace('_', '-')} {asked} (it had {had})")
+            flag = f"--{key.replace('_', '-')}"
+            differing.append(f"drop {flag} (its run had none)" if asked else f"add {flag} (its run had it)")
         else:
             shown = [",".join(map(str, value)) if isinstance(value, list) else value for value in (asked, had)]
             differing.append(f"--{key.replace('_', '-')} {shown[0]} (it had {shown[1]})")
