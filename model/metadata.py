@@ -21,6 +21,11 @@ RULE_THRESHOLD: str = "threshold"
 RULE_ARGMAX: str = "argmax"
 
 
+def crop_framing(aligned_crops: bool) -> str:
+    """How a model takes face-sized images (`ModelMetadata.aligned_crops`), in the words messages use."""
+    return "aligned" if aligned_crops else "whole"
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelMetadata:
     """Everything a consumer needs to know about one exported model."""

@@ -24,7 +24,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from model.metadata import ModelMetadata
+from model.metadata import ModelMetadata, crop_framing
 from pipeline.inputs import display_path, file_key
 from pipeline.outputs import ENCODING, LABEL_ROWS_KEY, SUMMARY_FILE, output_lines
 from pipeline.rows import (FACES_ALL, FACES_LARGEST, FACES_NONE, LABEL_TAIL_COLUMNS, NO_FACE, LabelRow, labels_header,
@@ -81,9 +81,8 @@ def unusable_reason(labels_path: str, records: list[list[str]] | None, summary: 
         return f"the earlier run used --faces {earlier_mode}, this one --faces {faces_mode}"
     earlier_aligned = summary.get("aligned_crops", False) is True
     if faces_mode != FACES_NONE and earlier_aligned != aligned_crops:
-        framing = {True: "aligned", False: "whole"}
-        return (f"the earlier run's model took face-sized images {framing[earlier_aligned]}, this one takes them "
-                f"{framing[aligned_crops]}")
+        return (f"the earlier run's model took face-sized images {crop_framing(earlier_aligned)}, this one takes "
+                f"them {crop_framing(aligned_crops)}")
     return None
 
 

@@ -245,7 +245,7 @@ def build_view(run_dir: str, grid_size: int = GRID_SIZE, max_errors: int = MAX_E
         run_dir=run_dir, summary=summary, class_names=stats.class_names,
         label_counts=dict(stats.label_counts), labelled=stats.rows,
         histogram=tuple(tuple(counts) for counts in stats.histogram),
-        grids=make_grids(stats, bool((summary or {}).get("aligned_crops"))),
+        grids=make_grids(stats, (summary or {}).get("aligned_crops") is True),  # read as --incremental reads it
         errors=tuple(errors), errors_total=errors_total, unreadable_rows=stats.unreadable_rows,
         generated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         errors_file_missing=errors_missing)

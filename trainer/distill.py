@@ -17,6 +17,7 @@ import logging
 import numpy as np
 
 from model.contract import CLASS_NAMES
+from model.metadata import crop_framing
 from model.saved import Classifier, load_classifier
 from trainer import data as datasets
 
@@ -55,9 +56,8 @@ def check_teachers(teachers: list[Classifier], data_dir_name: str, listed: list[
     for teacher in teachers:
         meta = teacher.metadata
         if meta.aligned_crops != aligned_crops:
-            framing = {True: "aligned", False: "whole"}
-            raise ValueError(f"teacher {meta.model_version} takes face crops {framing[meta.aligned_crops]}, this run "
-                             f"{framing[aligned_crops]}: give --align-crops for teachers trained with it only")
+            raise ValueError(f"teacher {meta.model_version} takes face crops {crop_framing(meta.aligned_crops)}, this "
+                             f"run {crop_framing(aligned_crops)}: give --align-crops for teachers trained with it only")
         trained_on = meta.trained_on or {}
         recorded = trained_on.get("data_digest")
         if recorded != digest and (recorded is not None or trained_on.get("data_dir") != data_dir_name):
