@@ -28,13 +28,16 @@ from PIL import Image
 
 from model.align import find_face_inputs
 from model.contract import DEFAULT_MODEL_DIR
-from model.faces import FaceFinder, decode_for_faces
+from model.faces import BLAZEFACE, MTCNN, FaceFinder, decode_for_faces
 from model.metadata import RULE_THRESHOLD, ModelMetadata
 from model.preprocess import ImageDecodeError
 from model.saved import Classifier, ModelLoadError, load_classifier
 from pipeline.face_images import face_png, png_data_uri
 from pipeline.model_files import localize_model
 from pipeline.rows import NO_FACE
+
+# How the page names the detector that found a face (their confidences are not on one scale).
+DETECTOR_NAMES: dict[str, str] = {MTCNN: "MTCNN", BLAZEFACE: "BlazeFace"}
 
 DEFAULT_HOST: str = "127.0.0.1"
 DEFAULT_PORT: int = 8000
@@ -83,6 +86,7 @@ class FaceVerdict:
     box: list[float]  # x, y, width, height as fractions of the photo's width and height (0..1), for drawing
     pixel_box: list[int]  # x, y, width, height in the upright photo's pixels, as in labels.csv's face_box
     score: float | None  # the face detector's confidence; None when a face-sized image was taken whole
+    detector: str | None  # which detector found the face (model.faces.MTCNN or BLAZEFACE); None as for score
     label: str
     probabilities: dict[str, float]
     face_uri: str
@@ -136,6 +140,7 @@ def label_image(classifier: Classifier, finder: FaceFinder, data: bytes, filenam
             rank=face_input.rank, box=[x / width, y / height, w / width, h / height],
             pixel_box=[round(v) for v in (x, y, w, h)],
             score=None if face_input.face is None else round(face_input.face.score, 4),
+            detector=None if face_input.face is None else face_input.face.detector,
             label=metadata.class_names[int(c)],
             probabilities={name: float(v) for name, v in zip(metadata.class_names, p)},
             face_uri=png_data_uri(face_png(face_input.pixels))))
@@ -181,7 +186,7 @@ def create_app(model_dir: str) -> Flask:
         return render_template("index.html", verdict=verdict, error=error, metadata=classifier.metadata,
                                decision=decision_text(classifier.metadata), field=UPLOAD_FIELD,
                                max_bytes=MAX_UPLOAD_BYTES, max_mb=MAX_UPLOAD_MB, too_large=TOO_LARGE_MESSAGE,
-                               WHOLE_IMAGE_SUMMARY=WHOLE_IMAGE_SUMMARY)
+                               WHOLE_IMAGE_SUMMARY=WHOLE_IMAGE_SUMMARY, detector_names=DETECTOR_NAMES)
 
     @app.get("/")
     def index() -> str:

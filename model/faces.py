@@ -16,6 +16,10 @@ How an image is searched, in order:
    SMALL_FACE_SIDE pixels of the detection copy) unless the detector is at least SMALL_FACE_MIN_SCORE sure and
    they are at least MIN_REPORTED_FACE_SIDE pixels: MTCNN's false faces in photos without people are small and
    less certain (measured below). The rest are sorted largest first (box area).
+4. If MTCNN still finds no face, a second detector, BlazeFace (`model.blazeface`), searches the copy; its faces
+   are reported from FALLBACK_MIN_SCORE and a shorter box side of FALLBACK_MIN_FACE_SHARE of the copy's longer
+   side (measured below). Its keypoints give the eyes; it locates the mouth's centre, not its corners, so both
+   mouth landmarks of such a face are that centre. `Face.detector` says which detector found a face.
 Boxes and landmarks are returned in the decoded image's pixel coordinates.
 
 Images are detected in batches of one detection-copy size: a batch of small crops costs a few milliseconds an image
@@ -31,6 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from model.blazeface import BlazeFace
 from model.preprocess import DecodedImage, decode_image
 
 # Longest side, in pixels, of the copy of an image that the detector searches.
@@ -57,6 +62,18 @@ MIN_REPORTED_FACE_SIDE: float = 24.0
 # muxspace's 228 medium-sized real faces are lost, and detection takes about a fifth longer; (2) faces of 96 pixels
 # and more from 0.5 find 92.2% of the pasted faces, but such unsure detections can be mis-scaled: in a test group
 # photo one came out 175x245 pixels around a 130-pixel face, with its landmarks scaled alike.
+# BlazeFace, asked when MTCNN finds no face: its faces from this score (0..1) and this shorter box side (share of
+# the detection copy's longer side). Chosen 2026-12-01 on sets apart from those the figures are stated on: FER2013
+# training faces pasted into scenes (not the test faces of trainer.photos) and the 300 landscapes turned and
+# zoomed (not as they are); see trainer/RESULTS.md, "A second face detector".
+FALLBACK_MIN_SCORE: float = 0.55
+FALLBACK_MIN_FACE_SHARE: float = 0.13
+MTCNN: str = "mtcnn"
+BLAZEFACE: str = "blazeface"
+# What summary.json records as the run's face finding (--incremental relabels when it changes; runs before
+# 2026-12-01 found faces with MTCNN alone and recorded nothing).
+FACE_FINDER: str = f"{MTCNN}+{BLAZEFACE}"
+FACE_FINDER_BEFORE: str = MTCNN
 # Detection copies are resized with this filter (antialiased when shrinking).
 DETECTION_RESIZE_FILTER = Image.Resampling.BILINEAR
 # Pillow's reducing_gap for shrinking: a fast integer reduction first, then the filter over the last 2x or more.
@@ -74,12 +91,14 @@ class Face:
     """One detected face, in the pixel coordinates of the image it was found in.
 
     box: (x, y, width, height) of the face box, pixels. score: detector confidence, 0..1.
-    landmarks: float array (5, 2) of (x, y) in LANDMARK_NAMES order.
+    landmarks: float array (5, 2) of (x, y) in LANDMARK_NAMES order. detector: MTCNN or BLAZEFACE, which found it
+    (their scores are not on one scale).
     """
 
     box: tuple[float, float, float, float]
     score: float
     landmarks: np.ndarray = dataclasses.field(compare=False)
+    detector: str = MTCNN
 
     @property
     def area(self) -> float:
@@ -96,14 +115,14 @@ class Face:
         x, y, w, h = self.box
         left, top = min(max(x, 0.0), size[0]), min(max(y, 0.0), size[1])
         right, bottom = min(max(x + w, 0.0), size[0]), min(max(y + h, 0.0), size[1])
-        return Face((left, top, right - left, bottom - top), self.score, self.landmarks)
+        return Face((left, top, right - left, bottom - top), self.score, self.landmarks, self.detector)
 
     def scaled(self, factor: float, shift: tuple[float, float] = (0.0, 0.0)) -> "Face":
         """The same face in coordinates where point p becomes (p - shift) * factor."""
         x, y, w, h = self.box
         dx, dy = shift
         return Face(((x - dx) * factor, (y - dy) * factor, w * factor, h * factor), self.score,
-                    (self.landmarks - np.array([dx, dy])) * factor)
+                    (self.landmarks - np.array([dx, dy])) * factor, self.detector)
 
 
 def shrunk(image: Image.Image, max_side: int, resample: Image.Resampling) -> tuple[Image.Image, float]:
@@ -140,6 +159,21 @@ def is_credible(score: float, side: float) -> bool:
     return score >= SMALL_FACE_MIN_SCORE and side >= MIN_REPORTED_FACE_SIDE
 
 
+def is_credible_fallback(score: float, side: float, copy_side: int) -> bool:
+    """Whether a BlazeFace detection is reported: score 0..1, side = shorter box side and copy_side = the
+    detection copy's longer side, both pixels."""
+    return score >= FALLBACK_MIN_SCORE and side >= FALLBACK_MIN_FACE_SHARE * copy_side
+
+
+def blazeface_face(box: np.ndarray, score: float, keypoints: np.ndarray) -> Face:
+    """A BlazeFace detection (box x1, y1, x2, y2; keypoints [6, 2]: eyes, nose tip, mouth centre, ears) as a
+    Face: eyes ordered left of the image first, the mouth centre standing for both mouth corners."""
+    eyes = keypoints[:2][np.argsort(keypoints[:2, 0], kind="stable")]
+    landmarks = np.vstack([eyes, keypoints[2:3], keypoints[3:4], keypoints[3:4]])
+    return Face((float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])), score, landmarks,
+                BLAZEFACE)
+
+
 def stable_sort_by_scores(tensor: np.ndarray, scores: np.ndarray, ascending: bool = True) -> np.ndarray:
     """Rows of `tensor` ([boxes, columns]) ordered by `scores` ([boxes]), ties kept in their given order.
 
@@ -156,7 +190,8 @@ def stable_sort_by_scores(tensor: np.ndarray, scores: np.ndarray, ascending: boo
 
 
 class FaceFinder:
-    """MTCNN, built once (its three networks load in about a second), called on batches of images.
+    """MTCNN and BlazeFace, built once (MTCNN's three networks load in about a second), called on batches of
+    images. Raises model.blazeface.FaceDetectorUnavailable when BlazeFace's model file is missing.
 
     A face's box does not depend on which other images share its batch (see `stable_sort_by_scores`)."""
 
@@ -166,6 +201,7 @@ class FaceFinder:
 
         mtcnn_boxes.sort_by_scores = stable_sort_by_scores  # module global, called by its NMS and proposals
         self._detector = MTCNN(stages="face_and_landmarks_detection", device="CPU:0")
+        self._fallback = BlazeFace()
 
     def find(self, images: Sequence[Image.Image]) -> list[list[Face]]:
         """The faces in each image (Pillow, any mode, upright), largest first, in that image's pixels.
@@ -179,6 +215,10 @@ class FaceFinder:
             bordered = [with_border(copies[i][0]) for i in retry]
             for i, (pixels, border), faces in zip(retry, bordered, self._detect([p for p, _ in bordered])):
                 found[i] = [face.scaled(1.0, (border, border)) for face in faces]
+        for i in [i for i in retry if not found[i]]:
+            pixels = copies[i][0]
+            found[i] = [blazeface_face(box, score, keypoints) for box, score, keypoints in self._fallback(pixels)
+                        if is_credible_fallback(score, min(box[2] - box[0], box[3] - box[1]), max(pixels.shape[:2]))]
         return [sorted((face.scaled(factor).clipped(image.size) for face in faces), key=lambda f: -f.area)
                 for image, faces, (_, factor) in zip(images, found, copies)]
 

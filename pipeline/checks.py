@@ -10,6 +10,7 @@ import uuid
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from model.blazeface import FaceDetectorUnavailable, model_path
 from model.contract import DEFAULT_MODEL_DIR
 from model.lite import PRECISION_FLOAT32, PRECISION_INT8, check_int8_model
 from pipeline.inputs import InputError, InputSpec, Survey, check_input, input_warnings, resolve_input
@@ -41,6 +42,15 @@ def check_input_path(input_path: str) -> tuple[InputSpec, Survey]:
     for warning in input_warnings(source, survey):
         log.warning("%s", warning)
     return source, survey
+
+
+def check_face_finder() -> None:
+    """Raises UserError (one line) when the second face detector's model file is not installed here: every
+    worker would fail on it (it is installed with requirements.txt)."""
+    try:
+        model_path()
+    except FaceDetectorUnavailable as err:
+        raise UserError(str(err)) from None
 
 
 def check_output(output_dir: str) -> None:

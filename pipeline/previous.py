@@ -24,6 +24,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from model.faces import FACE_FINDER, FACE_FINDER_BEFORE
 from model.metadata import ModelMetadata, crop_framing
 from pipeline.inputs import display_path, file_key
 from pipeline.outputs import ENCODING, LABEL_ROWS_KEY, SUMMARY_FILE, output_lines
@@ -67,7 +68,8 @@ def unusable_reason(labels_path: str, records: list[list[str]] | None, summary: 
     records: `first_records` of the labels output's first file (labels.csv, or its first shard); summary: the
     `previous_summary` beside it, whose --faces mode must be this run's (runs from before the option had none:
     their mode was FACES_NONE); and, where faces are found, its model's framing of face-sized images
-    (`ModelMetadata.aligned_crops`, absent before 2026-12-01: whole) must be this run's model's.
+    (`ModelMetadata.aligned_crops`, absent before 2026-12-01: whole) must be this run's model's, and its face
+    finding (`model.faces.FACE_FINDER`, absent before 2026-12-01: MTCNN alone) this run's.
     """
     header = records[0] if records else None
     if header != labels_header(class_names):
@@ -79,6 +81,9 @@ def unusable_reason(labels_path: str, records: list[list[str]] | None, summary: 
     earlier_mode = summary.get("faces", FACES_NONE)
     if earlier_mode != faces_mode:
         return f"the earlier run used --faces {earlier_mode}, this one --faces {faces_mode}"
+    earlier_finder = summary.get("face_finder", FACE_FINDER_BEFORE)
+    if faces_mode != FACES_NONE and earlier_finder != FACE_FINDER:
+        return f"the earlier run found faces with {earlier_finder}, this one with {FACE_FINDER}"
     earlier_aligned = summary.get("aligned_crops", False) is True
     if faces_mode != FACES_NONE and earlier_aligned != aligned_crops:
         return (f"the earlier run's model took face-sized images {crop_framing(earlier_aligned)}, this one takes "

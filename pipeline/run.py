@@ -43,10 +43,11 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
 from model.contract import DEFAULT_MODEL_DIR
+from model.faces import FACE_FINDER
 from model.lite import INT8_VERSION_SUFFIX, PRECISION_FLOAT32, PRECISIONS
 from model.metadata import ModelMetadata
-from pipeline.checks import (UserError, check_input_path, check_model, check_output, check_previous_labels,
-                             check_runner_paths, is_default_model, is_remote_runner)
+from pipeline.checks import (UserError, check_face_finder, check_input_path, check_model, check_output,
+                             check_previous_labels, check_runner_paths, is_default_model, is_remote_runner)
 from pipeline.flags import at_least, bad_pipeline_args, error_rate
 from pipeline.inputs import InputSpec, skipped_counts
 from pipeline.model_files import remove_local_copies
@@ -209,6 +210,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         source, survey = check_input_path(args.input)
         metadata = check_model(args.model, args.precision)
         check_output(args.output)
+        if args.faces != FACES_NONE:
+            check_face_finder()
         if args.faces == FACES_NONE and metadata.aligned_crops:
             log.warning("--faces none takes every image whole, but model %s learned face crops found and aligned "
                         "(aligned_crops): the default --faces largest feeds it what it learned",
@@ -233,6 +236,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         "max_error_rate": args.max_error_rate,
         "incremental": args.incremental,
         "faces": args.faces,
+        "face_finder": FACE_FINDER if args.faces != FACES_NONE else None,
         "precision": args.precision,
         "started_at": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
         "started_unix": started,

