@@ -15,7 +15,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from model.faces import FaceFinder
+from model.faces import MTCNN, FaceFinder
 from trainer.data import TRAIN, list_examples, split_examples
 
 DEFAULT_FACES: int = 2000
@@ -25,13 +25,14 @@ QUARTILES: tuple[int, int] = (25, 75)
 
 
 def eye_positions(contents: list[bytes]) -> tuple[np.ndarray, int]:
-    """(eyes float [found, 4] as left x, left y, right x, right y in image pixels, number of images searched)."""
+    """(eyes float [found, 4] as left x, left y, right x, right y in image pixels, number of images searched);
+    faces found by MTCNN only, as the template was measured before the second detector."""
     finder = FaceFinder()
     eyes = []
     for start in range(0, len(contents), BATCH):
         images = [Image.open(io.BytesIO(c)).convert("L") for c in contents[start:start + BATCH]]
         for faces in finder.find(images):
-            if faces:
+            if faces and faces[0].detector == MTCNN:  # the second detector's eyes are rougher (turned faces)
                 eyes.append(np.concatenate(faces[0].eyes))
     return np.array(eyes).reshape(-1, 4), len(contents)
 
