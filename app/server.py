@@ -27,6 +27,7 @@ from werkzeug.serving import make_server
 from PIL import Image
 
 from model.align import find_face_inputs
+from model.blazeface import FaceDetectorUnavailable
 from model.contract import DEFAULT_MODEL_DIR
 from model.faces import BLAZEFACE, MTCNN, FaceFinder, decode_for_faces
 from model.metadata import RULE_THRESHOLD, ModelMetadata
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         app = create_app(args.model)
-    except (ModelLoadError, FileNotFoundError) as err:
+    except (ModelLoadError, FileNotFoundError, FaceDetectorUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     try:

