@@ -205,11 +205,13 @@ class FaceFinder:
     A face's box does not depend on which other images share its batch (see `stable_sort_by_scores`)."""
 
     def __init__(self) -> None:
-        from mtcnn import MTCNN  # imported here: it builds TensorFlow graphs, which only face finding needs
+        # Imported here: it builds TensorFlow graphs, which only face finding needs. Renamed: MTCNN in this module
+        # is the detector's name in Face.detector.
+        from mtcnn import MTCNN as MtcnnDetector
         from mtcnn.utils import bboxes as mtcnn_boxes
 
         mtcnn_boxes.sort_by_scores = stable_sort_by_scores  # module global, called by its NMS and proposals
-        self._detector = MTCNN(stages="face_and_landmarks_detection", device="CPU:0")
+        self._detector = MtcnnDetector(stages="face_and_landmarks_detection", device="CPU:0")
         self._fallback = BlazeFace()
 
     def find(self, images: Sequence[Image.Image]) -> list[list[Face]]:
@@ -239,13 +241,15 @@ class FaceFinder:
         turns it upright. Faces found in the turned copy alone are not taken: a second search would double the
         false faces in photos without people."""
         height, width = pixels.shape[:2]
+        credible = [(box, score, keypoints) for box, score, keypoints in self._fallback(pixels)
+                    if is_credible_fallback(score, min(box[2] - box[0], box[3] - box[1]), max(height, width))]
+        if not credible:  # most images asked (photos without people): no face to turn, no second search
+            return []
         corner = np.array([width, height], np.float64)
         turned = [(score, np.concatenate([corner - box[2:], corner - box[:2]]), corner - keypoints)
                   for box, score, keypoints in self._fallback(np.ascontiguousarray(pixels[::-1, ::-1]))]
         faces = []
-        for box, score, keypoints in self._fallback(pixels):
-            if not is_credible_fallback(score, min(box[2] - box[0], box[3] - box[1]), max(height, width)):
-                continue
+        for box, score, keypoints in credible:
             better = [t for t in turned if t[0] > score and box_iou(box, t[1][None])[0] > NMS_IOU]
             if better:
                 score, box, keypoints = max(better, key=lambda t: t[0])
