@@ -1,5 +1,6 @@
 """Training on other expressions as auxiliary classes, the held-out test split, and lost-resolution augmentation."""
 
+import argparse
 import json
 
 import numpy as np
@@ -139,6 +140,9 @@ def test_evaluating_a_capped_run_scores_the_faces_it_was_tested_on(tmp_path):
     (["--test-fraction", "0.01"], "without test images"),
     (["--low-resolution", "0.5", "--no-augment"], "--no-augment"),
     (["--other-weight", "2"], "--extra-data-dir"),
+    (["--finetune-epochs", "2"], "--extra-data-dir"),
+    (["--finetune-epochs", "-1"], "--finetune-epochs"),
+    (["--finetune-epochs", "2", "--extra-data-dir", "other", "--refit-of", "run"], "cannot be refitted"),
 ])
 def test_training_options_that_cannot_work_are_one_clear_line(tmp_path, capsys, flags, words):
     from trainer import task
@@ -163,3 +167,53 @@ def test_an_expression_folder_without_images_is_refused(tmp_path):
     assert names == ("angry", "fear", "neutral")
     with pytest.raises(ValueError, match="fear"):
         expressions.list_other_examples(str(other), names)
+
+
+def finetune_args(epochs: int, learning_rate: float) -> argparse.Namespace:
+    return argparse.Namespace(seed=1, batch_size=16, no_augment=False, low_resolution=0.0, label_smoothing=0.05,
+                              learning_rate=learning_rate, finetune_epochs=epochs)
+
+
+def bright_and_dark_faces(count: int, first_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Faces [count, 48, 48, 1] alternating bright (happy, 0) and dark (sad, 1), and their labels [count]."""
+    labels = np.arange(count) % 2
+    faces = np.stack([np.asarray(synthetic_face(label == 0, seed=first_seed + i), np.float32)[..., None]
+                      for i, label in enumerate(labels)])
+    return faces, labels
+
+
+def test_fine_tuning_learns_the_pair_and_keeps_its_best_epoch():
+    faces, labels = bright_and_dark_faces(64, 0)
+    val_faces, val_labels = bright_and_dark_faces(20, 1_000)
+    network = build_network(2, block_filters=(4, 8), dropout=0.0)
+    kernel, bias = network.get_layer(expressions.LOGITS_LAYER).get_weights()
+    network.get_layer(expressions.LOGITS_LAYER).set_weights([np.zeros_like(kernel), np.zeros_like(bias)])
+    result = expressions.fine_tune(finetune_args(3, 0.05), network, faces, labels, val_faces, val_labels, 1e-4)
+    assert result.pair_auc_before == pytest.approx(0.5)  # equal logits for every face: no ranking at all
+    assert result.epochs_run == 3 and 1 <= result.best_epoch <= 3
+    assert result.pair_auc_after > 0.9
+    served = expressions.metrics.softmax(network.predict(val_faces, verbose=0))[:, 0]
+    assert expressions.metrics.roc_auc(val_labels == 0, served) == pytest.approx(result.pair_auc_after)
+
+
+def test_fine_tuning_that_never_beats_the_pretrained_network_keeps_it():
+    faces, labels = bright_and_dark_faces(32, 0)
+    val_faces, val_labels = bright_and_dark_faces(20, 1_000)
+    network = build_network(2, block_filters=(4, 8), dropout=0.0)
+    before = [w.copy() for w in network.get_weights()]
+    # A learning rate of 0 changes no weight but batch normalisation's moving statistics: no epoch can gain.
+    result = expressions.fine_tune(finetune_args(2, 0.0), network, faces, labels, val_faces, val_labels, 1e-4)
+    assert result.best_epoch == 0 and result.pair_auc_after == result.pair_auc_before
+    for kept, original in zip(network.get_weights(), before):
+        np.testing.assert_array_equal(kept, original)
+
+
+def test_a_fine_tuned_run_records_what_fine_tuning_did(tmp_path):
+    other = write_other_expressions(tmp_path / "other")
+    _, model_dir = train_small_model(tmp_path, PER_CLASS, "--epochs", "1", "--batch-size", "16",
+                                     "--block-filters", "4,8", "--extra-data-dir", str(other),
+                                     "--finetune-epochs", "2", "--no-mirror-average")
+    config = load_classifier(model_dir).metadata.training_config
+    assert config["finetune_epochs"] == 2 and config["finetune_epochs_run"] == 2
+    assert 0 <= config["finetune_best_epoch"] <= 2
+    assert config["finetune_pair_auc_after"] >= config["finetune_pair_auc_before"]

@@ -13,9 +13,15 @@ What `python -m trainer.task --extra-data-dir ../shared/data/fer2013/train-other
 4. The served network is the same network with its logits layer cut to the happy and sad columns
    (`served_network`): a softmax over those two is p(happy | happy or sad), so the serving signature, calibration
    and decision rule stay exactly as for a two-class network.
+5. With `--finetune-epochs N` the seven-expression training is a pre-training: the served network is then
+   fine-tuned on the happy and sad faces alone (`fine_tune`), the usual transfer-learning second stage (Yosinski et
+   al., "How transferable are features in deep neural networks?", NeurIPS 2014), and the epoch with the best
+   validation pair AUC is kept (none of them, if fine-tuning never beats the pre-trained network).
 """
 
+import argparse
 import dataclasses
+import logging
 import os
 
 import keras
@@ -31,6 +37,12 @@ from trainer.files import is_folder, is_local, list_files
 DEFAULT_OTHER_WEIGHT: float = 0.5
 PAIR_AUC: str = "val_pair_auc"
 LOGITS_LAYER: str = "logits"
+# Fine-tuning's peak learning rate, as a share of the pre-training's (cosine decay to 0 from there, no warm-up):
+# small enough to adjust the pre-trained features rather than relearn them.
+FINETUNE_LEARNING_RATE_SHARE: float = 0.1
+FINETUNE_SEED_OFFSET: int = 1000  # fine-tuning's shuffling and augmentation draw from their own seeds
+
+log = logging.getLogger("trainer")
 
 
 def other_expression_names(extra_dir: str) -> tuple[str, ...]:
@@ -106,3 +118,62 @@ def served_network(trained: keras.Model, block_filters: tuple[int, ...], dropout
             weights = [kernel[:, :len(CLASS_NAMES)], bias[:len(CLASS_NAMES)]]
         layer.set_weights(weights)
     return served
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuning:
+    """What `fine_tune` did: epochs run, the epoch whose weights are kept (0: the pre-trained network's), and the
+    validation pair AUC before and after."""
+
+    epochs_run: int
+    best_epoch: int
+    pair_auc_before: float
+    pair_auc_after: float
+
+    def as_config(self) -> dict:
+        return {"finetune_epochs_run": self.epochs_run, "finetune_best_epoch": self.best_epoch,
+                "finetune_pair_auc_before": round(self.pair_auc_before, 6),
+                "finetune_pair_auc_after": round(self.pair_auc_after, 6)}
+
+
+def fine_tune(args: argparse.Namespace, served: keras.Model, images: np.ndarray, labels: np.ndarray,
+              val_images: np.ndarray, val_labels: np.ndarray, weight_decay: float,
+              targets: np.ndarray | None = None) -> FineTuning:
+    """Fine-tune `served` (from `served_network`) in place on happy/sad faces only, after pre-training on all
+    expressions: `--finetune-epochs` epochs at FINETUNE_LEARNING_RATE_SHARE of `--learning-rate`, decaying to 0
+    (cosine), with the training's augmentation, class weights and label smoothing.
+
+    images [n, 48, 48, 1] (0..255) with labels [n] (0 happy, 1 sad), or soft targets [n, 2] (distillation);
+    val_images and val_labels choose the epoch: the one with the best validation pair AUC is kept, or the
+    pre-trained weights if no epoch beats them.
+    """
+    seed = args.seed + FINETUNE_SEED_OFFSET
+    faces = augment.train_dataset(images, labels, augment.class_weights(labels, len(CLASS_NAMES))[labels],
+                                  len(CLASS_NAMES), seed=seed, batch_size=args.batch_size,
+                                  augment=not args.no_augment, low_resolution=args.low_resolution, targets=targets)
+    keras.utils.set_random_seed(seed)
+    before = served.get_weights()
+    pair_auc = PairAUC(val_images, val_labels)
+    pair_auc.set_model(served)
+    logs: dict = {}
+    pair_auc.on_epoch_end(-1, logs)
+    auc_before = logs[PAIR_AUC]
+    steps_per_epoch = int(np.ceil(len(images) / args.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate * FINETUNE_LEARNING_RATE_SHARE,
+                                                      steps_per_epoch * args.finetune_epochs)
+    served.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
+                   loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing))
+    stopping = keras.callbacks.EarlyStopping(monitor=PAIR_AUC, mode="max", patience=args.finetune_epochs,
+                                             restore_best_weights=True)
+    history = served.fit(faces, epochs=args.finetune_epochs, callbacks=[pair_auc, stopping], shuffle=False,
+                         verbose=2)
+    aucs = history.history[PAIR_AUC]
+    best = int(np.argmax(aucs))
+    if aucs[best] <= auc_before:
+        served.set_weights(before)
+        result = FineTuning(len(aucs), 0, auc_before, auc_before)
+    else:
+        result = FineTuning(len(aucs), best + 1, auc_before, float(aucs[best]))
+    log.info("fine-tuned on %d happy/sad faces: validation pair AUC %.4f -> %.4f (epoch %d of %d kept)",
+             len(images), result.pair_auc_before, result.pair_auc_after, result.best_epoch, result.epochs_run)
+    return result

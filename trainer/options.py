@@ -22,6 +22,7 @@ def recipe(args: argparse.Namespace) -> dict:
         "mixup": args.mixup,
         **({"low_resolution": args.low_resolution} if args.low_resolution else {}),
         **({"other_weight": args.other_weight} if args.extra_data_dir else {}),
+        **({"finetune_epochs": args.finetune_epochs} if args.finetune_epochs else {}),
         **({"teacher_weight": args.teacher_weight} if args.teacher else {}),
         "mirror_average": not args.no_mirror_average,
         **({"align_crops": True} if args.align_crops else {}),
@@ -93,6 +94,10 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
     parser.add_argument("--other-weight", type=float, default=expressions.DEFAULT_OTHER_WEIGHT,
                         help="loss weight of each face of another expression (happy and sad faces average 1; "
                              "default %(default)s)")
+    parser.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
+                        help="with --extra-data-dir: after training on all expressions (pre-training), fine-tune "
+                             "on happy/sad faces alone for up to N epochs at a tenth of the learning rate, keeping "
+                             "the epoch with the best validation AUC (0 = off)")
     parser.add_argument("--low-resolution", type=float, default=0.0, metavar="P",
                         help="probability that a training face is shrunk to 16-36 px and enlarged back, as small "
                              "faces in photos are (0 = off)")
@@ -146,6 +151,13 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
         parser.error("--low-resolution must be a probability between 0 and 1")
     if args.other_weight < 0:
         parser.error("--other-weight must be 0 or more")
+    if args.finetune_epochs < 0:
+        parser.error("--finetune-epochs must be 0 (off) or more")
+    if args.finetune_epochs and not args.extra_data_dir:
+        parser.error("--finetune-epochs fine-tunes after pre-training on --extra-data-dir's expressions: give "
+                     "that folder too")
+    if args.finetune_epochs and args.refit_of:
+        parser.error("--finetune-epochs cannot be refitted yet (--refit-of): train a validation run")
     if args.low_resolution and args.no_augment:
         parser.error("--low-resolution is an augmentation: it cannot be used with --no-augment")
     if args.other_weight != expressions.DEFAULT_OTHER_WEIGHT and not args.extra_data_dir:

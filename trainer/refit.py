@@ -110,7 +110,7 @@ def split(choices: Choices, listed: list[datasets.Example]) -> datasets.Split:
 RECORDED_DEFAULTS: dict = {
     "batch_size": 64, "learning_rate": 2e-3, "label_smoothing": 0.05, "dropout": DEFAULT_DROPOUT,
     "block_filters": list(DEFAULT_BLOCK_FILTERS), "augment": True, "mixup": 0.0, "low_resolution": 0.0,
-    "other_weight": None, "teacher_weight": None, "mirror_average": True, "align_crops": False,
+    "other_weight": None, "finetune_epochs": 0, "teacher_weight": None, "mirror_average": True, "align_crops": False,
     "backbone": BACKBONE_NONE,
     "backbone_weights": None, "backbone_input_size": None,
 }

@@ -224,6 +224,15 @@ def train(args: argparse.Namespace) -> dict:
     trained = network
     if other_names:
         network = expressions.served_network(trained, args.block_filters, args.dropout)
+    finetuned = None
+    if args.finetune_epochs:
+        pair = y_train < len(CLASS_NAMES)  # the happy/sad faces: the first ones, in teacher_p's order
+        finetuned = expressions.fine_tune(
+            args, network, x_train[pair], y_train[pair], x_val, y_val, WEIGHT_DECAY,
+            targets=distill.soft_targets(y_train[pair], teacher_p, args.teacher_weight, len(CLASS_NAMES))
+            if args.teacher else None)
+    if finetuned:
+        trained = network  # its weights are what the version names
 
     module = ServingModule(network, mirror_average=not args.no_mirror_average)
     if kept:
@@ -263,6 +272,7 @@ def train(args: argparse.Namespace) -> dict:
             "max_minutes": args.max_minutes or None,
             **options.recipe(args),
             **({"teachers": [t.metadata.model_version for t in teachers]} if args.teacher else {}),
+            **(finetuned.as_config() if finetuned else {}),
             "seed": args.seed,
             "parameters": int(network.count_params()), "train_seconds": round(train_seconds, 1),
         },
