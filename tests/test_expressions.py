@@ -142,7 +142,6 @@ def test_evaluating_a_capped_run_scores_the_faces_it_was_tested_on(tmp_path):
     (["--other-weight", "2"], "--extra-data-dir"),
     (["--finetune-epochs", "2"], "--extra-data-dir"),
     (["--finetune-epochs", "-1"], "--finetune-epochs"),
-    (["--finetune-epochs", "2", "--extra-data-dir", "other", "--refit-of", "run"], "cannot be refitted"),
 ])
 def test_training_options_that_cannot_work_are_one_clear_line(tmp_path, capsys, flags, words):
     from trainer import task
@@ -208,12 +207,26 @@ def test_fine_tuning_that_never_beats_the_pretrained_network_keeps_it():
         np.testing.assert_array_equal(kept, original)
 
 
-def test_a_fine_tuned_run_records_what_fine_tuning_did(tmp_path):
+def test_a_fine_tuned_run_records_what_fine_tuning_did_and_is_refitted_alike(tmp_path):
+    from trainer import task
+
     other = write_other_expressions(tmp_path / "other")
-    _, model_dir = train_small_model(tmp_path, PER_CLASS, "--epochs", "1", "--batch-size", "16",
-                                     "--block-filters", "4,8", "--extra-data-dir", str(other),
-                                     "--finetune-epochs", "2", "--no-mirror-average")
+    recipe = ["--batch-size", "16", "--block-filters", "4,8", "--extra-data-dir", str(other), "--finetune-epochs", "2",
+              "--no-mirror-average"]
+    data_dir, model_dir = train_small_model(tmp_path, PER_CLASS, "--epochs", "1", "--test-fraction", "0.2", *recipe)
     config = load_classifier(model_dir).metadata.training_config
     assert config["finetune_epochs"] == 2 and config["finetune_epochs_run"] == 2
     assert 0 <= config["finetune_best_epoch"] <= 2
     assert config["finetune_pair_auc_after"] >= config["finetune_pair_auc_before"]
+    # The refit pre-trains and fine-tunes to the validation run's best epochs, on the same schedules.
+    refit_dir = tmp_path / "refit"
+    assert task.main(["--data-dir", str(data_dir), "--output-dir", str(refit_dir), *recipe,
+                      "--refit-of", str(model_dir)]) == 0
+    refitted = load_classifier(refit_dir).metadata.training_config
+    assert refitted["finetune_epochs"] == 2
+    assert refitted["finetune_epochs_run"] == refitted["finetune_best_epoch"] == config["finetune_best_epoch"]
+    assert "finetune_pair_auc_after" not in refitted  # no validation faces left to score
+    # Without --finetune-epochs the recipe differs from the run's: refused, one line.
+    without = [flag for flag in recipe if flag not in ("--finetune-epochs", "2")]
+    assert task.main(["--data-dir", str(data_dir), "--output-dir", str(tmp_path / "again"), *without,
+                      "--refit-of", str(model_dir)]) == 2

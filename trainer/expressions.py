@@ -123,46 +123,41 @@ def served_network(trained: keras.Model, block_filters: tuple[int, ...], dropout
 @dataclasses.dataclass(frozen=True)
 class FineTuning:
     """What `fine_tune` did: epochs run, the epoch whose weights are kept (0: the pre-trained network's), and the
-    validation pair AUC before and after."""
+    validation pair AUC before and after (None for a refit)."""
 
     epochs_run: int
     best_epoch: int
-    pair_auc_before: float
-    pair_auc_after: float
+    pair_auc_before: float | None  # None: a refit, without validation faces
+    pair_auc_after: float | None
 
     def as_config(self) -> dict:
         return {"finetune_epochs_run": self.epochs_run, "finetune_best_epoch": self.best_epoch,
-                "finetune_pair_auc_before": round(self.pair_auc_before, 6),
-                "finetune_pair_auc_after": round(self.pair_auc_after, 6)}
+                **({"finetune_pair_auc_before": round(self.pair_auc_before, 6),
+                    "finetune_pair_auc_after": round(self.pair_auc_after, 6)}
+                   if self.pair_auc_before is not None else {})}
 
 
 def fine_tune(args: argparse.Namespace, served: keras.Model, images: np.ndarray, labels: np.ndarray,
               val_images: np.ndarray, val_labels: np.ndarray, weight_decay: float,
-              targets: np.ndarray | None = None) -> FineTuning:
+              targets: np.ndarray | None = None, stop_after: int | None = None) -> FineTuning:
     """Fine-tune `served` (from `served_network`) in place on happy/sad faces only, after pre-training on all
     expressions: `--finetune-epochs` epochs at FINETUNE_LEARNING_RATE_SHARE of `--learning-rate`, decaying to 0
     (cosine), with the training's augmentation, class weights and label smoothing.
 
     images [n, 48, 48, 1] (0..255) with labels [n] (0 happy, 1 sad), or soft targets [n, 2] (distillation);
     val_images and val_labels choose the epoch: the one with the best validation pair AUC is kept, or the
-    pre-trained weights if no epoch beats them.
+    pre-trained weights if no epoch beats them. A refit passes stop_after (its validation run's best fine-tuning
+    epoch) and no validation faces: it trains that many epochs of the same schedule and keeps the last.
     """
-    seed = args.seed + FINETUNE_SEED_OFFSET
-    faces = augment.train_dataset(images, labels, augment.class_weights(labels, len(CLASS_NAMES))[labels],
-                                  len(CLASS_NAMES), seed=seed, batch_size=args.batch_size,
-                                  augment=not args.no_augment, low_resolution=args.low_resolution, targets=targets)
-    keras.utils.set_random_seed(seed)
+    if stop_after is not None:
+        return _refit_fine_tuning(args, served, images, labels, weight_decay, targets, stop_after)
+    faces = _compiled_for_fine_tuning(args, served, images, labels, weight_decay, targets)
     before = served.get_weights()
     pair_auc = PairAUC(val_images, val_labels)
     pair_auc.set_model(served)
     logs: dict = {}
     pair_auc.on_epoch_end(-1, logs)
     auc_before = logs[PAIR_AUC]
-    steps_per_epoch = int(np.ceil(len(images) / args.batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate * FINETUNE_LEARNING_RATE_SHARE,
-                                                      steps_per_epoch * args.finetune_epochs)
-    served.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
-                   loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing))
     stopping = keras.callbacks.EarlyStopping(monitor=PAIR_AUC, mode="max", patience=args.finetune_epochs,
                                              restore_best_weights=True)
     history = served.fit(faces, epochs=args.finetune_epochs, callbacks=[pair_auc, stopping], shuffle=False,
@@ -177,3 +172,30 @@ def fine_tune(args: argparse.Namespace, served: keras.Model, images: np.ndarray,
     log.info("fine-tuned on %d happy/sad faces: validation pair AUC %.4f -> %.4f (epoch %d of %d kept)",
              len(images), result.pair_auc_before, result.pair_auc_after, result.best_epoch, result.epochs_run)
     return result
+
+
+def _compiled_for_fine_tuning(args: argparse.Namespace, served: keras.Model, images: np.ndarray,
+                              labels: np.ndarray, weight_decay: float, targets: np.ndarray | None):
+    """Compile `served` with fine-tuning's optimiser and schedule; the seeded, augmented training batches."""
+    seed = args.seed + FINETUNE_SEED_OFFSET
+    faces = augment.train_dataset(images, labels, augment.class_weights(labels, len(CLASS_NAMES))[labels],
+                                  len(CLASS_NAMES), seed=seed, batch_size=args.batch_size,
+                                  augment=not args.no_augment, low_resolution=args.low_resolution, targets=targets)
+    keras.utils.set_random_seed(seed)
+    steps_per_epoch = int(np.ceil(len(images) / args.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate * FINETUNE_LEARNING_RATE_SHARE,
+                                                      steps_per_epoch * args.finetune_epochs)
+    served.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
+                   loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing))
+    return faces
+
+
+def _refit_fine_tuning(args: argparse.Namespace, served: keras.Model, images: np.ndarray, labels: np.ndarray,
+                       weight_decay: float, targets: np.ndarray | None, epochs: int) -> FineTuning:
+    """A refit's fine-tuning: `epochs` epochs of the `--finetune-epochs` schedule, no validation faces."""
+    if epochs:
+        faces = _compiled_for_fine_tuning(args, served, images, labels, weight_decay, targets)
+        served.fit(faces, epochs=epochs, shuffle=False, verbose=2)
+    log.info("fine-tuned on %d happy/sad faces for %d of %d epochs (refit)", len(images), epochs,
+             args.finetune_epochs)
+    return FineTuning(epochs, epochs, None, None)

@@ -156,8 +156,6 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
     if args.finetune_epochs and not args.extra_data_dir:
         parser.error("--finetune-epochs fine-tunes after pre-training on --extra-data-dir's expressions: give "
                      "that folder too")
-    if args.finetune_epochs and args.refit_of:
-        parser.error("--finetune-epochs cannot be refitted yet (--refit-of): train a validation run")
     if args.low_resolution and args.no_augment:
         parser.error("--low-resolution is an augmentation: it cannot be used with --no-augment")
     if args.other_weight != expressions.DEFAULT_OTHER_WEIGHT and not args.extra_data_dir:

@@ -10,6 +10,8 @@ settings, epochs, temperature and threshold from its `facelabel.json`; the test 
 so its figures remain honest. The epochs are those of the weights the validation run serves (early stopping
 restores its best epoch, even when it ran to the end), on the learning-rate schedule it had; a run recorded before
 its best epoch was (before 2026-12-01) is refitted for all its epochs when it ran them all, and refused otherwise.
+A run fine-tuned after pre-training (`--finetune-epochs`) is refitted the same way twice: pre-training to its best
+epoch, then fine-tuning to its best fine-tuning epoch on its fine-tuning schedule.
 """
 
 import argparse
@@ -34,6 +36,8 @@ class Choices:
     epochs: int  # trained
     schedule_epochs: int  # the cosine schedule's length
     best_epoch_known: bool
+    finetune_epochs: int  # fine-tuning's schedule length (--finetune-epochs; 0: none)
+    finetune_best_epoch: int  # the fine-tuning epoch whose weights it serves (0: the pre-trained ones)
     temperature: float
     threshold: float
     validation_metrics: dict
@@ -86,6 +90,8 @@ def choices_of(model_dir: str | Path) -> Choices:
         epochs=epochs,
         schedule_epochs=int(config.get("schedule_epochs") or config.get("max_epochs") or epochs),
         best_epoch_known="best_epoch" in config,
+        finetune_epochs=int(config.get("finetune_epochs") or 0),
+        finetune_best_epoch=int(config.get("finetune_best_epoch") or 0),
         temperature=float(meta.temperature),
         threshold=float(meta.threshold),
         validation_metrics=dict(meta.validation_metrics or {}),
