@@ -57,12 +57,14 @@ class ReportProgress(beam.DoFn):
 
     def setup(self) -> None:
         self._count = 0
-        self._started = self._last = time.monotonic()
+        self._started = self._last = None
 
     def process(self, _row):
         self._count += 1
         now = time.monotonic()
-        if now - self._last >= PROGRESS_INTERVAL_SECONDS:
+        if self._started is None:  # the rate counts from this worker's first row, not from its start-up
+            self._started = self._last = now
+        elif now - self._last >= PROGRESS_INTERVAL_SECONDS:
             self._last = now
             log.info("progress: %d %s labelled by this worker (%.1f faces/s)", self._count,
                      "face" if self._count == 1 else "faces", self._count / (now - self._started))

@@ -282,6 +282,23 @@ def test_progress_is_counted_while_faces_are_classified(tiny_model_dir, tmp_path
     assert kinds.index("row") < len(kinds) - 1 - kinds[::-1].index("batch")  # a row before the last batch
 
 
+def test_progress_rate_counts_from_the_first_row_not_from_start_up(monkeypatch, caplog):
+    # A worker that spent 60 s loading models before its first row said "1 face labelled (0.0 faces/s)".
+    import logging
+
+    from pipeline import transforms
+
+    clock = iter([160.0, 160.5, 171.0])  # rows at 160 s (a minute after start-up), 160.5 s and 171 s
+    monkeypatch.setattr(transforms.time, "monotonic", lambda: next(clock))
+    step = transforms.ReportProgress()
+    step.setup()
+    with caplog.at_level(logging.INFO, logger="facelabel"):
+        for _ in range(3):
+            assert not list(step.process({}))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress:")]
+    assert lines == ["progress: 3 faces labelled by this worker (0.3 faces/s)"]  # 3 rows over 11 s
+
+
 def test_runs_checking_one_output_folder_at_once_do_not_trip_each_other(tmp_path):
     # Two runs started together into one folder each write and delete a probe file: with one shared name, one
     # deleted the other's probe and that run was told "not writable" instead of meeting the output lock.
