@@ -5,8 +5,9 @@ file_size and file_modified (bytes and modification time in Unix seconds when la
 relabels a file only when these changed, or when the model did), then the face columns: face (1 for the largest
 face found, 2 for the next, ...; empty for an image without a face), faces_found (how many faces the image has;
 empty with --faces none, where nothing is searched), face_box ("x y width height" in the upright image's pixels)
-and face_score (the face detector's confidence, 0..1). An image without a face has the label `no_face` and empty
-probabilities. The face columns come last so that readers of the earlier layout keep working.
+face_score (the face detector's confidence, 0..1) and face_detector (which detector found the face: `mtcnn`, or
+`blazeface` where MTCNN found none; their scores are not on one scale). An image without a face has the label
+`no_face` and empty probabilities. The face columns come last so that readers of the earlier layout keep working.
 `errors.csv`: path, error.
 Lines are produced with the `csv` module, so paths with commas, quotes or newlines round-trip through
 `csv.reader` exactly.
@@ -53,24 +54,31 @@ SCORE_DECIMALS: int = 4
 
 class FaceInfo(NamedTuple):
     """Where a labelled face is: its rank (1 = largest, 0 = none), faces in the image (-1: not searched),
-    its box (x, y, width, height in the upright image's pixels; None: the whole image) and detector score."""
+    its box (x, y, width, height in the upright image's pixels; None: the whole image), detector score and the
+    detector's name (`model.faces.Face.detector`; "" where no detector found it)."""
 
     face: int = 1
     faces_found: int = -1
     box: tuple[float, float, float, float] | None = None
     score: float | None = None
+    detector: str = ""
 
     def fields(self) -> list[str]:
         return [str(self.face) if self.face > 0 else "",
                 str(self.faces_found) if self.faces_found >= 0 else "",
                 " ".join(f"{v:.{BOX_DECIMALS}f}" for v in self.box) if self.box is not None else "",
-                f"{self.score:.{SCORE_DECIMALS}f}" if self.score is not None else ""]
+                f"{self.score:.{SCORE_DECIMALS}f}" if self.score is not None else "",
+                self.detector]
 
     @classmethod
     def parse(cls, fields: list[str]) -> "FaceInfo":
-        face, found, box, score = fields
+        """From the face columns of a row (or the first four, as written before face_detector: detector "")."""
+        face, found, box, score, *detector = fields
+        if len(detector) > 1:
+            raise ValueError(f"{len(fields)} face fields")
         return cls(int(face) if face else 0, int(found) if found else -1,
-                   tuple(float(v) for v in box.split()) if box else None, float(score) if score else None)
+                   tuple(float(v) for v in box.split()) if box else None, float(score) if score else None,
+                   detector[0] if detector else "")
 
 
 WHOLE_IMAGE = FaceInfo()
@@ -98,7 +106,9 @@ def labels_header(class_names: tuple[str, ...]) -> list[str]:
 LABEL_TAIL_COLUMNS: tuple[str, ...] = ("model_version", "file_size", "file_modified")
 
 
-FACE_COLUMNS: tuple[str, ...] = ("face", "faces_found", "face_box", "face_score")
+FACE_COLUMNS: tuple[str, ...] = ("face", "faces_found", "face_box", "face_score", "face_detector")
+# The face columns as written before face_detector (until 2026-12-01).
+FACE_COLUMNS_BEFORE_DETECTOR: tuple[str, ...] = FACE_COLUMNS[:-1]
 
 
 ERRORS_HEADER: list[str] = ["path", "error"]

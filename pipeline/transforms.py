@@ -193,7 +193,7 @@ class AlignFaces(beam.DoFn):
         for face_input in inputs:
             face = face_input.face  # None: a face thumbnail taken whole, in which the detector found none
             info = FaceInfo(face_input.rank, len(faces), face_input.original_box(decoded),
-                            None if face is None else face.score)
+                            None if face is None else face.score, "" if face is None else face.detector)
             yield FaceKey(key, info), face_input.pixels
 
 

@@ -46,6 +46,7 @@ def test_all_faces_gives_a_row_per_person(photo_folder, tmp_path):
     for pasted in boxes["group"]:
         assert max(box_overlap(pasted, box_of(r)) for r in group) >= MIN_BOX_OVERLAP
     assert all(r["label"] in ("happy", "sad") and 0.9 <= float(r["face_score"]) <= 1 for r in group)
+    assert {r["face_detector"] for r in group} == {"mtcnn"}
     areas = [box_of(r)[2] * box_of(r)[3] for r in group]
     assert areas == sorted(areas, reverse=True)
     assert summary["faces_labelled"] == 3 + 1 + 1  # group, single, crop
@@ -69,6 +70,7 @@ def test_largest_face_mode_is_one_row_per_image(photo_folder, tmp_path):
         assert row["label"] == NO_FACE and row["p_happy"] == row["p_sad"] == "" and row["faces_found"] == "0"
     crop = rows[str(root / "crop.png")]
     assert crop["label"] in ("happy", "sad") and crop["faces_found"] == "0" and crop["face_box"] == "0 0 48 48"
+    assert crop["face_detector"] == "" and single["face_detector"] == group["face_detector"] == "mtcnn"
     assert summary["labels"][NO_FACE] == 3 and summary["images_no_face"] == 3
     assert summary["labels"]["happy"] + summary["labels"]["sad"] == summary["images_labelled"] == 3
     assert (out / "errors.csv").read_text().splitlines() == ["path,error"]  # no face is not an error
@@ -80,7 +82,8 @@ def test_no_face_mode_labels_the_whole_image(photo_folder, tmp_path):
     summary = job.run(["--input", str(root), "--output", str(out), "--faces", "none"])
     rows = read_rows(out / "labels.csv")
     assert len(rows) == 6 and all(r["label"] in ("happy", "sad") for r in rows)
-    assert all(r["face"] == "1" and r["faces_found"] == r["face_box"] == r["face_score"] == "" for r in rows)
+    assert all(r["face"] == "1" and r["faces_found"] == r["face_box"] == r["face_score"] == r["face_detector"] == ""
+               for r in rows)
     assert summary["faces"] == "none" and summary["images_no_face"] == 0
 
 
@@ -199,6 +202,20 @@ def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, 
     assert "--faces none takes every image whole, but model" in caplog.text
 
 
+def test_rows_name_the_second_detector_where_it_found_the_face(photo_folder, tmp_path, monkeypatch):
+    """Where MTCNN finds no face and BlazeFace does, the row says so: its score is on BlazeFace's scale."""
+    from model import faces
+
+    root, boxes = photo_folder
+    monkeypatch.setattr(faces.FaceFinder, "_detect", lambda self, arrays: [[] for _ in arrays])  # MTCNN blind
+    out = tmp_path / "out"
+    job.run(["--input", str(root / "single.png"), "--output", str(out)])
+    [row] = read_rows(out / "labels.csv")
+    assert row["label"] in ("happy", "sad") and row["face_detector"] == faces.BLAZEFACE
+    assert float(row["face_score"]) >= faces.FALLBACK_MIN_SCORE
+    assert box_overlap(boxes["single"], box_of(row)) >= MIN_BOX_OVERLAP
+
+
 def test_incremental_relabels_faces_found_by_another_face_finder(tmp_path, caplog):
     """Rows written before the second face detector (summary.json without `face_finder`) or by another finder
     are not carried over where faces are found: an image that had no face may have one now."""
@@ -215,6 +232,10 @@ def test_incremental_relabels_faces_found_by_another_face_finder(tmp_path, caplo
                                           FACES_LARGEST)
     assert unusable_reason(path, records, {**before, "face_finder": FACE_FINDER}, CLASS_NAMES, FACES_LARGEST) is None
     assert unusable_reason(path, records, {"faces": FACES_NONE}, CLASS_NAMES, FACES_NONE) is None  # no finder
+    # Rows written before the face_detector column do not say which detector found their faces.
+    older = [labels_header(CLASS_NAMES)[:-1]]
+    assert "before the face_detector column" in unusable_reason(path, older, {**before, "face_finder": FACE_FINDER},
+                                                                CLASS_NAMES, FACES_LARGEST)
     # A run records its finder, so the next --incremental run over it carries rows over.
     folder = tmp_path / "in"
     folder.mkdir()

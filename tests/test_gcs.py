@@ -15,7 +15,7 @@ from pipeline import run as job
 from trainer import evaluate, task
 
 LABELS_HEADER = ["path", "label", "p_happy", "p_sad", "model_version", "file_size", "file_modified",
-                 "face", "faces_found", "face_box", "face_score"]
+                 "face", "faces_found", "face_box", "face_score", "face_detector"]
 TRAIN_PER_CLASS = 30
 
 

@@ -12,7 +12,7 @@ from conftest import encode, synthetic_face
 from pipeline import run as job
 
 LABELS_HEADER = ["path", "label", "p_happy", "p_sad", "model_version", "file_size", "file_modified",
-                 "face", "faces_found", "face_box", "face_score"]
+                 "face", "faces_found", "face_box", "face_score", "face_detector"]
 WEIRD_NAMES = ["with space.png", "comma,name.png", 'quote"name.png', "new\nline.png", "ünïcødé 笑.png"]
 
 
