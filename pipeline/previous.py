@@ -28,8 +28,8 @@ from model.faces import FACE_FINDER, FACE_FINDER_BEFORE
 from model.metadata import ModelMetadata, crop_framing
 from pipeline.inputs import display_path, file_key
 from pipeline.outputs import ENCODING, LABEL_ROWS_KEY, SUMMARY_FILE, output_lines
-from pipeline.rows import (FACE_COLUMNS, FACE_COLUMNS_BEFORE_DETECTOR, FACES_ALL, FACES_LARGEST, FACES_NONE,
-                           LABEL_TAIL_COLUMNS, NO_FACE, LabelRow, labels_header, parse_label_rows)
+from pipeline.rows import (FACES_ALL, FACES_LARGEST, FACES_NONE, LABEL_TAIL_COLUMNS, NO_FACE, LabelRow, labels_header,
+                           labels_header_before_detector, parse_label_rows)
 
 # How far a written row's probabilities may sum from 1 before it counts as edited: rounding to 6 decimals moves
 # the sum by a few millionths; an int8 copy's softmax comes in steps of 1/256 per class (sums of 1 exactly on 1,000
@@ -72,10 +72,11 @@ def unusable_reason(labels_path: str, records: list[list[str]] | None, summary: 
     finding (`model.faces.FACE_FINDER`, absent before 2026-12-01: MTCNN alone) this run's.
     """
     header = records[0] if records else None
-    if header is not None and header == labels_header(class_names)[:-len(FACE_COLUMNS)] + list(
-            FACE_COLUMNS_BEFORE_DETECTOR):
-        return f"{labels_path} was written before the face_detector column (2026-12-01)"
-    if header != labels_header(class_names):
+    older = header is not None and header == labels_header_before_detector(class_names)
+    if older and faces_mode != FACES_NONE:
+        return (f"{labels_path} was written before the face_detector column (2026-12-01): it does not say which "
+                "detector found each face")
+    if header != labels_header(class_names) and not older:  # with --faces none that column is empty anyway
         found = ("not readable as text" if records is None else "an empty file" if not records else
                  f"{len(header)} columns: " + ",".join(header[:4])[:80] + ("..." if len(header) > 4 else ""))
         return f"{labels_path} does not start with this model's labels header ({found})"

@@ -6,7 +6,7 @@ relabels a file only when these changed, or when the model did), then the face c
 face found, 2 for the next, ...; empty for an image without a face), faces_found (how many faces the image has;
 empty with --faces none, where nothing is searched), face_box ("x y width height" in the upright image's pixels)
 face_score (the face detector's confidence, 0..1) and face_detector (which detector found the face: `mtcnn`, or
-`blazeface` where MTCNN found none; their scores are not on one scale). An image without a face has the label
+`blazeface` where MTCNN found none, their scores not on one scale; empty where the whole image was taken). An image without a face has the label
 `no_face` and empty probabilities. The face columns come last so that readers of the earlier layout keep working.
 `errors.csv`: path, error.
 Lines are produced with the `csv` module, so paths with commas, quotes or newlines round-trip through
@@ -103,6 +103,11 @@ def labels_header(class_names: tuple[str, ...]) -> list[str]:
     return ["path", "label", *(f"p_{name}" for name in class_names), *LABEL_TAIL_COLUMNS, *FACE_COLUMNS]
 
 
+def labels_header_before_detector(class_names: tuple[str, ...]) -> list[str]:
+    """The header written before the face_detector column (until 2026-12-01); its rows still parse."""
+    return labels_header(class_names)[:-len(FACE_COLUMNS)] + list(FACE_COLUMNS_BEFORE_DETECTOR)
+
+
 LABEL_TAIL_COLUMNS: tuple[str, ...] = ("model_version", "file_size", "file_modified")
 
 
@@ -138,14 +143,15 @@ def no_face_row(key: FileKey, model_version: str, class_count: int) -> LabelRow:
 def parse_label_rows(text: str | Iterable[str], class_names: tuple[str, ...],
                      unreadable: list[int] | None = None) -> Iterator[LabelRow]:
     """Rows of a labels.csv written by this module (its whole text, or its lines as read with newline="");
-    nothing if its columns are not this model's.
+    nothing if its columns are not this model's (a file written before the face_detector column is read, its
+    rows with detector "").
 
     A row that does not parse (cut short, or edited by hand) is skipped, so its image is labelled again rather
     than the run failing; with `unreadable` given, the 1-based record number of each such row (header = 1) is
     appended to it.
     """
     reader = csv.reader(io.StringIO(text, newline="") if isinstance(text, str) else text)
-    if next(reader, None) != labels_header(class_names):
+    if next(reader, None) not in (labels_header(class_names), labels_header_before_detector(class_names)):
         return
     for number, fields in enumerate(reader, start=2):
         try:
@@ -160,7 +166,7 @@ def parse_label_fields(fields: list[str], class_names: tuple[str, ...]) -> Label
     IndexError if it is not one this module writes."""
     count = len(class_names)
     path, label, *rest = fields
-    if len(rest) != count + len(LABEL_TAIL_COLUMNS) + len(FACE_COLUMNS):
+    if len(rest) - count - len(LABEL_TAIL_COLUMNS) not in (len(FACE_COLUMNS), len(FACE_COLUMNS_BEFORE_DETECTOR)):
         raise ValueError(f"{len(fields)} fields")
     if label not in (*class_names, NO_FACE):
         raise ValueError(f"label {label!r}")

@@ -66,8 +66,8 @@ class ReportProgress(beam.DoFn):
             self._started = self._last = now
         elif now - self._last >= PROGRESS_INTERVAL_SECONDS:
             self._last = now
-            log.info("progress: %d %s labelled by this worker (%.1f faces/s)", self._count,
-                     "face" if self._count == 1 else "faces", self._count / (now - self._started))
+            log.info("progress: %d faces labelled by this worker (%.1f faces/s)", self._count,
+                     (self._count - 1) / (now - self._started))  # the rows after the first, over the time since
         return ()
 
 

@@ -100,6 +100,32 @@ def test_changing_the_faces_mode_relabels_an_incremental_run(photo_folder, tmp_p
     assert json.loads((out / "summary.json").read_text())["faces"] == "largest"
 
 
+def without_detector_column(labels) -> None:
+    """Rewrite a labels.csv as the job wrote it before the face_detector column (its last column)."""
+    import csv
+
+    with open(labels, newline="", encoding="utf-8") as handle:
+        records = list(csv.reader(handle))
+    with open(labels, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\r\n").writerows(record[:-1] for record in records)
+
+
+def test_labels_written_before_the_detector_column_are_relabelled_where_faces_are_found(photo_folder, tmp_path,
+                                                                                      caplog):
+    root, _ = photo_folder
+    for mode, carried in (("largest", 0), ("none", 6)):  # --faces none writes no detector: its rows carry over
+        out = tmp_path / mode
+        job.run(["--input", str(root), "--output", str(out), "--faces", mode])
+        without_detector_column(out / "labels.csv")
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="facelabel"):
+            again = job.run(["--input", str(root), "--output", str(out), "--faces", mode, "--incremental"])
+        assert again["images_carried_over"] == carried
+        assert ("before the face_detector column" in caplog.text) == (mode == "largest")
+        rows = read_rows(out / "labels.csv")
+        assert len(rows) == 6 and all("face_detector" in row for row in rows)  # written anew, with the column
+
+
 def test_a_face_row_lost_from_an_all_faces_run_relabels_that_image(photo_folder, tmp_path, caplog):
     """With --faces all, a group photo whose third face row was cut off was carried over with two faces."""
     root, _ = photo_folder

@@ -300,6 +300,7 @@ def test_face_rank_reads_the_rows_face_columns_as_the_job_writes_them():
     assert report.face_rank(prefix + ["1"], column) is None  # cut short
     assert report.face_rank(prefix + ["x", "y", "", ""], column) is None  # unreadable
     assert len(second_face.fields()) == len(FACE_COLUMNS)
+    assert report.face_rank(prefix + second_face.fields()[:-1], column) == 2  # written before face_detector
 
 
 def test_histogram_names_what_a_row_is():

@@ -296,7 +296,7 @@ def test_progress_rate_counts_from_the_first_row_not_from_start_up(monkeypatch, 
         for _ in range(3):
             assert not list(step.process({}))
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress:")]
-    assert lines == ["progress: 3 faces labelled by this worker (0.3 faces/s)"]  # 3 rows over 11 s
+    assert lines == ["progress: 3 faces labelled by this worker (0.2 faces/s)"]  # 2 more rows in 11 s
 
 
 def test_runs_checking_one_output_folder_at_once_do_not_trip_each_other(tmp_path):

@@ -142,7 +142,9 @@ def fine_tune(args: argparse.Namespace, served: keras.Model, images: np.ndarray,
               targets: np.ndarray | None = None, stop_after: int | None = None) -> FineTuning:
     """Fine-tune `served` (from `served_network`) in place on happy/sad faces only, after pre-training on all
     expressions: `--finetune-epochs` epochs at FINETUNE_LEARNING_RATE_SHARE of `--learning-rate`, decaying to 0
-    (cosine), with the training's augmentation, class weights and label smoothing.
+    (cosine), with the training's augmentation (mixup included), class weights and label smoothing. The epoch is
+    chosen on one pass per face (as early stopping chooses the pre-training's), also for a model served with
+    mirror averaging.
 
     images [n, 48, 48, 1] (0..255) with labels [n] (0 happy, 1 sad), or soft targets [n, 2] (distillation);
     val_images and val_labels choose the epoch: the one with the best validation pair AUC is kept, or the
@@ -180,7 +182,8 @@ def _compiled_for_fine_tuning(args: argparse.Namespace, served: keras.Model, ima
     seed = args.seed + FINETUNE_SEED_OFFSET
     faces = augment.train_dataset(images, labels, augment.class_weights(labels, len(CLASS_NAMES))[labels],
                                   len(CLASS_NAMES), seed=seed, batch_size=args.batch_size,
-                                  augment=not args.no_augment, low_resolution=args.low_resolution, targets=targets)
+                                  augment=not args.no_augment, low_resolution=args.low_resolution,
+                                  mixup_alpha=args.mixup, targets=targets)
     keras.utils.set_random_seed(seed)
     steps_per_epoch = int(np.ceil(len(images) / args.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate * FINETUNE_LEARNING_RATE_SHARE,

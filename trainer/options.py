@@ -96,8 +96,8 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
                              "default %(default)s)")
     parser.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
                         help="with --extra-data-dir: after training on all expressions (pre-training), fine-tune "
-                             "on happy/sad faces alone for up to N epochs at a tenth of the learning rate, keeping "
-                             "the epoch with the best validation AUC (0 = off)")
+                             "on happy/sad faces alone for N epochs at a tenth of the learning rate, keeping the "
+                             "epoch with the best validation AUC, or none (0 = off)")
     parser.add_argument("--low-resolution", type=float, default=0.0, metavar="P",
                         help="probability that a training face is shrunk to 16-36 px and enlarged back, as small "
                              "faces in photos are (0 = off)")
@@ -156,6 +156,8 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
     if args.finetune_epochs and not args.extra_data_dir:
         parser.error("--finetune-epochs fine-tunes after pre-training on --extra-data-dir's expressions: give "
                      "that folder too")
+    if args.finetune_epochs and args.max_minutes:
+        parser.error("--max-minutes budgets the pre-training only: it cannot be combined with --finetune-epochs")
     if args.low_resolution and args.no_augment:
         parser.error("--low-resolution is an augmentation: it cannot be used with --no-augment")
     if args.other_weight != expressions.DEFAULT_OTHER_WEIGHT and not args.extra_data_dir:

@@ -36,11 +36,11 @@ class Choices:
     epochs: int  # trained
     schedule_epochs: int  # the cosine schedule's length
     best_epoch_known: bool
-    finetune_epochs: int  # fine-tuning's schedule length (--finetune-epochs; 0: none)
-    finetune_best_epoch: int  # the fine-tuning epoch whose weights it serves (0: the pre-trained ones)
     temperature: float
     threshold: float
     validation_metrics: dict
+    # The fine-tuning epoch whose weights it serves (--finetune-epochs; 0: the pre-trained ones, or none run).
+    finetune_best_epoch: int = 0
 
 
 def read_metadata(model: str | Path) -> ModelMetadata:
@@ -90,11 +90,10 @@ def choices_of(model_dir: str | Path) -> Choices:
         epochs=epochs,
         schedule_epochs=int(config.get("schedule_epochs") or config.get("max_epochs") or epochs),
         best_epoch_known="best_epoch" in config,
-        finetune_epochs=int(config.get("finetune_epochs") or 0),
-        finetune_best_epoch=int(config.get("finetune_best_epoch") or 0),
         temperature=float(meta.temperature),
         threshold=float(meta.threshold),
         validation_metrics=dict(meta.validation_metrics or {}),
+        finetune_best_epoch=int(config.get("finetune_best_epoch") or 0),
     )
 
 
