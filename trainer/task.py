@@ -231,8 +231,8 @@ def train(args: argparse.Namespace) -> dict:
             args, network, x_train[pair], y_train[pair], x_val, y_val, WEIGHT_DECAY,
             targets=distill.soft_targets(y_train[pair], teacher_p, args.teacher_weight, len(CLASS_NAMES))
             if args.teacher else None, stop_after=kept.finetune_best_epoch if kept else None)
-    if finetuned:
-        trained = network  # its weights are what the version names
+    if finetuned and finetuned.best_epoch:
+        trained = network  # its weights are what the version names (kept pre-trained: the version of a run without)
 
     module = ServingModule(network, mirror_average=not args.no_mirror_average)
     if kept:
