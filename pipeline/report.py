@@ -34,7 +34,7 @@ from pipeline.outputs import (ERRORS_FILE, LABELS_FILE, REPORT_FILE, SUMMARY_FIL
                               output_files, output_lines)
 from pipeline.report_html import Grid, ReportView, Tile, render_report
 from pipeline.thumbnails import Thumbnails
-from pipeline.rows import FACE_COLUMNS, NO_FACE, FaceInfo
+from pipeline.rows import FACE_COLUMNS, FACE_COLUMNS_BEFORE_DETECTOR, NO_FACE, FaceInfo
 
 HTML_MIME: str = "text/html; charset=utf-8"
 
@@ -116,7 +116,9 @@ def face_rank(fields: list[str], face_column: int | None) -> int | None:
     columns, a `--faces none` run (nothing searched) or a row whose face columns cannot be read."""
     if face_column is None:
         return None
-    cells = (fields[face_column:face_column + len(FACE_COLUMNS)] + [""] * len(FACE_COLUMNS))[:len(FACE_COLUMNS)]
+    cells = fields[face_column:face_column + len(FACE_COLUMNS)]  # four in a file written before face_detector
+    if len(cells) < len(FACE_COLUMNS_BEFORE_DETECTOR):
+        return None
     try:
         info = FaceInfo.parse(cells)
     except ValueError:

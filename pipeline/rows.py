@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 from apache_beam.ml.inference.base import PredictionResult
 
+from model.faces import BLAZEFACE, MTCNN
+
 PROBABILITY_DECIMALS: int = 6
 RECORD_END: str = "\r\n"
 
@@ -72,10 +74,15 @@ class FaceInfo(NamedTuple):
 
     @classmethod
     def parse(cls, fields: list[str]) -> "FaceInfo":
-        """From the face columns of a row (or the first four, as written before face_detector: detector "")."""
+        """From the face columns of a row (or the first four, as written before face_detector: detector "").
+
+        Raises ValueError for fields this module does not write: a detector it does not know, or a score without
+        its detector (or the reverse) where the row has the column."""
         face, found, box, score, *detector = fields
         if len(detector) > 1:
             raise ValueError(f"{len(fields)} face fields")
+        if detector and (detector[0] not in DETECTORS or (detector[0] == "") != (score == "")):
+            raise ValueError(f"face_detector {detector[0]!r} with face_score {score!r}")
         return cls(int(face) if face else 0, int(found) if found else -1,
                    tuple(float(v) for v in box.split()) if box else None, float(score) if score else None,
                    detector[0] if detector else "")
@@ -112,6 +119,8 @@ LABEL_TAIL_COLUMNS: tuple[str, ...] = ("model_version", "file_size", "file_modif
 
 
 FACE_COLUMNS: tuple[str, ...] = ("face", "faces_found", "face_box", "face_score", "face_detector")
+# What face_detector may hold: "" where no detector found the face (the whole image taken).
+DETECTORS: tuple[str, ...] = ("", MTCNN, BLAZEFACE)
 # The face columns as written before face_detector (until 2026-12-01).
 FACE_COLUMNS_BEFORE_DETECTOR: tuple[str, ...] = FACE_COLUMNS[:-1]
 
@@ -151,22 +160,25 @@ def parse_label_rows(text: str | Iterable[str], class_names: tuple[str, ...],
     appended to it.
     """
     reader = csv.reader(io.StringIO(text, newline="") if isinstance(text, str) else text)
-    if next(reader, None) not in (labels_header(class_names), labels_header_before_detector(class_names)):
+    header = next(reader, None)
+    if header not in (labels_header(class_names), labels_header_before_detector(class_names)):
         return
+    face_columns = len(header) - len(labels_header(class_names)) + len(FACE_COLUMNS)
     for number, fields in enumerate(reader, start=2):
         try:
-            yield parse_label_fields(fields, class_names)
+            yield parse_label_fields(fields, class_names, face_columns)
         except (ValueError, IndexError):
             if unreadable is not None:
                 unreadable.append(number)
 
 
-def parse_label_fields(fields: list[str], class_names: tuple[str, ...]) -> LabelRow:
-    """One labels.csv record (already split into fields) of a model with these classes; ValueError or
-    IndexError if it is not one this module writes."""
+def parse_label_fields(fields: list[str], class_names: tuple[str, ...],
+                       face_columns: int = len(FACE_COLUMNS)) -> LabelRow:
+    """One labels.csv record (already split into fields) of a model with these classes, from a file with this
+    many face columns (its header's); ValueError or IndexError if it is not one this module writes."""
     count = len(class_names)
     path, label, *rest = fields
-    if len(rest) - count - len(LABEL_TAIL_COLUMNS) not in (len(FACE_COLUMNS), len(FACE_COLUMNS_BEFORE_DETECTOR)):
+    if len(rest) != count + len(LABEL_TAIL_COLUMNS) + face_columns:
         raise ValueError(f"{len(fields)} fields")
     if label not in (*class_names, NO_FACE):
         raise ValueError(f"label {label!r}")

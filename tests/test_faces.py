@@ -303,6 +303,8 @@ def test_second_detector_thresholds_and_landmarks():
     assert is_credible_fallback(FALLBACK_MIN_SCORE, FALLBACK_MIN_FACE_SHARE * 640, 640)
     assert not is_credible_fallback(FALLBACK_MIN_SCORE - 0.01, 640, 640)
     assert not is_credible_fallback(1.0, FALLBACK_MIN_FACE_SHARE * 640 - 1, 640)
+    # In a 20-pixel thumbnail a "face" of 8 pixels is far above the share, but below MTCNN's smallest face too.
+    assert not is_credible_fallback(1.0, 23, 20) and is_credible_fallback(1.0, 24, 40)
     # BlazeFace keypoints: the subject's eyes (right of the image first here), nose tip, mouth centre, ears.
     keypoints = np.array([[70, 40], [30, 41], [50, 60], [50, 80], [10, 50], [90, 50]], float)
     face = blazeface_face(np.array([5.0, 10.0, 95.0, 100.0]), 0.9, keypoints)

@@ -292,7 +292,7 @@ def test_face_rank_reads_the_rows_face_columns_as_the_job_writes_them():
     from pipeline.rows import FACE_COLUMNS, FaceInfo, WHOLE_IMAGE
     column = 7  # after path, label, p_happy, p_sad, model_version, file_size, file_modified
     prefix = ["a.jpg", "happy", "0.9", "0.1", "v", "10", "2026-01-01T00:00:00"]
-    second_face = FaceInfo(2, 3, (10.0, 20.0, 30.0, 40.0), 0.99)
+    second_face = FaceInfo(2, 3, (10.0, 20.0, 30.0, 40.0), 0.99, "mtcnn")
     assert report.face_rank(prefix + second_face.fields(), column) == 2
     assert report.face_rank(prefix + FaceInfo(0, 0).fields(), column) is None  # no face found
     assert report.face_rank(prefix + WHOLE_IMAGE.fields(), column) is None  # --faces none: nothing searched
@@ -301,6 +301,31 @@ def test_face_rank_reads_the_rows_face_columns_as_the_job_writes_them():
     assert report.face_rank(prefix + ["x", "y", "", ""], column) is None  # unreadable
     assert len(second_face.fields()) == len(FACE_COLUMNS)
     assert report.face_rank(prefix + second_face.fields()[:-1], column) == 2  # written before face_detector
+
+
+def test_label_rows_keep_to_their_header_s_face_columns():
+    """A row of a file with the face_detector column that lost that field, or holds a detector or score alone,
+    is not a row the job wrote (it would be carried over with a score and no detector): it does not parse."""
+    from pipeline.rows import FaceInfo, labels_header, labels_header_before_detector, parse_label_rows
+    from pipeline.rows import csv_line
+
+    classes = ("happy", "sad")
+    prefix = ["a.jpg", "happy", "0.900000", "0.100000", "v", "10", "1.000000"]
+    face = FaceInfo(1, 1, (10.0, 20.0, 30.0, 40.0), 0.99, "mtcnn").fields()
+
+    def parsed(header, fields):
+        unreadable = []
+        rows = list(parse_label_rows(csv_line(header) + "\r\n" + csv_line(fields) + "\r\n", classes, unreadable))
+        return rows, unreadable
+
+    [row], [] = parsed(labels_header(classes), prefix + face)
+    assert row.face.detector == "mtcnn" and row.face.score == 0.99
+    assert parsed(labels_header(classes), prefix + face[:-1]) == ([], [2])  # the detector field lost
+    assert parsed(labels_header(classes), prefix + face[:-1] + ["bogus"]) == ([], [2])
+    assert parsed(labels_header(classes), prefix + face[:-2] + ["", "mtcnn"]) == ([], [2])  # detector, no score
+    [old], [] = parsed(labels_header_before_detector(classes), prefix + face[:-1])
+    assert old.face.detector == "" and old.face.score == 0.99
+    assert parsed(labels_header_before_detector(classes), prefix + face) == ([], [2])
 
 
 def test_histogram_names_what_a_row_is():

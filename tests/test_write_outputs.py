@@ -172,7 +172,7 @@ def test_faces_of_one_image_keep_the_rows_order_across_runs_and_shards(tmp_path)
     """Rows of one path follow rows.sort_key (face rank as a number: 2 before 10), not their lines' text."""
     ranks = [10, 2, 1, 11, 3]
     rows = [LabelRow("gs://b/crowd.jpg", "happy", (0.9, 0.1), "v1", 5, "1.000000",
-                     FaceInfo(rank, 11, (0, 0, 9, 9), 0.99)) for rank in ranks]
+                     FaceInfo(rank, 11, (0, 0, 9, 9), 0.99, "mtcnn")) for rank in ranks]
     rows += [LabelRow(f"gs://b/{c}.jpg", "sad", (0.2, 0.8), "v1", 5, "1.000000") for c in "ayz"]
     write(rows, [], tmp_path, run_rows=2, shard_rows=3)
     got = [(row.path, row.face.face) for row in read_label_rows(str(tmp_path / "labels.csv"), CLASSES)]
