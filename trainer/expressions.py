@@ -171,8 +171,10 @@ def fine_tune(args: argparse.Namespace, served: keras.Model, images: np.ndarray,
         result = FineTuning(len(aucs), 0, auc_before, auc_before)
     else:
         result = FineTuning(len(aucs), best + 1, auc_before, float(aucs[best]))
-    log.info("fine-tuned on %d happy/sad faces: validation pair AUC %.4f -> %.4f (epoch %d of %d kept)",
-             len(images), result.pair_auc_before, result.pair_auc_after, result.best_epoch, result.epochs_run)
+    kept = (f"epoch {result.best_epoch} of {result.epochs_run} kept" if result.best_epoch else
+            f"no epoch of {result.epochs_run} beat it: the pre-trained weights kept")
+    log.info("fine-tuned on %d happy/sad faces: validation pair AUC %.4f -> %.4f (%s)", len(images),
+             result.pair_auc_before, result.pair_auc_after, kept)
     return result
 
 
