@@ -6,8 +6,9 @@ relabels a file only when these changed, or when the model did), then the face c
 face found, 2 for the next, ...; empty for an image without a face), faces_found (how many faces the image has;
 empty with --faces none, where nothing is searched), face_box ("x y width height" in the upright image's pixels)
 face_score (the face detector's confidence, 0..1) and face_detector (which detector found the face: `mtcnn`, or
-`blazeface` where MTCNN found none, their scores not on one scale; empty where the whole image was taken). An image without a face has the label
-`no_face` and empty probabilities. The face columns come last so that readers of the earlier layout keep working.
+`blazeface` where MTCNN found none, their scores not on one scale; empty where no detector found one). An image
+without a face has the label `no_face` and empty probabilities. The face columns come last so that readers of the
+earlier layout keep working.
 `errors.csv`: path, error.
 Lines are produced with the `csv` module, so paths with commas, quotes or newlines round-trip through
 `csv.reader` exactly.

@@ -164,13 +164,12 @@ def fine_tune(args: argparse.Namespace, served: keras.Model, images: np.ndarray,
                                              restore_best_weights=True)
     history = served.fit(faces, epochs=args.finetune_epochs, callbacks=[pair_auc, stopping], shuffle=False,
                          verbose=2)
-    aucs = history.history[PAIR_AUC]
-    best = int(np.argmax(aucs))
-    if aucs[best] <= auc_before:
+    epochs_run = len(history.history[PAIR_AUC])
+    if stopping.best <= auc_before:  # the best epoch, whose weights stopping restored, is no better
         served.set_weights(before)
-        result = FineTuning(len(aucs), 0, auc_before, auc_before)
+        result = FineTuning(epochs_run, 0, auc_before, auc_before)
     else:
-        result = FineTuning(len(aucs), best + 1, auc_before, float(aucs[best]))
+        result = FineTuning(epochs_run, stopping.best_epoch + 1, auc_before, float(stopping.best))
     kept = (f"epoch {result.best_epoch} of {result.epochs_run} kept" if result.best_epoch else
             f"no epoch of {result.epochs_run} beat it: the pre-trained weights kept")
     log.info("fine-tuned on %d happy/sad faces: validation pair AUC %.4f -> %.4f (%s)", len(images),
