@@ -24,6 +24,8 @@ def test_scored_counts_an_image_without_a_face_as_wrong_and_undecided(tiny_model
     assert result["images"] == 5 and result["no_face"] == 1
     assert result["accuracy"] == pytest.approx(3 / 5, abs=1e-4)  # the faceless happy photo counts as wrong
     assert result["sad_recall"] == pytest.approx(2 / 3, abs=1e-4)
+    assert result["happy_recall"] == pytest.approx(1 / 2, abs=1e-4)  # the faceless happy photo is a miss
+    assert result["balanced_accuracy"] == pytest.approx((1 / 2 + 2 / 3) / 2, abs=1e-4)
     # p_sad of the faceless photo is 0.5: it ranks above the sad photo called happy (0.3), below the others.
     assert result["roc_auc"] == pytest.approx(5 / 6, abs=1e-4)
     as_unreadable = photos.scored(classifier, labels, p_happy, unreadable=[1])  # the same NaN, from a bad file
