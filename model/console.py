@@ -106,9 +106,12 @@ def native_stderr_filtered_live(noise: re.Pattern):
     read_end, write_end = os.pipe()
     os.dup2(write_end, STDERR_FD)
     os.close(write_end)
+    # The forwarder's own copy of the real stderr, made here: a block that ends at once closes `saved` before the
+    # thread may have run.
+    forward_to = os.dup(saved)
 
     def forward() -> None:
-        with os.fdopen(read_end, "rb") as lines, os.fdopen(os.dup(saved), "wb", buffering=0) as out:
+        with os.fdopen(read_end, "rb") as lines, os.fdopen(forward_to, "wb", buffering=0) as out:
             for line in lines:
                 if line.strip() and not noise.search(line.decode("utf-8", "replace")):
                     out.write(line)

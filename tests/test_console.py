@@ -101,6 +101,28 @@ def test_the_live_filter_passes_native_lines_on_as_they_come_and_drops_noise(cap
     assert capfd.readouterr().err == "last line, no newline"
 
 
+class _StartsOnJoin:
+    """A thread that runs only when joined: the slowest start the scheduler could give the forwarder."""
+
+    def __init__(self, target, name=None, daemon=None):
+        self.target = target
+
+    def start(self):
+        pass
+
+    def join(self, timeout=None):
+        self.target()
+
+
+def test_the_live_filter_forwards_a_block_that_ends_before_its_thread_starts(capfd, monkeypatch):
+    # CI saw "Exception in thread stderr-filter ... Bad file descriptor": a run refused at once closed the saved
+    # stderr before the forwarder had copied it.
+    monkeypatch.setattr(console.threading, "Thread", _StartsOnJoin)
+    with console.native_stderr_filtered_live(re.compile(r"^noise")):
+        os.write(2, b"noise line\nrefused at once\n")
+    assert capfd.readouterr().err == "refused at once\n"
+
+
 def test_beams_glob_translation_warning_is_dropped_and_other_future_warnings_kept():
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("default")
