@@ -63,68 +63,87 @@ ERRORS_ONLY = "2"  # TensorFlow's C++ log levels: 0 all, 1 no INFO, 2 no WARNING
 # Where the process's stderr really goes: fd 2, except while native_stderr_filtered captures it (a line that must
 # reach the user at once, such as a stop during start-up, is written here).
 real_stderr_fd: int = STDERR_FD
+# fd 2 is one per process: threads (Beam's worker threads building LiteRT interpreters) take turns redirecting it,
+# or the second would save the first's capture file as "the real stderr" and restore fd 2 to it once it is closed.
+_redirecting = threading.RLock()
 
 
 @contextlib.contextmanager
 def native_stderr_filtered(noise: re.Pattern = NATIVE_NOISE):
     """Capture what native code writes to file descriptor 2 inside the block; afterwards write back every
-    captured line that does not match `noise`."""
-    sys.stderr.flush()
-    try:
-        saved = os.dup(STDERR_FD)
-    except OSError:  # no stderr to filter (closed by whoever started us)
-        yield
-        return
+    captured line that does not match `noise`. Blocks in several threads run one at a time; nested blocks in one
+    thread nest."""
     global real_stderr_fd
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), STDERR_FD)
-        real_stderr_fd = saved
+    with _redirecting:
+        sys.stderr.flush()
         try:
+            saved = os.dup(STDERR_FD)
+        except OSError:  # no stderr to filter (closed by whoever started us)
             yield
+            return
+        outer = real_stderr_fd
+        # Set before fd 2 moves: a stop signal in between writes its line to the real stderr, not the capture.
+        real_stderr_fd = saved if outer == STDERR_FD else outer
+        try:
+            with tempfile.TemporaryFile() as captured:
+                os.dup2(captured.fileno(), STDERR_FD)
+                try:
+                    yield
+                finally:
+                    sys.stderr.flush()
+                    os.dup2(saved, STDERR_FD)
+                    captured.seek(0)
+                    kept = [line for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+                            if line.strip() and not noise.search(line)]
+                    sys.stderr.write("".join(kept))
+                    sys.stderr.flush()
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, STDERR_FD)
-            real_stderr_fd = STDERR_FD
+            real_stderr_fd = outer
             os.close(saved)
-            captured.seek(0)
-            kept = [line for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True)
-                    if line.strip() and not noise.search(line)]
-            sys.stderr.write("".join(kept))
-            sys.stderr.flush()
 
 
 @contextlib.contextmanager
 def native_stderr_filtered_live(noise: re.Pattern):
     """Like native_stderr_filtered, for a long block (a training run): each line native code writes to file
     descriptor 2 is passed on as it comes, unless it matches `noise`, so our own log lines are not held back."""
-    sys.stderr.flush()
-    try:
-        saved = os.dup(STDERR_FD)
-    except OSError:  # no stderr to filter
-        yield
-        return
-    read_end, write_end = os.pipe()
-    os.dup2(write_end, STDERR_FD)
-    os.close(write_end)
-    # The forwarder's own copy of the real stderr, made here: a block that ends at once closes `saved` before the
-    # thread may have run.
-    forward_to = os.dup(saved)
-
-    def forward() -> None:
-        with os.fdopen(read_end, "rb") as lines, os.fdopen(forward_to, "wb", buffering=0) as out:
-            for line in lines:
-                if line.strip() and not noise.search(line.decode("utf-8", "replace")):
-                    out.write(line)
-
-    forwarder = threading.Thread(target=forward, name="stderr-filter", daemon=True)
-    forwarder.start()
-    try:
-        yield
-    finally:
+    with _redirecting:
         sys.stderr.flush()
-        os.dup2(saved, STDERR_FD)  # closes the pipe's last write end: the forwarder reads to the end and stops
-        os.close(saved)
-        forwarder.join(timeout=FORWARDER_JOIN_S)
+        try:
+            saved = os.dup(STDERR_FD)
+        except OSError:  # no stderr to filter
+            yield
+            return
+        # Everything the forwarder needs is made, and the forwarder started, before fd 2 moves: a block that ends
+        # at once (a run refused before training) closes `saved` before the thread may have run.
+        read_end, write_end = os.pipe()
+        forward_to = os.dup(saved)
+
+        def forward() -> None:
+            with os.fdopen(read_end, "rb") as lines, os.fdopen(forward_to, "wb", buffering=0) as out:
+                for line in lines:
+                    if line.strip() and not noise.search(line.decode("utf-8", "replace")):
+                        out.write(line)
+
+        forwarder = threading.Thread(target=forward, name="stderr-filter", daemon=True)
+        try:
+            forwarder.start()
+        except BaseException:
+            for fd in (read_end, write_end, forward_to, saved):
+                os.close(fd)
+            raise
+        write_end_open = True
+        try:
+            os.dup2(write_end, STDERR_FD)
+            os.close(write_end)
+            write_end_open = False
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, STDERR_FD)  # closes the pipe's last write end: the forwarder reads to the end and stops
+            if write_end_open:  # fd 2 never moved
+                os.close(write_end)
+            os.close(saved)
+            forwarder.join(timeout=FORWARDER_JOIN_S)
 
 
 class DropNoise(logging.Filter):

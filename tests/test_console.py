@@ -5,7 +5,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+import types
 import warnings
 
 from conftest import synthetic_face
@@ -117,10 +119,38 @@ class _StartsOnJoin:
 def test_the_live_filter_forwards_a_block_that_ends_before_its_thread_starts(capfd, monkeypatch):
     # CI saw "Exception in thread stderr-filter ... Bad file descriptor": a run refused at once closed the saved
     # stderr before the forwarder had copied it.
-    monkeypatch.setattr(console.threading, "Thread", _StartsOnJoin)
+    monkeypatch.setattr(console, "threading", types.SimpleNamespace(Thread=_StartsOnJoin))  # console's threads only
     with console.native_stderr_filtered_live(re.compile(r"^noise")):
         os.write(2, b"noise line\nrefused at once\n")
     assert capfd.readouterr().err == "refused at once\n"
+
+
+def test_capture_blocks_in_two_threads_leave_stderr_where_it_was(capfd):
+    # Beam's worker threads build LiteRT interpreters inside native_stderr_filtered. Interleaved (A in, B in,
+    # A out, B out), B saved A's capture file as "the real stderr" and left fd 2 on it: every later line was lost.
+    a_inside, b_trying = threading.Event(), threading.Event()
+
+    def first():
+        with console.native_stderr_filtered(re.compile(r"^noise")):
+            a_inside.set()
+            b_trying.wait(10)
+            time.sleep(0.1)  # B is at the door (or, unserialised, inside) when A leaves
+            os.write(2, b"from A\n")
+
+    def second():
+        a_inside.wait(10)
+        b_trying.set()
+        with console.native_stderr_filtered(re.compile(r"^noise")):
+            time.sleep(0.3)  # unserialised, B would leave after A
+            os.write(2, b"noise from B\nfrom B\n")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    os.write(2, b"after both\n")
+    assert capfd.readouterr().err.splitlines() == ["from A", "from B", "after both"]
 
 
 def test_beams_glob_translation_warning_is_dropped_and_other_future_warnings_kept():

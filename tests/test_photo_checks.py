@@ -28,6 +28,8 @@ def test_scored_counts_an_image_without_a_face_as_wrong_and_undecided(tiny_model
     assert result["balanced_accuracy"] == pytest.approx((1 / 2 + 2 / 3) / 2, abs=1e-4)
     # p_sad of the faceless photo is 0.5: it ranks above the sad photo called happy (0.3), below the others.
     assert result["roc_auc"] == pytest.approx(5 / 6, abs=1e-4)
+    only_happy = photos.scored(classifier, labels[:2], p_happy[:2])  # a class the folder lacks is not averaged
+    assert only_happy["balanced_accuracy"] == only_happy["happy_recall"] == pytest.approx(1 / 2, abs=1e-4)
     as_unreadable = photos.scored(classifier, labels, p_happy, unreadable=[1])  # the same NaN, from a bad file
     assert as_unreadable["no_face"] == 0 and as_unreadable["unreadable"] == 1
     assert as_unreadable["accuracy"] == result["accuracy"]

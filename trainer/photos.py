@@ -2,12 +2,13 @@
 
 Three checks, each printed and written as JSON:
 - `--data-dir`: a folder with one sub-folder per class of real face photos (e.g. muxspace): accuracy, ROC AUC,
-  sad and happy recall and balanced accuracy of the largest face's label, an image without a face counting as wrong (p_happy 0.5 for the AUC);
+  sad and happy recall and balanced accuracy of the largest face's label, an image without a face counting as
+  wrong (p_happy 0.5 for the AUC);
 - `--faceless`: folders of photos without people: the share that comes out `no_face`;
 - `--composites`: FER2013 validation faces (the model's own split; its test split if it has one, which is the
-  validation split of models trained without one, so models are compared on the same faces) pasted into 640x480 scenes at a random
-  position, a third of the height, turned by up to 15 degrees: the share given the bare face's label; and the
-  same validation faces as they are, in the default mode: accuracy, ROC AUC and sad recall.
+  validation split of models trained without one, so models are compared on the same faces) pasted into 640x480
+  scenes at a random position, a third of the height, turned by up to 15 degrees: the share given the bare face's
+  label; and the same validation faces as they are, in the default mode: the figures of `--data-dir`.
 
     python -m trainer.photos --model model/default --data-dir ../shared/data/muxspace \\
         --faceless ../shared/data/no-faces/scenes --composites ../shared/data/fer2013/train
@@ -70,19 +71,20 @@ def photo_metrics(classifier: Classifier, finder: FaceFinder, data_dir: str) -> 
 
 
 def scored(classifier: Classifier, labels: np.ndarray, p_first: np.ndarray, unreadable: list[int] = ()) -> dict:
-    """Accuracy, ROC AUC, sad and happy recall and balanced accuracy (their mean, which a folder's share of happy
-    faces does not move) of p_<first class> (NaN: no face or unreadable, counted wrong, 0.5 for the AUC); "no_face"
-    and "unreadable" count the two kinds of NaN apart (unreadable: indexes into labels)."""
+    """Accuracy, ROC AUC, sad and happy recall and balanced accuracy (their mean over the classes the folder
+    holds, which its share of happy faces does not move) of p_<first class> (NaN: no face or unreadable, counted
+    wrong, 0.5 for the AUC); "no_face" and "unreadable" count the two kinds of NaN apart (unreadable: indexes into
+    labels)."""
     chosen = classifier.metadata.decide(np.stack([p_first, 1 - p_first], axis=1))
     found = ~np.isnan(p_first)
     correct = found & (chosen == labels)
     sad = CLASS_NAMES.index("sad")
-    recall = {name: float((correct & (labels == index)).sum() / max(1, (labels == index).sum()))
-              for index, name in enumerate(CLASS_NAMES)}
+    recall = {name: float((correct & (labels == index)).sum() / (labels == index).sum())
+              for index, name in enumerate(CLASS_NAMES) if (labels == index).any()}  # classes the folder holds
     return {"images": len(labels), "no_face": int((~found).sum()) - len(unreadable), "unreadable": len(unreadable),
             "accuracy": round(float(correct.mean()), 4),
             "roc_auc": round(roc_auc(labels == sad, 1 - np.where(found, p_first, UNDECIDED)), 4),
-            "sad_recall": round(recall["sad"], 4), "happy_recall": round(recall["happy"], 4),
+            "sad_recall": round(recall.get("sad", 0.0), 4), "happy_recall": round(recall.get("happy", 0.0), 4),
             "balanced_accuracy": round(float(np.mean(list(recall.values()))), 4)}
 
 
