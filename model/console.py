@@ -69,16 +69,30 @@ _redirecting = threading.RLock()
 
 
 @contextlib.contextmanager
+def _stderr_saved():
+    """Holds fd 2 for this thread (see _redirecting) and yields a copy of where it points now, closed afterwards;
+    None where the process has no stderr (closed by whoever started us)."""
+    with _redirecting:
+        sys.stderr.flush()
+        try:
+            saved = os.dup(STDERR_FD)
+        except OSError:
+            yield None
+            return
+        try:
+            yield saved
+        finally:
+            os.close(saved)
+
+
+@contextlib.contextmanager
 def native_stderr_filtered(noise: re.Pattern = NATIVE_NOISE):
     """Capture what native code writes to file descriptor 2 inside the block; afterwards write back every
     captured line that does not match `noise`. Blocks in several threads run one at a time; nested blocks in one
     thread nest."""
     global real_stderr_fd
-    with _redirecting:
-        sys.stderr.flush()
-        try:
-            saved = os.dup(STDERR_FD)
-        except OSError:  # no stderr to filter (closed by whoever started us)
+    with _stderr_saved() as saved:
+        if saved is None:
             yield
             return
         outer = real_stderr_fd
@@ -99,18 +113,14 @@ def native_stderr_filtered(noise: re.Pattern = NATIVE_NOISE):
                     sys.stderr.flush()
         finally:
             real_stderr_fd = outer
-            os.close(saved)
 
 
 @contextlib.contextmanager
 def native_stderr_filtered_live(noise: re.Pattern):
     """Like native_stderr_filtered, for a long block (a training run): each line native code writes to file
     descriptor 2 is passed on as it comes, unless it matches `noise`, so our own log lines are not held back."""
-    with _redirecting:
-        sys.stderr.flush()
-        try:
-            saved = os.dup(STDERR_FD)
-        except OSError:  # no stderr to filter
+    with _stderr_saved() as saved:
+        if saved is None:
             yield
             return
         # Everything the forwarder needs is made, and the forwarder started, before fd 2 moves: a block that ends
@@ -128,21 +138,16 @@ def native_stderr_filtered_live(noise: re.Pattern):
         try:
             forwarder.start()
         except BaseException:
-            for fd in (read_end, write_end, forward_to, saved):
+            for fd in (read_end, write_end, forward_to):
                 os.close(fd)
             raise
-        write_end_open = True
         try:
             os.dup2(write_end, STDERR_FD)
-            os.close(write_end)
-            write_end_open = False
             yield
         finally:
             sys.stderr.flush()
-            os.dup2(saved, STDERR_FD)  # closes the pipe's last write end: the forwarder reads to the end and stops
-            if write_end_open:  # fd 2 never moved
-                os.close(write_end)
-            os.close(saved)
+            os.dup2(saved, STDERR_FD)
+            os.close(write_end)  # with fd 2 moved back, the pipe's last write end: the forwarder reads to the end
             forwarder.join(timeout=FORWARDER_JOIN_S)
 
 
