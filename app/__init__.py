@@ -2,6 +2,6 @@
 
 `server` holds the Flask app; `templates/index.html` is its one page. Like the pipeline, it labels with the
 shared face finding and alignment (`model.align.find_face_inputs`, as `--faces all` does) and
-`model.saved.load_classifier`, so a face gets the same answer
-here as in a labelling run with the same model.
+`model.saved.load_classifier` with mirror averaging (`model.mirror`, as the job where it finds faces), so a face
+gets the same answer here as in a labelling run with the same model.
 """

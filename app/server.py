@@ -32,6 +32,7 @@ from model.contract import DEFAULT_MODEL_DIR
 from model.faces import BLAZEFACE, MTCNN, FaceFinder, decode_for_faces
 from model.metadata import RULE_THRESHOLD, ModelMetadata
 from model.preprocess import ImageDecodeError
+from model.mirror import served
 from model.saved import Classifier, ModelLoadError, load_classifier
 from pipeline.face_images import face_png, png_data_uri
 from pipeline.model_files import localize_model
@@ -174,8 +175,9 @@ def rejection(err: Exception) -> str:
 
 
 def create_app(model_dir: str) -> Flask:
-    """The Flask app serving one model (a local or gs:// folder), loaded once, here, so a bad path fails now."""
-    classifier = load_classifier(localize_model(str(model_dir)))
+    """The Flask app serving one model (a local or gs:// folder), loaded once, here, so a bad path fails now; served
+    as the job's default mode serves it, each face averaged with its mirror image (model.mirror)."""
+    classifier = served(load_classifier(localize_model(str(model_dir))), True)
     finder = FaceFinder()
     app = Flask(__name__)
     app.request_class = InMemoryRequest

@@ -3,7 +3,9 @@
 Workflow (every run a fresh `python -m pipeline.run` subprocess, one after another, never two at once):
 1. Build temp folders: --photos JPEG photos per size in PHOTO_MEGAPIXELS (a blotchy scene with one shared
    FER2013 face pasted at a third of its height, like a portrait), and --crops shared FER2013 faces (48x48).
-2. Label each photo folder in the default mode (largest) and the crops in each mode (largest, all, none).
+2. Label each photo folder in the default mode (largest) and the crops in each mode (largest, all, none); the
+   crops and the smallest photos once more in the default mode with `--mirror-average off`, the price of the
+   mirror pass (model.mirror).
 3. Print a table: images/s inside the run (summary.json's images / wall_seconds), process seconds, faces found,
    peak RSS of the process tree; write the figures as JSON (--json).
 
@@ -33,6 +35,7 @@ DEFAULT_PHOTOS: int = 20
 DEFAULT_CROPS: int = 2_000
 SEED: int = 2026
 CROP_MODES: tuple[str, ...] = ("largest", "all", "none")
+NO_MIRROR: tuple[str, ...] = ("--mirror-average", "off")
 COLUMNS: tuple[tuple[str, str, int, str], ...] = (
     ("measurement", "run", 30, "s"), ("files", "files", 6, "d"), ("faces", "faces", 6, "d"),
     ("no face", "no_face", 7, "d"), ("img/s", "images_per_second", 8, ".1f"), ("inside s", "inside_seconds", 8, ".1f"),
@@ -58,10 +61,10 @@ def make_photos(folder: Path, megapixels: int, count: int, faces: list[Path], rn
     return folder
 
 
-def label(name: str, folder: Path, mode: str, work: Path, model: str) -> dict:
+def label(name: str, folder: Path, mode: str, work: Path, model: str, *flags: str) -> dict:
     output = work / f"out-{name}"
     result = run_measured(name, [sys.executable, "-m", "pipeline.run", "--input", str(folder), "--output",
-                                 str(output), "--model", model, "--faces", mode], work / "logs")
+                                 str(output), "--model", model, "--faces", mode, *flags], work / "logs")
     summary = json.loads((output / "summary.json").read_text())
     inside = summary["wall_seconds"]
     return {**result, "run": name, "files": summary["images_matched"], "faces": summary["faces_labelled"],
@@ -77,10 +80,14 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict]:
     for i in range(args.crops):
         link(faces[i % len(faces)], crops / f"{i:06d}_{faces[i % len(faces)].name}")
     rows = [label(f"{mode} mode, {args.crops} crops", crops, mode, work, args.model) for mode in CROP_MODES]
+    rows.append(label(f"largest, {args.crops} crops, no mirror", crops, "largest", work, args.model, *NO_MIRROR))
     for megapixels in PHOTO_MEGAPIXELS:
         folder = make_photos(work / f"photos{megapixels}", megapixels, args.photos, faces, rng)
         width, height = photo_size(megapixels)
         rows.append(label(f"largest, {megapixels} MP {width}x{height}", folder, "largest", work, args.model))
+        if megapixels == PHOTO_MEGAPIXELS[0]:
+            rows.append(label(f"largest, {megapixels} MP, no mirror", folder, "largest", work, args.model,
+                              *NO_MIRROR))
     return rows
 
 

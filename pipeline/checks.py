@@ -13,6 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from model.blazeface import BlazeFace, FaceDetectorUnavailable
 from model.contract import DEFAULT_MODEL_DIR
 from model.lite import PRECISION_FLOAT32, PRECISION_INT8, check_int8_model
+from model.mirror import served_metadata
 from pipeline.inputs import InputError, InputSpec, Survey, check_input, input_warnings, resolve_input
 from pipeline.model_files import check_reachable, is_local, localize_model, root_cause
 from pipeline.outputs import IncompleteOutputError, output_files
@@ -128,15 +129,18 @@ def check_runner_paths(args: argparse.Namespace, options: PipelineOptions) -> No
             raise UserError(f"{flag} {path} is on this machine; {runner} workers need a gs:// path")
 
 
-def check_model(model_uri: str, precision: str = PRECISION_FLOAT32):
+def check_model(model_uri: str, precision: str = PRECISION_FLOAT32, mirror_average: bool = False):
     """Check the model's metadata and serving signature here (without loading it: the workers load it, once
     per process), so a wrong path or shape fails now rather than on every worker; with precision int8, that
-    it has an int8 copy. Returns the metadata of the model as served (an int8 copy's version ends in +int8)."""
+    it has an int8 copy. Returns the metadata of the model as served (an int8 copy's version ends in +int8, one
+    served with mirror averaging in +mirror: model.mirror)."""
     from model.saved import ModelLoadError, check_classifier  # TensorFlow: imported only once it is needed
     try:
         local = localize_model(model_uri)
         metadata = check_classifier(local)
-        return check_int8_model(local, model_uri) if precision == PRECISION_INT8 else metadata
+        if precision == PRECISION_INT8:
+            metadata = check_int8_model(local, model_uri)
+        return served_metadata(metadata, mirror_average)
     except (ModelLoadError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
     except Exception as err:

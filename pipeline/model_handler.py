@@ -17,6 +17,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model.contract import DEFAULT_MODEL_DIR
 from model.lite import PRECISION_FLOAT32, PRECISION_INT8, PRECISIONS, LiteClassifier, load_int8_classifier
+from model.mirror import MirrorAveraged, served
 from model.saved import Classifier, load_classifier
 from pipeline.model_files import localize_model
 
@@ -65,9 +66,10 @@ def limit_tensorflow_threads(threads: int) -> None:
         logging.getLogger("facelabel").debug("TensorFlow already initialised; thread pools left as they are")
 
 
-class ClassifierHandler(ModelHandler[np.ndarray, PredictionResult, Classifier | LiteClassifier]):
+class ClassifierHandler(ModelHandler[np.ndarray, PredictionResult, Classifier | LiteClassifier | MirrorAveraged]):
     """Runs a facelabel model on batches of preprocessed faces (float32 [48, 48, 1] each): the SavedModel, or
-    with precision PRECISION_INT8 its int8 copy (whose rows carry the version `<version>+int8`).
+    with precision PRECISION_INT8 its int8 copy (whose rows carry the version `<version>+int8`); with
+    mirror_average, each face averaged with its mirror image (model.mirror; rows carry `<version>+mirror`).
 
     model_uri None means the shipped default model, found in the package installed where the model is loaded
     (a Dataflow worker's copy is not at the launching machine's path).
@@ -75,12 +77,13 @@ class ClassifierHandler(ModelHandler[np.ndarray, PredictionResult, Classifier | 
 
     def __init__(self, model_uri: str | None, min_batch_size: int | None = None,
                  max_batch_size: int | None = None, inference_threads: int = 0,
-                 precision: str = PRECISION_FLOAT32):
+                 precision: str = PRECISION_FLOAT32, mirror_average: bool = False):
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self._model_uri = model_uri
         self._precision = precision
+        self._mirror_average = mirror_average
         # Every distinct batch size costs TensorFlow's oneDNN kernels a new set of cached primitives (memory and
         # JIT time), so batches have one size unless a smaller minimum turns Beam's adaptive sizing back on.
         max_batch_size = max_batch_size or DEFAULT_MAX_BATCH_SIZE
@@ -88,14 +91,16 @@ class ClassifierHandler(ModelHandler[np.ndarray, PredictionResult, Classifier | 
         self._batch_kwargs = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
         self._inference_threads = inference_threads
 
-    def load_model(self) -> Classifier | LiteClassifier:
+    def load_model(self) -> Classifier | LiteClassifier | MirrorAveraged:
         folder = DEFAULT_MODEL_DIR if self._model_uri is None else localize_model(self._model_uri)
         if self._precision == PRECISION_INT8:
-            return load_int8_classifier(folder, self._inference_threads or os.cpu_count() or 1)
-        limit_tensorflow_threads(self._inference_threads)
-        return load_classifier(folder)
+            classifier = load_int8_classifier(folder, self._inference_threads or os.cpu_count() or 1)
+        else:
+            limit_tensorflow_threads(self._inference_threads)
+            classifier = load_classifier(folder)
+        return served(classifier, self._mirror_average)
 
-    def run_inference(self, batch: Sequence[np.ndarray], model: Classifier | LiteClassifier,
+    def run_inference(self, batch: Sequence[np.ndarray], model: Classifier | LiteClassifier | MirrorAveraged,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
         probabilities = model(padded(np.stack(batch)))[: len(batch)]
         chosen = model.metadata.decide(probabilities)

@@ -7,8 +7,9 @@ Workflow:
    anything else is a shell-like glob) and read the files' bytes.
 3. LabelImages, two models in a row (Beam's cascade pattern): Decode -> FindFaces (RunInference with the face
    detector) -> AlignFaces (`model.align`) -> Classify (RunInference with the SavedModel, or its int8 copy with
-   --precision int8; batched, keyed by path and face) -> rows; an image without a face becomes a `no_face`
-   row. With --faces none: Preprocess (the whole image) -> Classify.
+   --precision int8; each face averaged with its mirror image where faces are found; batched, keyed by path
+   and face) -> rows; an image without a face becomes a `no_face` row. With --faces none: Preprocess (the
+   whole image) -> Classify.
 4. WriteOutputs: labels.csv, errors.csv and summary.json in the output folder.
 
 Only the job's own flags are declared here; every other flag goes to Beam's PipelineOptions, so the same
@@ -46,6 +47,7 @@ from model.contract import DEFAULT_MODEL_DIR
 from model.faces import FACE_FINDER
 from model.lite import INT8_VERSION_SUFFIX, PRECISION_FLOAT32, PRECISIONS
 from model.metadata import ModelMetadata
+from model.mirror import MIRROR_AUTO, MIRROR_SETTINGS, MIRROR_VERSION_SUFFIX, mirror_wanted
 from pipeline.checks import (UserError, check_face_finder, check_input_path, check_model, check_output,
                              check_previous_labels, check_runner_paths, is_default_model, is_remote_runner)
 from pipeline.flags import at_least, bad_pipeline_args, error_rate
@@ -105,6 +107,11 @@ def build_parser() -> console.OneLineParser:
                              "python -m trainer.quantize --write; the shipped model has one), several times faster "
                              "per face on most CPUs; a few faces near the threshold may get the other label, so its "
                              f"rows carry the model version with {INT8_VERSION_SUFFIX}")
+    parser.add_argument("--mirror-average", choices=MIRROR_SETTINGS, default=MIRROR_AUTO,
+                        help="average each face's answer with its mirror image's (steadier, better ranked; two "
+                             "classifier passes per face): 'auto' (default) where faces are found, not with "
+                             "--faces none; 'on'; 'off'. Rows of a model so served carry its version with "
+                             f"{MIRROR_VERSION_SUFFIX}")
     parser.add_argument("--report", action="store_true",
                         help="after a run that waits for its end, also write report.html (counts, histogram, "
                              "errors, faces) into --output; see python -m pipeline.report")
@@ -177,7 +184,8 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir:
     worker_model = None if is_default_model(args.model) else args.model
     labelled = read["images"] | "LabelImages" >> LabelImages(
         worker_model, args.min_batch_size, args.max_batch_size, inference_threads(args, pipeline.options),
-        args.faces, info["model_version"], len(class_names), args.precision, metadata.aligned_crops)
+        args.faces, info["model_version"], len(class_names), args.precision, metadata.aligned_crops,
+        info["mirror_average"])
     labels = (labelled["labels"], read["carried"]) | "AllLabels" >> beam.Flatten()
     errors = (read["errors"], labelled["errors"]) | "AllErrors" >> beam.Flatten()
     _ = {"matched": read["matched"], "labels": labels, "errors": errors, "carried": read["carried"]} | \
@@ -208,7 +216,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
     waits = not (dry_run or options.view_as(StandardOptions).no_wait_until_finish)
     try:
         source, survey = check_input_path(args.input)
-        metadata = check_model(args.model, args.precision)
+        mirror = mirror_wanted(args.mirror_average, args.faces != FACES_NONE)
+        metadata = check_model(args.model, args.precision, mirror)
         check_output(args.output)
         if args.faces != FACES_NONE:
             check_face_finder()
@@ -238,6 +247,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         "faces": args.faces,
         "face_finder": FACE_FINDER if args.faces != FACES_NONE else None,
         "precision": args.precision,
+        "mirror_average": metadata.model_version.endswith(MIRROR_VERSION_SUFFIX),
         "started_at": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
         "started_unix": started,
     }

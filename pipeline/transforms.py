@@ -203,14 +203,16 @@ class LabelImages(beam.PTransform):
     Two models in a row (Beam's cascade pattern), each with its own RunInference and model handler:
         Decode -> FindFaces (face detector) -> AlignFaces -> Classify (the SavedModel) -> ToRows
     With faces=FACES_NONE there is no detector: Preprocess (the whole image) -> Classify -> ToRows.
-    model_uri None: the shipped default model (see ClassifierHandler); precision: its SavedModel or int8 copy.
+    model_uri None: the shipped default model (see ClassifierHandler); precision: its SavedModel or int8 copy;
+    mirror_average: each face averaged with its mirror image (model.mirror).
     model_version and class_count (of the model as served) fill the rows of images without a face;
     aligned_crops is the model's `ModelMetadata.aligned_crops` (how face-sized images reach it).
     """
 
     def __init__(self, model_uri: str | None, min_batch_size: int | None = None, max_batch_size: int | None = None,
                  inference_threads: int = 0, faces: str = FACES_LARGEST, model_version: str = "",
-                 class_count: int = 2, precision: str = PRECISION_FLOAT32, aligned_crops: bool = False):
+                 class_count: int = 2, precision: str = PRECISION_FLOAT32, aligned_crops: bool = False,
+                 mirror_average: bool = False):
         super().__init__()
         if faces not in FACE_MODES:
             raise ValueError(f"faces must be one of {FACE_MODES}, got {faces!r}")
@@ -220,7 +222,8 @@ class LabelImages(beam.PTransform):
         self._aligned_crops = aligned_crops
         self._inference_threads = inference_threads
         self._handler = KeyedModelHandler(
-            ClassifierHandler(model_uri, min_batch_size, max_batch_size, inference_threads, precision))
+            ClassifierHandler(model_uri, min_batch_size, max_batch_size, inference_threads, precision,
+                              mirror_average))
 
     def expand(self, images):
         if self._faces == FACES_NONE:

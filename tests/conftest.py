@@ -58,13 +58,11 @@ def train_small_model(root: Path, per_class: int, *flags: str) -> tuple[Path, Pa
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A real, tiny network fitted on synthetic bright/dark faces and exported like the shipped model."""
+def tiny_network():
+    """A real, tiny Keras network fitted on synthetic bright (happy) and dark (sad) faces."""
     import keras
 
-    from model.metadata import RULE_THRESHOLD, ModelMetadata
     from model.network import build_network
-    from trainer.export import ServingModule, export_model
 
     keras.utils.set_random_seed(0)
     images = np.stack([np.asarray(synthetic_face(i % 2 == 0, seed=i), np.float32)[..., None] for i in range(128)])
@@ -73,9 +71,29 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     network.compile(optimizer=keras.optimizers.Adam(1e-2),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     network.fit(images, labels, epochs=30, batch_size=16, verbose=0)
-    metadata = ModelMetadata(model_version="tiny-test-model", decision_rule=RULE_THRESHOLD, threshold=0.5,
-                             trained_on={"synthetic": 128})
-    return export_model(ServingModule(network), metadata, tmp_path_factory.mktemp("tiny_model"))
+    return network
+
+
+def export_tiny(network, folder: Path, mirror_average: bool, version: str) -> Path:
+    """network exported as the trainer exports it, with or without mirror averaging inside (its metadata says)."""
+    from model.metadata import RULE_THRESHOLD, ModelMetadata
+    from trainer.export import ServingModule, export_model
+
+    metadata = ModelMetadata(model_version=version, decision_rule=RULE_THRESHOLD, threshold=0.5,
+                             trained_on={"synthetic": 128}, training_config={"mirror_average": mirror_average})
+    return export_model(ServingModule(network, mirror_average=mirror_average), metadata, folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_network, tmp_path_factory) -> Path:
+    """tiny_network exported like the shipped models before 2026-12-01: mirror averaging inside the network."""
+    return export_tiny(tiny_network, tmp_path_factory.mktemp("tiny_model"), True, "tiny-test-model")
+
+
+@pytest.fixture(scope="session")
+def tiny_single_view_model_dir(tiny_network, tmp_path_factory) -> Path:
+    """tiny_network exported like the shipped model: one pass per face (`--no-mirror-average`)."""
+    return export_tiny(tiny_network, tmp_path_factory.mktemp("tiny_single_view"), False, "tiny-single-view")
 
 
 @pytest.fixture(scope="session")

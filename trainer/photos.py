@@ -9,6 +9,8 @@ Three checks, each printed and written as JSON:
   validation split of models trained without one, so models are compared on the same faces) pasted into 640x480
   scenes at a random position, a third of the height, turned by up to 15 degrees: the share given the bare face's
   label; and the same validation faces as they are, in the default mode: the figures of `--data-dir`.
+Faces are averaged with their mirror images as the job does where it finds faces (`--mirror-average auto`,
+model.mirror); `--mirror-average off` measures the single pass.
 
     python -m trainer.photos --model model/default --data-dir ../shared/data/muxspace \\
         --faceless ../shared/data/no-faces/scenes --composites ../shared/data/fer2013/train
@@ -27,6 +29,7 @@ from PIL import Image
 from model.align import find_face_inputs
 from model.contract import CLASS_NAMES, is_image_path
 from model.faces import FaceFinder, decode_for_faces
+from model.mirror import MIRROR_AUTO, MIRROR_SETTINGS, mirror_wanted, served
 from model.preprocess import ImageDecodeError
 from model.saved import Classifier, ModelLoadError, load_classifier
 from trainer.data import Example, list_examples, load_arrays, split_as_trained
@@ -159,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="folder with one sub-folder per class of face photos")
     parser.add_argument("--faceless", nargs="*", default=[], help="folders of photos without faces")
     parser.add_argument("--composites", help="FER2013 data folder the model was trained on (for its split)")
+    parser.add_argument("--mirror-average", choices=MIRROR_SETTINGS, default=MIRROR_AUTO,
+                        help="as the job's flag; 'auto' (default): on, as every check here finds faces")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     if not (args.data_dir or args.faceless or args.composites):
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: faceless folder not found: {missing[0]}", file=sys.stderr)
         return console.USAGE_ERROR_STATUS
     try:
-        classifier = load_classifier(args.model)
+        classifier = served(load_classifier(args.model), mirror_wanted(args.mirror_average, True))
         finder = FaceFinder()
         results = {}
         if args.data_dir:

@@ -31,6 +31,7 @@ LEFT_OUT: dict[str, str] = {
     "incremental": "a flag without a value; a nightly template run writes into a new dated folder",
     "max_error_rate": "its exit status needs a launcher that waits for the job; a template launch does not",
     "report": "needs a launcher that waits for the job; run make report RUN=gs://... afterwards",
+    "mirror_average": "its default (auto) follows faces: averaged where faces are found, one pass with faces=none",
 }
 
 

@@ -1,0 +1,109 @@
+"""Mirror averaging at labelling time (model.mirror): the same answers as a network exported with it inside, in the
+pipeline where faces are found (`--mirror-average auto`), in the rows' model version, and in `--incremental`."""
+
+import numpy as np
+import pytest
+
+from conftest import read_rows, synthetic_face
+from model.mirror import (MIRROR_AUTO, MIRROR_OFF, MIRROR_ON, MIRROR_VERSION_SUFFIX, MirrorAveraged,
+                          average_with_mirror, mirror_wanted, served)
+from model.saved import load_classifier
+from pipeline import run as job
+
+
+def lopsided_faces(count: int, seed: int) -> np.ndarray:
+    """float32 [count, 48, 48, 1] faces brighter on one side than the other, so a face and its mirror differ."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(-60, 60, 48, dtype=np.float32)[None, None, :, None] * rng.uniform(-1, 1, (count, 1, 1, 1))
+    base = rng.uniform(60, 190, (count, 1, 1, 1)).astype(np.float32)
+    return np.clip(base + ramp + rng.normal(0, 25, (count, 48, 48, 1)), 0, 255).astype(np.float32)
+
+
+@pytest.fixture
+def faces(tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(10):
+        synthetic_face(i % 2 == 0, seed=900 + i).save(root / f"face_{i:02d}.png")
+    return root
+
+
+def test_averaged_probabilities_are_those_of_the_averaged_logits():
+    rng = np.random.default_rng(3)
+    logits, mirrored, temperature = rng.normal(0, 4, (50, 3)), rng.normal(0, 4, (50, 3)), 0.8
+
+    def softmax(x):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    expected = softmax((logits + mirrored) / 2 / temperature)
+    got = average_with_mirror(softmax(logits / temperature), softmax(mirrored / temperature))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_served_with_mirror_answers_as_the_network_exported_with_it(tiny_single_view_model_dir, tiny_model_dir):
+    single = load_classifier(tiny_single_view_model_dir)
+    inside = load_classifier(tiny_model_dir)  # the same weights, mirror averaging inside the SavedModel
+    faces = lopsided_faces(40, seed=1)
+    averaged = served(single, True)
+    assert isinstance(averaged, MirrorAveraged)
+    assert averaged.metadata.model_version == "tiny-single-view" + MIRROR_VERSION_SUFFIX
+    assert np.abs(single(faces) - inside(faces)).max() > 1e-3  # the mirror pass changes these faces' answers
+    np.testing.assert_allclose(averaged(faces), inside(faces), atol=1e-5)
+    assert served(single, False) is single
+
+
+def test_a_network_that_averages_already_is_served_unchanged(tiny_model_dir):
+    inside = load_classifier(tiny_model_dir)
+    assert served(inside, True) is inside and inside.metadata.model_version == "tiny-test-model"
+
+
+@pytest.mark.parametrize("setting, finds_faces, wanted", [
+    (MIRROR_AUTO, True, True), (MIRROR_AUTO, False, False), (MIRROR_ON, False, True), (MIRROR_OFF, True, False)])
+def test_auto_averages_where_faces_are_found(setting, finds_faces, wanted):
+    assert mirror_wanted(setting, finds_faces) is wanted
+
+
+def test_an_unknown_setting_is_refused():
+    with pytest.raises(ValueError, match="must be one of"):
+        mirror_wanted("yes", True)
+
+
+def test_the_job_marks_rows_and_answers_as_the_averaged_classifier(tiny_single_view_model_dir, faces, tmp_path):
+    common = ["--input", str(faces), "--model", str(tiny_single_view_model_dir), "--faces", "none"]
+    plain = job.run([*common, "--output", str(tmp_path / "plain")])
+    averaged = job.run([*common, "--output", str(tmp_path / "mirror"), "--mirror-average", "on"])
+    assert plain["model_version"] == "tiny-single-view" and plain["mirror_average"] is False
+    assert averaged["model_version"] == "tiny-single-view+mirror" and averaged["mirror_average"] is True
+    rows = read_rows(tmp_path / "mirror" / "labels.csv")
+    assert len(rows) == 10 and {r["model_version"] for r in rows} == {"tiny-single-view+mirror"}
+    from model.preprocess import preprocess_image
+    classifier = served(load_classifier(tiny_single_view_model_dir), True)
+    for row in rows:
+        with open(row["path"], "rb") as handle:
+            expected = classifier(preprocess_image(handle.read())[None])[0]
+        assert abs(float(row["p_happy"]) - expected[0]) < 1e-5
+
+
+def test_where_faces_are_found_the_job_averages_by_default(tiny_single_view_model_dir, faces, tmp_path):
+    summary = job.run(["--input", str(faces), "--model", str(tiny_single_view_model_dir),
+                       "--output", str(tmp_path / "o")])
+    assert summary["faces"] == "largest" and summary["mirror_average"] is True
+    assert summary["model_version"].endswith(MIRROR_VERSION_SUFFIX)
+
+
+def test_changing_mirror_averaging_relabels_an_incremental_run(tiny_single_view_model_dir, faces, tmp_path):
+    args = ["--input", str(faces), "--output", str(tmp_path / "out"), "--model", str(tiny_single_view_model_dir),
+            "--faces", "none", "--incremental"]
+    job.run(args)
+    assert job.run([*args, "--mirror-average", "on"])["images_carried_over"] == 0
+    assert job.run([*args, "--mirror-average", "on"])["images_carried_over"] == 10
+    assert job.run(args)["images_carried_over"] == 0
+
+
+def test_a_bad_setting_is_one_error_line(faces, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        job.main(["--input", str(faces), "--output", str(tmp_path / "o"), "--mirror-average", "yes"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--mirror-average" in err and err.count("\n") == 1, err
