@@ -11,7 +11,7 @@ import sys
 from conftest import PROJECT_ROOT, encode, synthetic_face
 from pipeline.flex_template import main as entry
 from pipeline.flex_template.metadata import LEFT_OUT, METADATA_FILE, TEMPLATE_PARAMETERS, template_metadata
-from pipeline.run import build_parser
+from pipeline.flags import build_parser
 from test_dataflow import built_jobs, project_copy  # noqa: F401  (fixtures)
 
 TEMPLATE_DIR = PROJECT_ROOT / "pipeline" / "flex_template"

@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from pipeline.run import build_parser
+from pipeline.flags import build_parser
 
 METADATA_FILE: Path = Path(__file__).resolve().parent / "metadata.json"
 TEMPLATE_NAME: str = "facelabel"
