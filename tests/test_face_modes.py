@@ -185,6 +185,7 @@ def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, 
     from model.contract import DEFAULT_MODEL_DIR
     from model.faces import FaceFinder, decode_for_faces
     from model.metadata import ModelMetadata
+    from model.mirror import served
     from model.saved import load_classifier
     from pipeline.face_images import aligned_face_data_uri
 
@@ -207,7 +208,7 @@ def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, 
     for path in shown:  # the report's tiles show the face as this model saw it: aligned, not the whole crop
         assert aligned_face_data_uri(path.read_bytes(), 1, finder, aligned_crops=True) in page
         assert aligned_face_data_uri(path.read_bytes(), 1, finder, aligned_crops=False) not in page
-    classifier = load_classifier(model_dir)
+    classifier = served(load_classifier(model_dir), True)  # as the default mode serves it: with the mirror pass
     moved = 0
     for row in read_rows(tmp_path / "out" / "labels.csv"):
         image = decode_for_faces((crops / row["path"].rsplit("/", 1)[-1]).read_bytes()).image
