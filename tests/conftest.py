@@ -30,6 +30,14 @@ def synthetic_face(bright: bool, seed: int, size: int = 48) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
 
 
+def synthetic_face_folder(folder: Path, count: int, seed: int) -> Path:
+    """folder (created) with count synthetic faces face_NN.png, bright (happy) and dark (sad) in turn."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        synthetic_face(i % 2 == 0, seed=seed + i).save(folder / f"face_{i:02d}.png")
+    return folder
+
+
 def read_rows(path: Path) -> list[dict]:
     """The rows of a CSV written by the job (labels.csv, errors.csv), as dictionaries by column name."""
     import csv

@@ -4,7 +4,7 @@ pipeline where faces are found (`--mirror-average auto`), in the rows' model ver
 import numpy as np
 import pytest
 
-from conftest import read_rows, synthetic_face
+from conftest import read_rows, synthetic_face_folder
 from model.mirror import (MIRROR_AUTO, MIRROR_OFF, MIRROR_ON, MIRROR_VERSION_SUFFIX, MirrorAveraged,
                           average_with_mirror, mirror_wanted, served)
 from model.saved import load_classifier
@@ -21,11 +21,7 @@ def lopsided_faces(count: int, seed: int) -> np.ndarray:
 
 @pytest.fixture
 def faces(tmp_path):
-    root = tmp_path / "in"
-    root.mkdir()
-    for i in range(10):
-        synthetic_face(i % 2 == 0, seed=900 + i).save(root / f"face_{i:02d}.png")
-    return root
+    return synthetic_face_folder(tmp_path / "in", 10, seed=900)
 
 
 def test_averaged_probabilities_are_those_of_the_averaged_logits():

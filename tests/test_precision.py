@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import read_rows, synthetic_face
+from conftest import read_rows, synthetic_face, synthetic_face_folder
 from model.lite import INT8_FILENAME, INT8_VERSION_SUFFIX, load_int8_classifier
 from model.saved import load_classifier
 from pipeline import run as job
@@ -15,11 +15,7 @@ from pipeline.model_handler import ClassifierHandler
 
 @pytest.fixture
 def faces(tmp_path):
-    root = tmp_path / "in"
-    root.mkdir()
-    for i in range(12):
-        synthetic_face(i % 2 == 0, seed=700 + i).save(root / f"face_{i:02d}.png")
-    return root
+    return synthetic_face_folder(tmp_path / "in", 12, seed=700)
 
 
 def test_int8_labels_like_the_saved_model_and_marks_its_rows(tiny_int8_model_dir, faces, tmp_path):

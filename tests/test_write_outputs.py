@@ -9,7 +9,7 @@ import random
 import apache_beam as beam
 import pytest
 
-from conftest import synthetic_face
+from conftest import synthetic_face, synthetic_face_folder
 from pipeline import run as job
 from pipeline import sorted_files
 from pipeline.outputs import (IncompleteOutputError, output_files, output_lines, read_label_rows, shard_name)
@@ -113,7 +113,7 @@ def test_incremental_run_on_an_incomplete_shard_set_is_one_error_line(tiny_model
     """A damaged previous output stops --incremental before anything runs: exit 2, one line, outputs kept."""
     from pipeline import run as job
 
-    folder = faces(tmp_path / "in", 2, seed=70)
+    folder = synthetic_face_folder(tmp_path / "in", 2, seed=70)
     out = tmp_path / "out"
     write(label_rows(120, seed=3), [], out, run_rows=50, shard_rows=40)
     (out / shard_name("labels.csv", 0, 3)).unlink()
@@ -127,15 +127,8 @@ def test_incremental_run_on_an_incomplete_shard_set_is_one_error_line(tiny_model
     assert sorted(p.name for p in out.iterdir()) == before
 
 
-def faces(folder, count, seed):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        synthetic_face(i % 2 == 0, seed=seed + i).save(folder / f"face_{i:02d}.png")
-    return folder
-
-
 def test_runs_promote_report_and_carry_over_shard_sets(tiny_model_dir, tmp_path, monkeypatch, capsys):
-    folder, out = faces(tmp_path / "in", 9, seed=40), tmp_path / "out"
+    folder, out = synthetic_face_folder(tmp_path / "in", 9, seed=40), tmp_path / "out"
     model = ["--model", str(tiny_model_dir)]
     monkeypatch.setattr(sorted_files, "SHARD_ROWS", 4)
     monkeypatch.setattr(sorted_files, "RUN_ROWS", 3)
