@@ -31,8 +31,8 @@ from model.blazeface import FaceDetectorUnavailable
 from model.contract import DEFAULT_MODEL_DIR
 from model.faces import BLAZEFACE, MTCNN, FaceFinder, decode_for_faces
 from model.metadata import RULE_THRESHOLD, ModelMetadata
-from model.preprocess import ImageDecodeError
 from model.mirror import served
+from model.preprocess import ImageDecodeError
 from model.saved import Classifier, ModelLoadError, load_classifier
 from pipeline.face_images import face_png, png_data_uri
 from pipeline.model_files import localize_model
