@@ -72,6 +72,10 @@ class LiteClassifier:
     [batch, classes]. The interpreter's input has one batch size at a time: a new size re-plans its memory, so
     callers keep sizes few (the pipeline pads batches to powers of two)."""
 
+    # Its probabilities come in steps of 1/256: TensorFlow Lite's int8 softmax output has scale 1/256 (TensorFlow
+    # Lite 8-bit quantization specification, SOFTMAX: output scale 1.0 / 256.0, zero point -128).
+    probability_step: float = 1 / 256
+
     def __init__(self, flatbuffer: bytes, threads: int, metadata: ModelMetadata | None = None):
         from ai_edge_litert.interpreter import Interpreter  # where a model runs; checks do without it
 

@@ -26,7 +26,9 @@ MIRROR_VERSION_SUFFIX: str = "+mirror"
 MIRROR_AUTO, MIRROR_ON, MIRROR_OFF = "auto", "on", "off"
 MIRROR_SETTINGS: tuple[str, ...] = (MIRROR_AUTO, MIRROR_ON, MIRROR_OFF)
 WIDTH_AXIS: int = 2  # faces are [batch, height, width, channels]
-# Smallest probability taken before the logarithm: softmax outputs can round to exactly 0 in float32.
+# Smallest probability taken before the logarithm: a float32 softmax can round to exactly 0. A classifier whose
+# probabilities come in steps (the int8 copy: `probability_step`, 1/256) is floored at half a step instead, since its
+# 0 means "below one step", not "impossible": one saturated pass must not outweigh the other.
 PROBABILITY_FLOOR: float = 1e-30
 
 
@@ -44,6 +46,11 @@ def mirror_wanted(setting: str, finds_faces: bool) -> bool:
     return setting == MIRROR_ON or (setting == MIRROR_AUTO and finds_faces)
 
 
+def answers_averaged(metadata: ModelMetadata) -> bool:
+    """Whether a model as served (served_metadata) answers with mirror averaging: in its network or by serving."""
+    return network_averages_mirror(metadata) or metadata.model_version.endswith(MIRROR_VERSION_SUFFIX)
+
+
 def mirror_applies(metadata: ModelMetadata, wanted: bool) -> bool:
     """Whether serving adds a mirror pass: wanted, and the network does not average already."""
     return wanted and not network_averages_mirror(metadata)
@@ -56,11 +63,12 @@ def served_metadata(metadata: ModelMetadata, wanted: bool) -> ModelMetadata:
     return dataclasses.replace(metadata, model_version=metadata.model_version + MIRROR_VERSION_SUFFIX)
 
 
-def average_with_mirror(face_probabilities: np.ndarray, mirror_probabilities: np.ndarray) -> np.ndarray:
+def average_with_mirror(face_probabilities: np.ndarray, mirror_probabilities: np.ndarray,
+                        floor: float = PROBABILITY_FLOOR) -> np.ndarray:
     """Probabilities [n, classes] of the averaged logits, from the probabilities [n, classes] of the faces and of
-    their mirror images: softmax of the mean log-probability (see the module docstring)."""
-    log_mean = (np.log(np.maximum(face_probabilities, PROBABILITY_FLOOR))
-                + np.log(np.maximum(mirror_probabilities, PROBABILITY_FLOOR))) / 2.0
+    their mirror images: softmax of the mean log-probability (see the module docstring), each probability taken
+    as at least floor."""
+    log_mean = (np.log(np.maximum(face_probabilities, floor)) + np.log(np.maximum(mirror_probabilities, floor))) / 2.0
     log_mean -= log_mean.max(axis=-1, keepdims=True)
     exp = np.exp(log_mean)
     return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
@@ -75,10 +83,11 @@ class MirrorAveraged:
     def __init__(self, classifier):
         self.classifier = classifier
         self.metadata = served_metadata(classifier.metadata, True)
+        self.floor = max(PROBABILITY_FLOOR, getattr(classifier, "probability_step", 0.0) / 2)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         mirrored = np.ascontiguousarray(np.flip(images, axis=WIDTH_AXIS))
-        return average_with_mirror(self.classifier(images), self.classifier(mirrored))
+        return average_with_mirror(self.classifier(images), self.classifier(mirrored), self.floor)
 
 
 def served(classifier, wanted: bool):

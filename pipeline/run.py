@@ -45,7 +45,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from model.faces import FACE_FINDER
 from model.metadata import ModelMetadata
-from model.mirror import MIRROR_VERSION_SUFFIX, mirror_wanted
+from model.mirror import MIRROR_OFF, answers_averaged, mirror_wanted, network_averages_mirror
 from pipeline.checks import (UserError, check_face_finder, check_input_path, check_model, check_output,
                              check_previous_labels, check_runner_paths, is_default_model, is_remote_runner)
 from pipeline.flags import DATE_PLACEHOLDER, EXIT_TOO_MANY_ERRORS, parse_args
@@ -131,6 +131,9 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         check_output(args.output)
         if args.faces != FACES_NONE:
             check_face_finder()
+        if args.mirror_average == MIRROR_OFF and network_averages_mirror(metadata):
+            log.warning("model %s averages each face with its mirror image inside its network: --mirror-average "
+                        "off cannot turn that off", metadata.model_version)
         if args.faces == FACES_NONE and metadata.aligned_crops:
             log.warning("--faces none takes every image whole, but model %s learned face crops found and aligned "
                         "(aligned_crops): the default --faces largest feeds it what it learned",
@@ -157,7 +160,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         "faces": args.faces,
         "face_finder": FACE_FINDER if args.faces != FACES_NONE else None,
         "precision": args.precision,
-        "mirror_average": metadata.model_version.endswith(MIRROR_VERSION_SUFFIX),
+        "mirror_average": answers_averaged(metadata),  # by serving (+mirror) or inside the network
         "started_at": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
         "started_unix": started,
     }

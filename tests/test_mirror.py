@@ -103,3 +103,34 @@ def test_a_bad_setting_is_one_error_line(faces, tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "--mirror-average" in err and err.count("\n") == 1, err
+
+
+class SaturatedThenUnsure:
+    """An int8-like classifier (probabilities in steps of 1/256): sure of happy for the faces (its sad
+    probability rounded to 0), leaning sad for their mirror images."""
+
+    probability_step = 1 / 256
+
+    def __init__(self, metadata):
+        self.metadata, self.calls = metadata, 0
+
+    def __call__(self, images):
+        self.calls += 1
+        row = [255 / 256, 0.0] if self.calls == 1 else [0.05, 0.95]
+        return np.array([row] * len(images), np.float32)
+
+
+def test_a_probability_rounded_to_zero_does_not_outweigh_the_other_pass(tiny_single_view_model_dir):
+    metadata = load_classifier(tiny_single_view_model_dir).metadata
+    averaged = MirrorAveraged(SaturatedThenUnsure(metadata))(lopsided_faces(3, seed=2))
+    # Half a step (1/512) for the rounded 0: log-mean of (255/256, 0.05) against (1/512, 0.95), then softmax.
+    happy, sad = np.sqrt(255 / 256 * 0.05), np.sqrt(1 / 512 * 0.95)
+    np.testing.assert_allclose(averaged[:, 0], happy / (happy + sad), atol=1e-6)
+    assert 0.5 < averaged[0, 0] < 0.9  # with a float floor of 1e-30 it came out 1.0 (sad 4e-15)
+
+
+def test_off_cannot_undo_a_mirror_pass_inside_the_network_and_says_so(tiny_model_dir, faces, tmp_path, caplog):
+    summary = job.run(["--input", str(faces), "--model", str(tiny_model_dir), "--output", str(tmp_path / "o"),
+                       "--mirror-average", "off"])
+    assert "averages each face with its mirror image inside its network" in caplog.text
+    assert summary["mirror_average"] is True and summary["model_version"] == "tiny-test-model"
