@@ -107,7 +107,7 @@ dataflow: $(STAMP) ## Label on Dataflow: make dataflow INPUT=gs://.. OUTPUT=gs:/
 print-dataflow-flags:
 	@echo $(DATAFLOW_FLAGS)
 
-flex-metadata: $(STAMP) ## Regenerate pipeline/flex_template/metadata.json from pipeline.run's flags
+flex-metadata: $(STAMP) ## Regenerate pipeline/flex_template/metadata.json from the job's flags (pipeline.flags)
 	$(PYTHON) -m pipeline.flex_template.metadata > pipeline/flex_template/metadata.json
 
 flex-template: ## Build and push the Flex Template image, write its spec: make flex-template IMAGE=.. TEMPLATE=gs://..

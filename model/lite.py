@@ -86,7 +86,8 @@ class LiteClassifier:
         self.output = self.interpreter.get_output_details()[0]["index"]
         self.batch = 0
         # An interpreter is not thread-safe, and RunInference shares one model between a worker's threads.
-        self.lock = threading.Lock()
+        # Re-entrant: model.mirror.MirrorAveraged holds it across its two calls.
+        self.lock = threading.RLock()
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         with self.lock:

@@ -14,11 +14,13 @@ this way answers as the same network exported with mirror averaging inside (`tra
 model whose network already averages (`training_config.mirror_average`) is served unchanged.
 """
 
+import contextlib
 import dataclasses
 
 import numpy as np
 
 from model.metadata import ModelMetadata
+from model.saved import predict_in_batches
 
 # Rows of a model served with mirror averaging carry its version with this suffix (as int8's `+int8`), so
 # `--incremental` relabels when the setting changes.
@@ -33,8 +35,10 @@ PROBABILITY_FLOOR: float = 1e-30
 
 
 def network_averages_mirror(metadata: ModelMetadata) -> bool:
-    """True when the served network already averages each face with its mirror image (exported that way)."""
-    return bool(metadata.training_config.get("mirror_average", False))
+    """True when the served network already averages each face with its mirror image (exported that way). Metadata
+    without the key counts as averaging: the trainer's export always did unless told not to, and recorded it only
+    later (as `trainer.refit` reads older metadata), so no second pass is added to such a model."""
+    return bool(metadata.training_config.get("mirror_average", True))
 
 
 def mirror_wanted(setting: str, finds_faces: bool) -> bool:
@@ -78,16 +82,25 @@ class MirrorAveraged:
     """A classifier (anything called on float32 [n, 48, 48, 1] of 0..255 that returns probabilities [n, classes]
     and has `.metadata`: the SavedModel's `model.saved.Classifier`, the int8 `model.lite.LiteClassifier`) served
     with mirror averaging: one call on the faces, one on their mirror images (two calls of the batch's own size
-    rather than one of twice its size: each new batch shape costs TensorFlow memory), then average_with_mirror."""
+    rather than one of twice its size: each new batch shape costs TensorFlow memory), then average_with_mirror.
+    A classifier with a `lock` (the int8 copy's interpreter, re-planned for each new batch size) is held for both
+    calls, so another thread's batch of another size does not come between them."""
 
     def __init__(self, classifier):
         self.classifier = classifier
         self.metadata = served_metadata(classifier.metadata, True)
         self.floor = max(PROBABILITY_FLOOR, getattr(classifier, "probability_step", 0.0) / 2)
+        self.lock = getattr(classifier, "lock", None) or contextlib.nullcontext()
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         mirrored = np.ascontiguousarray(np.flip(images, axis=WIDTH_AXIS))
-        return average_with_mirror(self.classifier(images), self.classifier(mirrored), self.floor)
+        with self.lock:
+            faces, mirrors = self.classifier(images), self.classifier(mirrored)
+        return average_with_mirror(faces, mirrors, self.floor)
+
+    def in_batches(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities [n, classes] of any number of faces [n, 48, 48, 1] (model.saved.predict_in_batches)."""
+        return predict_in_batches(self, images, len(self.metadata.class_names))
 
 
 def served(classifier, wanted: bool):

@@ -113,7 +113,8 @@ def build_parser() -> console.OneLineParser:
                              "python -m trainer.quantize --write; the shipped model has one), several times faster "
                              "per face on most CPUs; a few faces near the threshold may get the other label, so its "
                              f"rows carry the model version with {INT8_VERSION_SUFFIX}")
-    parser.add_argument("--mirror-average", choices=MIRROR_SETTINGS, default=MIRROR_AUTO,
+    # Also spelt with an underscore: the Flex Template passes each parameter as --<name>=<value>.
+    parser.add_argument("--mirror-average", "--mirror_average", choices=MIRROR_SETTINGS, default=MIRROR_AUTO,
                         help="average each face's answer with its mirror image's (steadier, better ranked; two "
                              "classifier passes per face): 'auto' (default) where faces are found, not with "
                              "--faces none; 'on'; 'off'. Rows of a model so served carry its version with "

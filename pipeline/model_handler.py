@@ -69,7 +69,8 @@ def limit_tensorflow_threads(threads: int) -> None:
 class ClassifierHandler(ModelHandler[np.ndarray, PredictionResult, Classifier | LiteClassifier | MirrorAveraged]):
     """Runs a facelabel model on batches of preprocessed faces (float32 [48, 48, 1] each): the SavedModel, or
     with precision PRECISION_INT8 its int8 copy (whose rows carry the version `<version>+int8`); with
-    mirror_average, each face averaged with its mirror image (model.mirror; rows carry `<version>+mirror`).
+    mirror_average, each face averaged with its mirror image (model.mirror: rows carry `<version>+mirror`, unless
+    the network averages inside already).
 
     model_uri None means the shipped default model, found in the package installed where the model is loaded
     (a Dataflow worker's copy is not at the launching machine's path).

@@ -12,7 +12,7 @@ Workflow:
    whole image) -> Classify.
 4. WriteOutputs: labels.csv, errors.csv and summary.json in the output folder.
 
-Only the job's own flags are declared here; every other flag goes to Beam's PipelineOptions, so the same
+Only the job's own flags are declared (pipeline.flags); every other flag goes to Beam's PipelineOptions, so the same
 command runs on the DirectRunner or, with `--runner=DataflowRunner --project=... --region=...`, on Dataflow.
 With `--dry_run=True` (Dataflow) or `--no_wait_until_finish`, the job is built (and submitted unless a dry
 run) and run() returns the launch details instead of the summary.
@@ -95,7 +95,7 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, write_dir:
     labelled = read["images"] | "LabelImages" >> LabelImages(
         worker_model, args.min_batch_size, args.max_batch_size, inference_threads(args, pipeline.options),
         args.faces, info["model_version"], len(class_names), args.precision, metadata.aligned_crops,
-        info["mirror_average"])
+        mirror_wanted(args.mirror_average, args.faces != FACES_NONE))
     labels = (labelled["labels"], read["carried"]) | "AllLabels" >> beam.Flatten()
     errors = (read["errors"], labelled["errors"]) | "AllErrors" >> beam.Flatten()
     _ = {"matched": read["matched"], "labels": labels, "errors": errors, "carried": read["carried"]} | \

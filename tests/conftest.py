@@ -104,19 +104,17 @@ def tiny_single_view_model_dir(tiny_network, tmp_path_factory) -> Path:
     return export_tiny(tiny_network, tmp_path_factory.mktemp("tiny_single_view"), False, "tiny-single-view")
 
 
-@pytest.fixture(scope="session")
-def tiny_int8_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """tiny_model_dir with an int8 copy beside it (model.lite), calibrated on other synthetic faces."""
-    import shutil
-
+def with_int8_copy(source: Path, folder: Path) -> Path:
+    """A copy of the model at source in folder, with an int8 copy beside it (model.lite), calibrated on other
+    synthetic faces."""
     import dataclasses
+    import shutil
 
     from model.lite import INT8_FILENAME, flatbuffer_digest
     from model.metadata import ModelMetadata
     from trainer.quantize import convert
 
-    folder = tmp_path_factory.mktemp("tiny_int8") / "model"
-    shutil.copytree(tiny_model_dir, folder)
+    shutil.copytree(source, folder)
     representative = np.stack([np.asarray(synthetic_face(i % 2 == 0, seed=5000 + i), np.float32)[..., None]
                                for i in range(32)])
     flatbuffer = convert(str(folder), "int8", representative)
@@ -124,6 +122,18 @@ def tiny_int8_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     metadata = ModelMetadata.read(folder)
     dataclasses.replace(metadata, int8={"file": INT8_FILENAME, "sha256": flatbuffer_digest(flatbuffer)}).write(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_int8_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """tiny_model_dir with an int8 copy beside it."""
+    return with_int8_copy(tiny_model_dir, tmp_path_factory.mktemp("tiny_int8") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_single_view_int8_model_dir(tiny_single_view_model_dir, tmp_path_factory) -> Path:
+    """tiny_single_view_model_dir with an int8 copy beside it."""
+    return with_int8_copy(tiny_single_view_model_dir, tmp_path_factory.mktemp("tiny_single_view_int8") / "model")
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ pipeline where faces are found (`--mirror-average auto`), in the rows' model ver
 import numpy as np
 import pytest
 
-from conftest import read_rows, synthetic_face_folder
+from conftest import read_rows, synthetic_face, synthetic_face_folder
 from model.mirror import (MIRROR_AUTO, MIRROR_OFF, MIRROR_ON, MIRROR_VERSION_SUFFIX, MirrorAveraged,
                           average_with_mirror, mirror_wanted, served)
 from model.saved import load_classifier
@@ -73,19 +73,70 @@ def test_the_job_marks_rows_and_answers_as_the_averaged_classifier(tiny_single_v
     assert averaged["model_version"] == "tiny-single-view+mirror" and averaged["mirror_average"] is True
     rows = read_rows(tmp_path / "mirror" / "labels.csv")
     assert len(rows) == 10 and {r["model_version"] for r in rows} == {"tiny-single-view+mirror"}
-    from model.preprocess import preprocess_image
-    classifier = served(load_classifier(tiny_single_view_model_dir), True)
-    for row in rows:
-        with open(row["path"], "rb") as handle:
-            expected = classifier(preprocess_image(handle.read())[None])[0]
-        assert abs(float(row["p_happy"]) - expected[0]) < 1e-5
+    assert_rows_answer_as(rows, served(load_classifier(tiny_single_view_model_dir), True))
 
 
 def test_where_faces_are_found_the_job_averages_by_default(tiny_single_view_model_dir, faces, tmp_path):
     summary = job.run(["--input", str(faces), "--model", str(tiny_single_view_model_dir),
                        "--output", str(tmp_path / "o")])
     assert summary["faces"] == "largest" and summary["mirror_average"] is True
-    assert summary["model_version"].endswith(MIRROR_VERSION_SUFFIX)
+    assert summary["model_version"] == "tiny-single-view" + MIRROR_VERSION_SUFFIX
+    rows = read_rows(tmp_path / "o" / "labels.csv")
+    assert {r["model_version"] for r in rows} == {summary["model_version"]}
+    # The synthetic crops hold no face the detectors find: each is taken whole (face-sized), then averaged.
+    whole = [r for r in rows if r["faces_found"] == "0"]
+    assert whole
+    assert_rows_answer_as(whole, served(load_classifier(tiny_single_view_model_dir), True))
+
+
+def assert_rows_answer_as(rows: list[dict], classifier) -> None:
+    """Each row's p_happy is the classifier's on its whole image."""
+    from model.preprocess import preprocess_image
+
+    for row in rows:
+        with open(row["path"], "rb") as handle:
+            expected = classifier(preprocess_image(handle.read())[None])[0]
+        assert abs(float(row["p_happy"]) - expected[0]) < 1e-5
+
+
+def test_the_int8_copy_is_averaged_too(tiny_single_view_int8_model_dir, faces, tmp_path):
+    from model.lite import load_int8_classifier
+
+    common = ["--input", str(faces), "--model", str(tiny_single_view_int8_model_dir), "--faces", "none",
+              "--precision", "int8"]
+    job.run([*common, "--output", str(tmp_path / "plain")])
+    summary = job.run([*common, "--output", str(tmp_path / "mirror"), "--mirror-average", "on"])
+    assert summary["model_version"] == "tiny-single-view+int8+mirror"
+    rows = read_rows(tmp_path / "mirror" / "labels.csv")
+    assert {r["model_version"] for r in rows} == {"tiny-single-view+int8+mirror"}
+    assert_rows_answer_as(rows, MirrorAveraged(load_int8_classifier(tiny_single_view_int8_model_dir, threads=1)))
+    plain = {r["path"]: float(r["p_happy"]) for r in read_rows(tmp_path / "plain" / "labels.csv")}
+    assert any(abs(plain[r["path"]] - float(r["p_happy"])) > 1e-3 for r in rows)  # the mirror pass counted
+
+
+def test_a_model_without_the_recorded_setting_is_taken_to_average_inside(tiny_single_view_model_dir):
+    import dataclasses
+
+    single = load_classifier(tiny_single_view_model_dir)
+    unrecorded = dataclasses.replace(single.metadata, training_config={})
+    assert served(dataclasses.replace(single, metadata=unrecorded), True).metadata is unrecorded
+
+
+def test_the_page_serves_as_the_default_mode(tiny_single_view_model_dir):
+    import io
+
+    from app import server
+    from model.preprocess import preprocess_image
+
+    app = server.create_app(str(tiny_single_view_model_dir))
+    data = io.BytesIO()
+    synthetic_face(True, seed=56).save(data, "PNG")
+    response = app.test_client().post("/api/label", data={server.UPLOAD_FIELD: (io.BytesIO(data.getvalue()), "f.png")},
+                                      content_type="multipart/form-data")
+    answer = response.get_json()
+    assert answer["model_version"] == "tiny-single-view" + MIRROR_VERSION_SUFFIX
+    expected = served(load_classifier(tiny_single_view_model_dir), True)(preprocess_image(data.getvalue())[None])[0]
+    assert list(answer["probabilities"].values()) == pytest.approx(expected.tolist(), abs=1e-6)
 
 
 def test_changing_mirror_averaging_relabels_an_incremental_run(tiny_single_view_model_dir, faces, tmp_path):
@@ -134,3 +185,19 @@ def test_off_cannot_undo_a_mirror_pass_inside_the_network_and_says_so(tiny_model
                        "--mirror-average", "off"])
     assert "averages each face with its mirror image inside its network" in caplog.text
     assert summary["mirror_average"] is True and summary["model_version"] == "tiny-test-model"
+
+
+def test_the_evaluation_can_score_the_mirror_pass(tiny_single_view_model_dir, tmp_path):
+    import json
+
+    from trainer import evaluate
+
+    for name, seed in (("happy", 300), ("sad", 400)):
+        synthetic_face_folder(tmp_path / "data" / name, 6, seed)
+    versions = {}
+    for setting in ("auto", "on"):
+        report = tmp_path / f"{setting}.json"
+        assert evaluate.main(["--model", str(tiny_single_view_model_dir), "--data-dir", str(tmp_path / "data"),
+                              "--json", str(report), "--bootstrap", "0", "--mirror-average", setting]) == 0
+        versions[setting] = json.loads(report.read_text())["model_version"]
+    assert versions == {"auto": "tiny-single-view", "on": "tiny-single-view" + MIRROR_VERSION_SUFFIX}

@@ -10,7 +10,9 @@ that a model trained with `--test-fraction` never made a choice on (its final fi
 
     python -m trainer.evaluate --model model/default --data-dir ../shared/data/fer2013/train --split validation
 
-`--model`, `--data-dir`, `--json` and `--figures` may be local or gs:// (through Beam's FileSystems).
+`--model`, `--data-dir`, `--json` and `--figures` may be local or gs:// (through Beam's FileSystems). Faces are
+taken whole, one pass each, as `--faces none` labels them; `--mirror-average on` averages each with its mirror
+image, as the job's default mode does (model.mirror).
 """
 
 # First: TensorFlow starts here with its C++ start-up noise filtered (see model/console.py).
@@ -25,6 +27,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from model.metadata import RULE_THRESHOLD, ModelMetadata
+from model.mirror import MIRROR_AUTO, MIRROR_SETTINGS, mirror_wanted, served
 from model.saved import Classifier, ModelLoadError, load_classifier
 from trainer import data as datasets
 from trainer import figures, metrics
@@ -52,6 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bootstrap", type=int, default=metrics.BOOTSTRAP_RESAMPLES, metavar="N",
                         help=f"resamples for the {round(metrics.BOOTSTRAP_LEVEL * 100)}%% intervals of accuracy, ROC AUC and "
                              f"recall (percentile bootstrap over the images; 0: none; default %(default)s)")
+    parser.add_argument("--mirror-average", choices=MIRROR_SETTINGS, default=MIRROR_AUTO,
+                        help="as the job's flag; 'auto' (default): off, as faces are taken whole without face "
+                             "finding; 'on': each face averaged with its mirror image")
     return parser.parse_args(argv)
 
 
@@ -70,10 +76,10 @@ class Predictions:
     data_name: str
 
 
-def predict(model_dir: str, data_dir: str, split: str = "all") -> Predictions:
-    """Run the model on every image of the split."""
+def predict(model_dir: str, data_dir: str, split: str = "all", mirror_average: bool = False) -> Predictions:
+    """Run the model on every image of the split (with mirror_average, as model.mirror serves it)."""
     with local_copy(model_dir) as local_model:  # TensorFlow loads local folders; variables are read at load
-        classifier = load_classifier(local_model)
+        classifier = served(load_classifier(local_model), mirror_average)
     return predict_with(classifier, datasets.list_examples(data_dir, classifier.metadata.class_names), data_dir,
                         split)
 
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         for folder in {FileSystems.split(args.json_path)[0] if args.json_path else None, figures_folder(args)}:
             if folder is not None:
                 check_reachable(folder)  # an unwritable --json or --figures fails before the evaluation
-        predictions = predict(args.model, args.data_dir, args.split)
+        predictions = predict(args.model, args.data_dir, args.split, mirror_wanted(args.mirror_average, False))
     except (ModelLoadError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return console.USAGE_ERROR_STATUS

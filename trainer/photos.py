@@ -29,7 +29,7 @@ from PIL import Image
 from model.align import find_face_inputs
 from model.contract import CLASS_NAMES, is_image_path
 from model.faces import FaceFinder, decode_for_faces
-from model.mirror import MIRROR_AUTO, MIRROR_SETTINGS, mirror_wanted, served
+from model.mirror import MIRROR_AUTO, MIRROR_SETTINGS, answers_averaged, mirror_wanted, served
 from model.preprocess import ImageDecodeError
 from model.saved import Classifier, ModelLoadError, load_classifier
 from trainer.data import Example, list_examples, load_arrays, split_as_trained
@@ -175,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         classifier = served(load_classifier(args.model), mirror_wanted(args.mirror_average, True))
         finder = FaceFinder()
-        results = {}
+        results = {"model_version": classifier.metadata.model_version,
+                   "mirror_average": answers_averaged(classifier.metadata)}
+        print("model:", json.dumps(results), flush=True)
         if args.data_dir:
             results["photos"] = photo_metrics(classifier, finder, args.data_dir)
             print("photos:", json.dumps(results["photos"]), flush=True)

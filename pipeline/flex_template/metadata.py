@@ -1,4 +1,4 @@
-"""The Flex Template's metadata.json, derived from `pipeline.run`'s parser so the two cannot drift.
+"""The Flex Template's metadata.json, derived from the job's parser (`pipeline.flags`) so the two cannot drift.
 
 Every flag of the job is either a template parameter (TEMPLATE_PARAMETERS: name = the flag's dest, help text and
 optionality from the parser) or left out on purpose with its reason (LEFT_OUT); a new flag that is neither
@@ -20,7 +20,7 @@ TEMPLATE_DESCRIPTION: str = ("Label face images as happy or sad: labels.csv, err
                              "output folder (labels and errors as sorted shards above 250,000 rows)")
 # Job flags the template takes, in this order. Paths must be gs:// (Dataflow workers cannot see a disk); a flag
 # with choices accepts exactly those.
-TEMPLATE_PARAMETERS: tuple[str, ...] = ("input", "output", "model", "faces", "precision")
+TEMPLATE_PARAMETERS: tuple[str, ...] = ("input", "output", "model", "faces", "precision", "mirror_average")
 GCS_PATH_REGEX: str = "^gs://.+"
 # Job flags the template does not take, and why.
 LEFT_OUT: dict[str, str] = {
@@ -31,7 +31,6 @@ LEFT_OUT: dict[str, str] = {
     "incremental": "a flag without a value; a nightly template run writes into a new dated folder",
     "max_error_rate": "its exit status needs a launcher that waits for the job; a template launch does not",
     "report": "needs a launcher that waits for the job; run make report RUN=gs://... afterwards",
-    "mirror_average": "its default (auto) follows faces: averaged where faces are found, one pass with faces=none",
 }
 
 
@@ -44,7 +43,7 @@ def parameter(action) -> dict:
 
 
 def template_metadata() -> dict:
-    """metadata.json's content: name, description and the parameters, from pipeline.run's parser."""
+    """metadata.json's content: name, description and the parameters, from the job's parser (pipeline.flags)."""
     actions = {action.dest: action for action in build_parser()._actions}
     return {"name": TEMPLATE_NAME, "description": TEMPLATE_DESCRIPTION,
             "parameters": [parameter(actions[name]) for name in TEMPLATE_PARAMETERS]}
