@@ -9,6 +9,7 @@ from PIL import Image
 
 from conftest import paste_face, scene, shared_face_files
 from model.contract import DEFAULT_MODEL_DIR
+from model.mirror import MIRROR_VERSION_SUFFIX
 from model.saved import load_classifier
 from trainer import photos
 
@@ -72,8 +73,10 @@ def test_photos_and_faceless_folders_with_the_shipped_model(tmp_path, shared_fac
     assert results["faceless"]["no_face_share"] == pytest.approx(3 / 4)
     assert results["faceless"]["unreadable"] == [str(faceless / "junk.jpg")]
     assert results["photos"]["unreadable"] == 0
+    # Measured as the job's default mode serves the shipped (single-pass) network: with the mirror pass.
+    assert results["model_version"].endswith(MIRROR_VERSION_SUFFIX) and results["mirror_average"] is True
     printed = capsys.readouterr().out
-    assert printed.startswith("photos: ") and "faceless: " in printed
+    assert printed.startswith("model: ") and "\nphotos: " in printed and "\nfaceless: " in printed
 
 
 def test_user_mistakes_are_one_error_line(tmp_path, capsys):
