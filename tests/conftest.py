@@ -38,6 +38,17 @@ def synthetic_face_folder(folder: Path, count: int, seed: int) -> Path:
     return folder
 
 
+def assert_a_changed_setting_relabels(args: list[str], setting: list[str], images: int) -> None:
+    """An --incremental run (args) relabels every image when setting (flags that change the served model version)
+    is added, carries all images over when it is kept, and relabels them all again when it is dropped."""
+    from pipeline import run as job
+
+    job.run(args)
+    assert job.run([*args, *setting])["images_carried_over"] == 0
+    assert job.run([*args, *setting])["images_carried_over"] == images
+    assert job.run(args)["images_carried_over"] == 0
+
+
 def read_rows(path: Path) -> list[dict]:
     """The rows of a CSV written by the job (labels.csv, errors.csv), as dictionaries by column name."""
     import csv

@@ -4,7 +4,7 @@ pipeline where faces are found (`--mirror-average auto`), in the rows' model ver
 import numpy as np
 import pytest
 
-from conftest import read_rows, synthetic_face, synthetic_face_folder
+from conftest import assert_a_changed_setting_relabels, read_rows, synthetic_face, synthetic_face_folder
 from model.mirror import (MIRROR_AUTO, MIRROR_OFF, MIRROR_ON, MIRROR_VERSION_SUFFIX, MirrorAveraged,
                           average_with_mirror, mirror_wanted, served)
 from model.saved import load_classifier
@@ -142,10 +142,7 @@ def test_the_page_serves_as_the_default_mode(tiny_single_view_model_dir):
 def test_changing_mirror_averaging_relabels_an_incremental_run(tiny_single_view_model_dir, faces, tmp_path):
     args = ["--input", str(faces), "--output", str(tmp_path / "out"), "--model", str(tiny_single_view_model_dir),
             "--faces", "none", "--incremental"]
-    job.run(args)
-    assert job.run([*args, "--mirror-average", "on"])["images_carried_over"] == 0
-    assert job.run([*args, "--mirror-average", "on"])["images_carried_over"] == 10
-    assert job.run(args)["images_carried_over"] == 0
+    assert_a_changed_setting_relabels(args, ["--mirror-average", "on"], images=10)
 
 
 def test_a_bad_setting_is_one_error_line(faces, tmp_path, capsys):

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import read_rows, synthetic_face, synthetic_face_folder
+from conftest import assert_a_changed_setting_relabels, read_rows, synthetic_face, synthetic_face_folder
 from model.lite import INT8_FILENAME, INT8_VERSION_SUFFIX, load_int8_classifier
 from model.saved import load_classifier
 from pipeline import run as job
@@ -34,10 +34,7 @@ def test_int8_labels_like_the_saved_model_and_marks_its_rows(tiny_int8_model_dir
 def test_changing_the_precision_relabels_an_incremental_run(tiny_int8_model_dir, faces, tmp_path):
     args = ["--input", str(faces), "--output", str(tmp_path / "out"), "--model", str(tiny_int8_model_dir),
             "--faces", "none", "--incremental"]
-    job.run(args)
-    assert job.run([*args, "--precision", "int8"])["images_carried_over"] == 0
-    assert job.run([*args, "--precision", "int8"])["images_carried_over"] == 12
-    assert job.run(args)["images_carried_over"] == 0
+    assert_a_changed_setting_relabels(args, ["--precision", "int8"], images=12)
 
 
 def test_int8_without_a_copy_is_one_error_line(tiny_model_dir, faces, tmp_path, capsys):
