@@ -1,11 +1,17 @@
 """Face alignment: a detected face turned into the network's 48x48 greyscale input, framed like FER2013's faces.
 
-A similarity transform (rotation, uniform scale, shift) maps the two eye landmarks onto TEMPLATE_EYES, where the
-eyes sit in FER2013's training faces, so a face from a photo reaches the network upright and at the size and
-position of the faces it learned from. TEMPLATE_EYES was measured by running the face detector (model.faces) on
-FER2013 training faces (searched as the job searches them: a face missed at first is searched again inside a
-30% mean-grey border, see model.faces) and taking the median eye positions:
-`python -m trainer.face_template` prints the measurement.
+A similarity transform (rotation, uniform scale, shift) maps three landmarks, both eye centres and the mouth's
+centre, onto TEMPLATE_LANDMARKS, where they sit in FER2013's training faces, so a face from a photo reaches the
+network upright and at the size and position of the faces it learned from. The transform is the least-squares
+fit of the three points (Umeyama, "Least-squares estimation of transformation parameters between two point
+patterns", IEEE TPAMI 1991; the five-landmark alignment of face recognition, e.g. insightface's `norm_crop`, fits
+the same way). With the eyes alone, a face turned sideways (its eyes closer together in the image) came out
+enlarged and one nodding came out squashed into the frame; the mouth holds the scale to the face's height too.
+The nose tip is left out: it moves sideways with every turn of the head. The mouth's centre is the mean of MTCNN's
+two mouth corners and is what BlazeFace gives (model.faces), so both detectors' faces are aligned alike.
+TEMPLATE_LANDMARKS was measured by running the face detector (model.faces) on FER2013 training faces (searched as
+the job searches them: a face missed at first is searched again inside a 30% mean-grey border, see model.faces)
+and taking the median landmark positions: `python -m trainer.face_template` prints the measurement.
 
 Pixels the transform takes from outside the image are filled with the image's mean grey (a black corner would be
 a feature the network never saw).
@@ -20,10 +26,15 @@ from model.contract import CHANNELS, IMAGE_SIZE
 from model.faces import Face, FaceFinder
 from model.preprocess import DecodedImage, whole_image_input
 
-# (x, y) of the left-of-image and right-of-image eye centres in a 48x48 FER2013 face, in pixels: the medians
-# measured by `python -m trainer.face_template` on 2,000 FER2013 training faces (x 14.45 and 32.74; y 18.19 and
-# 17.90, levelled to their mean so an aligned face is not tilted).
-TEMPLATE_EYES: tuple[tuple[float, float], tuple[float, float]] = ((14.5, 18.0), (32.7, 18.0))
+# (x, y) of the left-of-image eye, the right-of-image eye and the mouth's centre in a 48x48 FER2013 face, pixels:
+# the medians measured by `python -m trainer.face_template` on 1,664 of 2,000 FER2013 training faces (MTCNN's
+# landmarks; eyes x 14.42 and 32.75, y 18.18 and 17.87; mouth corners x 15.34 and 31.95, y 36.56 and 36.31), each
+# pair levelled to its mean height so an aligned face is not tilted.
+TEMPLATE_LANDMARKS: tuple[tuple[float, float], ...] = ((14.42, 18.03), (32.75, 18.03), (23.65, 36.44))
+# What summary.json records as the run's face alignment (--incremental relabels when it changes; runs before
+# 2026-12-02 aligned by the eyes alone and recorded nothing), and what a model trained on aligned crops records.
+FACE_ALIGNMENT: str = "eyes+mouth"
+FACE_ALIGNMENT_BEFORE: str = "eyes"
 # A face is shrunk with an antialiasing filter to about this many times the output size before the final
 # (bilinear) transform, so that small output pixels average the many input pixels they cover.
 SUPERSAMPLE: int = 2
@@ -31,43 +42,50 @@ SHRINK_FILTER = Image.Resampling.LANCZOS
 WARP_FILTER = Image.Resampling.BILINEAR
 
 
-def similarity_to_template(left_eye: np.ndarray, right_eye: np.ndarray) -> tuple[float, float, float]:
-    """(scale, cos, sin) of the similarity that maps TEMPLATE_EYES onto the given eyes (each (x, y) pixels).
+def alignment_points(face: Face) -> np.ndarray:
+    """float64 (3, 2): the face's landmarks that alignment uses, in TEMPLATE_LANDMARKS order: its two eyes (as
+    `Face.eyes` orders them) and the mean of its two mouth landmarks, pixels."""
+    left_eye, right_eye = (np.asarray(eye, np.float64) for eye in face.eyes)
+    mouth = np.asarray(face.landmarks, np.float64)[3:5].mean(axis=0)
+    return np.vstack([left_eye, right_eye, mouth])
 
-    scale: source pixels per template pixel; cos, sin: of the rotation from template to source.
+
+def similarity_to_template(points: np.ndarray) -> tuple[float, float, float, float]:
+    """(a, b, tx, ty) of the similarity that maps TEMPLATE_LANDMARKS onto `points` (float (3, 2), pixels, in
+    TEMPLATE_LANDMARKS order) with the least squared error: template point (x, y) goes to
+    (a x - b y + tx, b x + a y + ty), i.e. a rotation by atan2(b, a), a scale of hypot(a, b) source pixels per
+    template pixel and a shift. Solved as linear least squares (numpy.linalg.lstsq) in the four unknowns.
+    Raises ValueError when the points coincide or are not finite (no transform exists).
     """
-    template = np.asarray(TEMPLATE_EYES, dtype=np.float64)
-    source = np.asarray(right_eye, np.float64) - np.asarray(left_eye, np.float64)
-    target = template[1] - template[0]
-    scale = float(np.hypot(*source) / np.hypot(*target))
-    angle = float(np.arctan2(source[1], source[0]) - np.arctan2(target[1], target[0]))
-    return scale, float(np.cos(angle)), float(np.sin(angle))
+    source = np.asarray(points, np.float64)
+    if not np.isfinite(source).all() or np.allclose(source, source[0]):
+        raise ValueError("face landmarks coincide; the face cannot be aligned")
+    template = np.asarray(TEMPLATE_LANDMARKS, np.float64)
+    ones, zeros = np.ones(len(template)), np.zeros(len(template))
+    design = np.empty((2 * len(template), 4))
+    design[0::2] = np.column_stack([template[:, 0], -template[:, 1], ones, zeros])  # x equations
+    design[1::2] = np.column_stack([template[:, 1], template[:, 0], zeros, ones])  # y equations
+    (a, b, tx, ty), *_ = np.linalg.lstsq(design, source.reshape(-1), rcond=None)
+    return float(a), float(b), float(tx), float(ty)
 
 
 def aligned_face(image: Image.Image, face: Face) -> np.ndarray:
     """The face in `image` (Pillow, any mode, in the pixels `face` was found in) as the network's input.
 
     Returns float32 (48, 48, 1), values 0..255, greyscale by Pillow's "L" rule (ITU-R 601-2 luma).
-    Raises ValueError if the two eye landmarks coincide (no transform exists).
+    Raises ValueError if its landmarks coincide (no transform exists).
     """
     grey = image if image.mode == "L" else image.convert("L")
-    left_eye, right_eye = (np.asarray(eye, np.float64) for eye in face.eyes)
-    if np.allclose(left_eye, right_eye):
-        raise ValueError("eye landmarks coincide; the face cannot be aligned")
-    scale, cos, sin = similarity_to_template(left_eye, right_eye)
+    a, b, tx, ty = similarity_to_template(alignment_points(face))
     # Shrink first when the face is much larger than the output, so the warp below does not alias.
-    shrink = max(1.0, scale / SUPERSAMPLE)
+    shrink = max(1.0, float(np.hypot(a, b)) / SUPERSAMPLE)
     if shrink > 1.0:
         size = (max(1, round(grey.size[0] / shrink)), max(1, round(grey.size[1] / shrink)))
         grey = grey.resize(size, SHRINK_FILTER, box=None, reducing_gap=None)
-        left_eye, scale = left_eye / shrink, scale / shrink
-    # Output pixel p (template coordinates) comes from source point left_eye + scale * R (p - template_left).
-    a, b, d, e = scale * cos, -scale * sin, scale * sin, scale * cos
-    tx, ty = TEMPLATE_EYES[0]
-    c = left_eye[0] - (a * tx + b * ty)
-    f = left_eye[1] - (d * tx + e * ty)
+        a, b, tx, ty = a / shrink, b / shrink, tx / shrink, ty / shrink
+    # Output pixel p (template coordinates) comes from source point (a px - b py + tx, b px + a py + ty).
     fill = int(round(float(np.asarray(grey).mean()))) if grey.size[0] * grey.size[1] else 0
-    warped = grey.transform((IMAGE_SIZE, IMAGE_SIZE), Image.Transform.AFFINE, (a, b, c, d, e, f),
+    warped = grey.transform((IMAGE_SIZE, IMAGE_SIZE), Image.Transform.AFFINE, (a, -b, tx, b, a, ty),
                             resample=WARP_FILTER, fillcolor=fill)
     return np.asarray(warped, dtype=np.float32).reshape(IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
 

@@ -43,6 +43,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
                                                   TestOptions)
 from apache_beam.runners.runner import PipelineResult
 
+from model.align import FACE_ALIGNMENT, FACE_ALIGNMENT_BEFORE
 from model.faces import FACE_FINDER
 from model.metadata import ModelMetadata
 from model.mirror import MIRROR_OFF, answers_averaged, mirror_wanted, network_averages_mirror
@@ -134,6 +135,11 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         if args.mirror_average == MIRROR_OFF and network_averages_mirror(metadata):
             log.warning("model %s averages each face with its mirror image inside its network: --mirror-average "
                         "off cannot turn that off", metadata.model_version)
+        learned_alignment = metadata.training_config.get("face_alignment", FACE_ALIGNMENT_BEFORE)
+        if args.faces != FACES_NONE and metadata.aligned_crops and learned_alignment != FACE_ALIGNMENT:
+            log.warning("model %s learned face crops aligned by their %s; faces are now aligned by their %s, so its "
+                        "face crops differ from what it learned: train it again with --align-crops",
+                        metadata.model_version, learned_alignment, FACE_ALIGNMENT)
         if args.faces == FACES_NONE and metadata.aligned_crops:
             log.warning("--faces none takes every image whole, but model %s learned face crops found and aligned "
                         "(aligned_crops): the default --faces largest feeds it what it learned",
@@ -159,6 +165,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         "incremental": args.incremental,
         "faces": args.faces,
         "face_finder": FACE_FINDER if args.faces != FACES_NONE else None,
+        "face_alignment": FACE_ALIGNMENT if args.faces != FACES_NONE else None,
         "precision": args.precision,
         "mirror_average": answers_averaged(metadata),  # by serving (+mirror) or inside the network
         "started_at": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -179,9 +179,10 @@ def test_report_shows_aligned_faces_and_images_without_a_face(photo_folder, tmp_
 def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, tmp_path, caplog):
     """A model whose metadata says aligned_crops is fed a face crop's face found and aligned (as it was trained),
     not the whole crop; summary.json records it, so the report shows the faces as that model saw them."""
+    import dataclasses
     import shutil
 
-    from model.align import aligned_face, whole_image_input
+    from model.align import FACE_ALIGNMENT, FACE_ALIGNMENT_BEFORE, aligned_face, whole_image_input
     from model.contract import DEFAULT_MODEL_DIR
     from model.faces import FaceFinder, decode_for_faces
     from model.metadata import ModelMetadata
@@ -199,9 +200,12 @@ def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, 
     for path in sorted((shared_faces / "sad").iterdir())[:12]:
         if finder.find([decode_for_faces(path.read_bytes()).image])[0]:
             shutil.copy(path, crops / path.name)
+    caplog.clear()
     summary = job.run(["--input", str(crops), "--output", str(tmp_path / "out"), "--model", str(model_dir),
                        "--report"])
     assert summary["aligned_crops"] is True and summary["images_labelled"] >= 6
+    # Its metadata does not record how its crops were aligned, so they were aligned by the eyes alone: said.
+    assert f"learned face crops aligned by their {FACE_ALIGNMENT_BEFORE}; faces are now aligned by" in caplog.text
     page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     shown = [path for path in sorted(crops.iterdir()) if path.name in page]
     assert shown
@@ -227,6 +231,12 @@ def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, 
     caplog.clear()  # --faces none feeds such a model whole crops: said, not refused
     job.run(["--input", str(crops), "--output", str(tmp_path / "none"), "--model", str(model_dir), "--faces", "none"])
     assert "--faces none takes every image whole, but model" in caplog.text
+    # A model trained on crops aligned as faces are aligned now (the trainer records it) gets no warning.
+    meta = ModelMetadata.read(model_dir)
+    dataclasses.replace(meta, training_config={**meta.training_config, "face_alignment": FACE_ALIGNMENT}).write(model_dir)
+    caplog.clear()
+    job.run(["--input", str(crops), "--output", str(tmp_path / "now"), "--model", str(model_dir)])
+    assert "learned face crops aligned by" not in caplog.text
 
 
 def test_rows_name_the_second_detector_where_it_found_the_face(photo_folder, tmp_path, monkeypatch):
@@ -244,8 +254,10 @@ def test_rows_name_the_second_detector_where_it_found_the_face(photo_folder, tmp
 
 
 def test_incremental_relabels_faces_found_by_another_face_finder(tmp_path, caplog):
-    """Rows written before the second face detector (summary.json without `face_finder`) or by another finder
-    are not carried over where faces are found: an image that had no face may have one now."""
+    """Rows written before the second face detector (summary.json without `face_finder`) or by another finder,
+    or with faces aligned otherwise (without `face_alignment`: by the eyes alone), are not carried over where
+    faces are found: an image that had no face may have one now, and an aligned face is another input."""
+    from model.align import FACE_ALIGNMENT, FACE_ALIGNMENT_BEFORE
     from model.faces import FACE_FINDER, FACE_FINDER_BEFORE
     from model.contract import CLASS_NAMES
     from pipeline.previous import unusable_reason
@@ -257,18 +269,21 @@ def test_incremental_relabels_faces_found_by_another_face_finder(tmp_path, caplo
     assert FACE_FINDER_BEFORE in unusable_reason(path, records, before, CLASS_NAMES, FACES_LARGEST)
     assert FACE_FINDER in unusable_reason(path, records, {**before, "face_finder": "other"}, CLASS_NAMES,
                                           FACES_LARGEST)
-    assert unusable_reason(path, records, {**before, "face_finder": FACE_FINDER}, CLASS_NAMES, FACES_LARGEST) is None
+    found_now = {**before, "face_finder": FACE_FINDER}
+    assert f"by their {FACE_ALIGNMENT_BEFORE}, this one by their {FACE_ALIGNMENT}" in unusable_reason(
+        path, records, found_now, CLASS_NAMES, FACES_LARGEST)
+    current = {**found_now, "face_alignment": FACE_ALIGNMENT}
+    assert unusable_reason(path, records, current, CLASS_NAMES, FACES_LARGEST) is None
     assert unusable_reason(path, records, {"faces": FACES_NONE}, CLASS_NAMES, FACES_NONE) is None  # no finder
     # Rows written before the face_detector column do not say which detector found their faces.
     older = [labels_header(CLASS_NAMES)[:-1]]
-    assert "before the face_detector column" in unusable_reason(path, older, {**before, "face_finder": FACE_FINDER},
-                                                                CLASS_NAMES, FACES_LARGEST)
+    assert "before the face_detector column" in unusable_reason(path, older, current, CLASS_NAMES, FACES_LARGEST)
     # A run records its finder, so the next --incremental run over it carries rows over.
     folder = tmp_path / "in"
     folder.mkdir()
     synthetic_face(bright=True, seed=1).save(folder / "a.png")
     first = job.run(["--input", str(folder), "--output", str(tmp_path / "out")])
-    assert first["face_finder"] == FACE_FINDER
+    assert first["face_finder"] == FACE_FINDER and first["face_alignment"] == FACE_ALIGNMENT
     again = job.run(["--input", str(folder), "--output", str(tmp_path / "out"), "--incremental"])
     assert again["images_carried_over"] == 1
 

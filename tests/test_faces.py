@@ -5,15 +5,15 @@ import pytest
 from PIL import Image
 
 from conftest import box_overlap, encode, paste_face, scene, shared_face_files, synthetic_face
-from model.align import (FACE_THUMBNAIL_MAX_SIDE, TEMPLATE_EYES, aligned_face, crop_inputs, face_inputs,
-                         similarity_to_template, whole_image_input)
+from model.align import (FACE_THUMBNAIL_MAX_SIDE, TEMPLATE_LANDMARKS, aligned_face, alignment_points, crop_inputs,
+                         face_inputs, similarity_to_template, whole_image_input)
 from model.contract import IMAGE_SIZE
 from model.faces import DETECTION_MAX_SIDE, Face, FaceFinder, decode_for_faces, stable_sort_by_scores
 from model.preprocess import preprocess_image
 
 # A pasted face is found where it was pasted when the boxes overlap at least this much (intersection over union).
 MIN_BOX_OVERLAP: float = 0.4
-EYE_TOLERANCE_PIXELS: float = 1.5
+LANDMARK_TOLERANCE_PIXELS: float = 1.5
 
 
 @pytest.fixture(scope="module")
@@ -137,34 +137,66 @@ def test_exif_rotated_photo_is_searched_upright(finder, fer_faces):
     assert len(faces) == 1 and box_overlap(pasted, faces[0].box) >= MIN_BOX_OVERLAP
 
 
-def test_alignment_puts_the_eyes_on_the_template():
-    """Two bright dots standing for eyes, anywhere and at any angle, land on TEMPLATE_EYES."""
-    for centre, distance, angle in [((200, 150), 60.0, 0.0), ((420, 300), 140.0, 25.0), ((90, 380), 30.0, -40.0)]:
-        image = Image.new("L", (640, 480), 0)
-        pixels = np.asarray(image).copy()
-        rad = np.deg2rad(angle)
-        offset = np.array([np.cos(rad), np.sin(rad)]) * distance / 2
-        eyes = [np.array(centre) - offset, np.array(centre) + offset]
-        yy, xx = np.mgrid[0:480, 0:640]
-        for eye in eyes:
-            pixels[(xx - eye[0]) ** 2 + (yy - eye[1]) ** 2 <= (distance / 12) ** 2] = 255
-        landmarks = np.array([eyes[0], eyes[1], centre, centre, centre], dtype=np.float64)
-        face = Face((0, 0, 1, 1), 1.0, landmarks)
-        aligned = aligned_face(Image.fromarray(pixels), face)[..., 0]
+def similar(points: np.ndarray, scale: float, angle_degrees: float, shift: tuple[float, float]) -> np.ndarray:
+    """points [n, 2] turned by the angle, scaled and shifted: a similarity transform."""
+    rad = np.deg2rad(angle_degrees)
+    rotation = np.array([[np.cos(rad), -np.sin(rad)], [np.sin(rad), np.cos(rad)]])
+    return scale * np.asarray(points, np.float64) @ rotation.T + np.asarray(shift)
+
+
+def face_with(eyes_and_mouth: np.ndarray, mouth_corner_offset: np.ndarray = np.array([6.0, 0.0])) -> Face:
+    """A Face whose eyes and mouth centre are the given three points; its mouth corners lie either side of the
+    centre, its nose anywhere (alignment does not use it)."""
+    left_eye, right_eye, mouth = eyes_and_mouth
+    landmarks = np.array([left_eye, right_eye, (left_eye + right_eye) / 2, mouth - mouth_corner_offset,
+                          mouth + mouth_corner_offset])
+    return Face((0, 0, 1, 1), 1.0, landmarks)
+
+
+def test_alignment_puts_the_eyes_and_mouth_on_the_template():
+    """Three bright dots standing for the eyes and the mouth, anywhere, at any size and angle, land on
+    TEMPLATE_LANDMARKS."""
+    yy, xx = np.mgrid[0:480, 0:640]
+    for scale, angle, shift in [(4.0, 0.0, (110, 60)), (8.0, 25.0, (300, 120)), (2.0, -40.0, (60, 350))]:
+        points = similar(TEMPLATE_LANDMARKS, scale, angle, shift)
+        pixels = np.zeros((480, 640), np.uint8)
+        for x, y in points:
+            pixels[(xx - x) ** 2 + (yy - y) ** 2 <= (1.5 * scale) ** 2] = 255
+        aligned = aligned_face(Image.fromarray(pixels), face_with(points))[..., 0]
         assert aligned.shape == (IMAGE_SIZE, IMAGE_SIZE)
-        for (tx, ty), half in zip(TEMPLATE_EYES, (slice(0, IMAGE_SIZE // 2), slice(IMAGE_SIZE // 2, IMAGE_SIZE))):
-            ys, xs = np.nonzero(aligned[:, half] > 128)
-            assert len(xs), (centre, distance, angle)
-            assert abs(xs.mean() + half.start - tx) <= EYE_TOLERANCE_PIXELS
-            assert abs(ys.mean() - ty) <= EYE_TOLERANCE_PIXELS
+        for tx, ty in TEMPLATE_LANDMARKS:
+            near = (np.abs(np.arange(IMAGE_SIZE)[:, None] - ty) < 8) & (np.abs(np.arange(IMAGE_SIZE)[None] - tx) < 8)
+            ys, xs = np.nonzero((aligned > 128) & near)
+            assert len(xs), (scale, angle)
+            assert abs(xs.mean() - tx) <= LANDMARK_TOLERANCE_PIXELS and abs(ys.mean() - ty) <= LANDMARK_TOLERANCE_PIXELS
 
 
-def test_similarity_is_identity_on_the_template():
-    scale, cos, sin = similarity_to_template(np.array(TEMPLATE_EYES[0]), np.array(TEMPLATE_EYES[1]))
-    assert scale == pytest.approx(1.0) and cos == pytest.approx(1.0) and sin == pytest.approx(0.0, abs=1e-12)
+def test_similarity_is_recovered_exactly_and_is_identity_on_the_template():
+    a, b, tx, ty = similarity_to_template(np.array(TEMPLATE_LANDMARKS))
+    assert (a, b, tx, ty) == pytest.approx((1.0, 0.0, 0.0, 0.0), abs=1e-9)
+    a, b, tx, ty = similarity_to_template(similar(TEMPLATE_LANDMARKS, 3.0, 30.0, (50.0, -20.0)))
+    assert np.hypot(a, b) == pytest.approx(3.0) and np.degrees(np.arctan2(b, a)) == pytest.approx(30.0)
+    assert (tx, ty) == pytest.approx((50.0, -20.0))
 
 
-def test_coinciding_eyes_are_refused():
+def test_a_face_turned_sideways_keeps_its_size():
+    """A face turned away shows its eyes closer together but its height unchanged: aligned by the eyes alone it
+    would be enlarged by 1/0.7; the least-squares fit with the mouth keeps most of its scale."""
+    turned = np.array(TEMPLATE_LANDMARKS, np.float64)
+    middle = turned[:2, 0].mean()
+    turned[:2, 0] = middle + 0.7 * (turned[:2, 0] - middle)
+    a, b, _, _ = similarity_to_template(turned)
+    assert 0.8 < np.hypot(a, b) < 1.0 and abs(np.arctan2(b, a)) < 0.01
+
+
+def test_the_mouth_centre_stands_for_both_corners():
+    """MTCNN's two mouth corners are averaged; BlazeFace's mouth centre (given as both corners) is taken as is."""
+    points = similar(TEMPLATE_LANDMARKS, 5.0, 10.0, (40.0, 30.0))
+    assert np.allclose(alignment_points(face_with(points)), points)
+    assert np.allclose(alignment_points(face_with(points, np.zeros(2))), points)
+
+
+def test_coinciding_landmarks_are_refused():
     face = Face((0, 0, 10, 10), 1.0, np.zeros((5, 2)))
     with pytest.raises(ValueError, match="coincide"):
         aligned_face(Image.new("L", (50, 50)), face)

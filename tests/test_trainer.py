@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import train_small_model
+from model.align import FACE_ALIGNMENT
 from model.saved import load_classifier
 from trainer import augment, evaluate, task, views
 
@@ -240,6 +241,7 @@ def test_a_model_trained_on_aligned_crops_is_evaluated_and_served_on_them(shared
                       "--align-crops"]) == 0
     meta = load_classifier(model_dir).metadata
     assert meta.aligned_crops is True and meta.training_config["align_crops"] is True
+    assert meta.training_config["face_alignment"] == FACE_ALIGNMENT  # how its crops were aligned: the job checks
     predictions = evaluate.predict(str(model_dir), str(data_dir), "validation")
     examples = datasets.split_as_trained(datasets.list_examples(data_dir), meta.trained_on).validation
     crops = [decode_for_faces(e.content).image for e in examples]

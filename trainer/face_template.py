@@ -1,7 +1,8 @@
-"""Measure where the eyes sit in FER2013 faces: the alignment template of `model.align`.
+"""Measure where the eyes and the mouth sit in FER2013 faces: the alignment template of `model.align`.
 
 Runs the face detector (`model.faces`) on FER2013 training faces, as the labelling job would, and prints the
-median (x, y) of both eye landmarks in 48x48 face pixels with their spread and the share of faces found.
+median (x, y) of its five landmarks in 48x48 face pixels with their spread, the share of faces found, and
+`model.align.TEMPLATE_LANDMARKS` made from them (both eyes and the mouth's centre, each pair levelled).
 
     python -m trainer.face_template --data-dir ../shared/data/fer2013/train --faces 2000
 """
@@ -15,7 +16,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from model.faces import MTCNN, FaceFinder
+from model.faces import LANDMARK_NAMES, MTCNN, FaceFinder
 from trainer.data import TRAIN, list_examples, split_examples
 
 DEFAULT_FACES: int = 2000
@@ -24,17 +25,27 @@ BATCH: int = 64
 QUARTILES: tuple[int, int] = (25, 75)
 
 
-def eye_positions(contents: list[bytes]) -> tuple[np.ndarray, int]:
-    """(eyes float [found, 4] as left x, left y, right x, right y in image pixels, number of images searched);
-    faces found by MTCNN only, as the template was measured before the second detector."""
+def landmark_positions(contents: list[bytes]) -> tuple[np.ndarray, int]:
+    """(landmarks float [found, 5, 2] of (x, y) in image pixels, in model.faces.LANDMARK_NAMES order, number of
+    images searched); faces found by MTCNN only: the second detector's landmarks are rougher (turned faces) and
+    give the mouth's centre, not its corners."""
     finder = FaceFinder()
-    eyes = []
+    landmarks = []
     for start in range(0, len(contents), BATCH):
         images = [Image.open(io.BytesIO(c)).convert("L") for c in contents[start:start + BATCH]]
         for faces in finder.find(images):
-            if faces and faces[0].detector == MTCNN:  # the second detector's eyes are rougher (turned faces)
-                eyes.append(np.concatenate(faces[0].eyes))
-    return np.array(eyes).reshape(-1, 4), len(contents)
+            if faces and faces[0].detector == MTCNN:
+                landmarks.append(faces[0].landmarks)
+    return np.array(landmarks).reshape(-1, len(LANDMARK_NAMES), 2), len(contents)
+
+
+def template(median: np.ndarray) -> tuple[tuple[float, float], ...]:
+    """TEMPLATE_LANDMARKS from the median landmarks [5, 2]: the eyes and the mouth's centre (the mean of its
+    corners), the eyes levelled to their mean height and the mouth corners to theirs before (the template face
+    is not tilted)."""
+    eye_y = (median[0, 1] + median[1, 1]) / 2
+    mouth = (median[3] + median[4]) / 2
+    return ((median[0, 0], eye_y), (median[1, 0], eye_y), (mouth[0], mouth[1]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,15 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     train = split_examples(list_examples(args.data_dir)).__dict__[TRAIN]
     rng = np.random.default_rng(SAMPLE_SEED)
     chosen = rng.choice(len(train), min(args.faces, len(train)), replace=False)
-    eyes, searched = eye_positions([train[i].content for i in sorted(chosen)])
-    median = np.median(eyes, axis=0)
-    low, high = np.percentile(eyes, QUARTILES, axis=0)
-    print(f"faces found: {len(eyes)} of {searched} ({100 * len(eyes) / searched:.1f}%)")
-    for name, column in (("left eye", slice(0, 2)), ("right eye", slice(2, 4))):
-        print(f"{name}: median ({median[column][0]:.2f}, {median[column][1]:.2f}); quartiles x "
-              f"{low[column][0]:.1f}-{high[column][0]:.1f}, y {low[column][1]:.1f}-{high[column][1]:.1f}")
-    level = (median[1] + median[3]) / 2  # both eyes at their mean height: the template face is not tilted
-    print(f"TEMPLATE_EYES = (({median[0]:.1f}, {level:.1f}), ({median[2]:.1f}, {level:.1f}))")
+    landmarks, searched = landmark_positions([train[i].content for i in sorted(chosen)])
+    median = np.median(landmarks, axis=0)
+    low, high = np.percentile(landmarks, QUARTILES, axis=0)
+    print(f"faces found: {len(landmarks)} of {searched} ({100 * len(landmarks) / searched:.1f}%)")
+    for name, (x, y), (x_low, y_low), (x_high, y_high) in zip(LANDMARK_NAMES, median, low, high):
+        print(f"{name}: median ({x:.2f}, {y:.2f}); quartiles x {x_low:.1f}-{x_high:.1f}, y {y_low:.1f}-{y_high:.1f}")
+    points = ", ".join(f"({x:.2f}, {y:.2f})" for x, y in template(median))
+    print(f"TEMPLATE_LANDMARKS = ({points})")
     return 0
 
 

@@ -40,6 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from model.align import FACE_ALIGNMENT
 from model.contract import CLASS_NAMES
 from model.metadata import RULE_THRESHOLD, ModelMetadata
 from model.network import BACKBONE_NONE, IMAGENET, build_network
@@ -272,6 +273,8 @@ def train(args: argparse.Namespace) -> dict:
             "max_minutes": args.max_minutes or None,
             **options.recipe(args),
             **({"teachers": [t.metadata.model_version for t in teachers]} if args.teacher else {}),
+            # How the crops it learned were aligned: the job warns when it aligns faces otherwise (model.align).
+            **({"face_alignment": FACE_ALIGNMENT} if args.align_crops else {}),
             **(finetuned.as_config() if finetuned else {}),
             "seed": args.seed,
             "parameters": int(network.count_params()), "train_seconds": round(train_seconds, 1),
