@@ -28,8 +28,8 @@ from model.preprocess import DecodedImage, whole_image_input
 
 # (x, y) of the left-of-image eye, the right-of-image eye and the mouth's centre in a 48x48 FER2013 face, pixels:
 # the medians measured by `python -m trainer.face_template` on 1,664 of 2,000 FER2013 training faces (MTCNN's
-# landmarks; eyes x 14.42 and 32.75, y 18.18 and 17.87; mouth corners x 15.34 and 31.95, y 36.56 and 36.31), each
-# pair levelled to its mean height so an aligned face is not tilted.
+# landmarks; eyes x 14.42 and 32.75, y 18.18 and 17.87; mouth corners x 15.34 and 31.95, y 36.56 and 36.31), the
+# eyes levelled to their mean height so an aligned face is not tilted, the mouth's centre the mean of its corners.
 TEMPLATE_LANDMARKS: tuple[tuple[float, float], ...] = ((14.42, 18.03), (32.75, 18.03), (23.65, 36.44))
 # What summary.json records as the run's face alignment (--incremental relabels when it changes; runs before
 # 2026-12-02 aligned by the eyes alone and recorded nothing), and what a model trained on aligned crops records.

@@ -40,9 +40,8 @@ def landmark_positions(contents: list[bytes]) -> tuple[np.ndarray, int]:
 
 
 def template(median: np.ndarray) -> tuple[tuple[float, float], ...]:
-    """TEMPLATE_LANDMARKS from the median landmarks [5, 2]: the eyes and the mouth's centre (the mean of its
-    corners), the eyes levelled to their mean height and the mouth corners to theirs before (the template face
-    is not tilted)."""
+    """TEMPLATE_LANDMARKS from the median landmarks [5, 2] (pixels): both eyes, levelled to their mean height so
+    the template face is not tilted, and the mouth's centre, the mean of its two corners."""
     eye_y = (median[0, 1] + median[1, 1]) / 2
     mouth = (median[3] + median[4]) / 2
     return ((median[0, 0], eye_y), (median[1, 0], eye_y), (mouth[0], mouth[1]))
