@@ -40,6 +40,8 @@ FACE_ALIGNMENT_BEFORE: str = "eyes"
 SUPERSAMPLE: int = 2
 SHRINK_FILTER = Image.Resampling.LANCZOS
 WARP_FILTER = Image.Resampling.BILINEAR
+# Where a pixel's centre lies in its own unit square (Pillow's continuous coordinates).
+PIXEL_CENTRE: float = 0.5
 
 
 def alignment_points(face: Face) -> np.ndarray:
@@ -55,7 +57,10 @@ def similarity_to_template(points: np.ndarray) -> tuple[float, float, float, flo
     TEMPLATE_LANDMARKS order) with the least squared error: template point (x, y) goes to
     (a x - b y + tx, b x + a y + ty), i.e. a rotation by atan2(b, a), a scale of hypot(a, b) source pixels per
     template pixel and a shift. Solved as linear least squares (numpy.linalg.lstsq) in the four unknowns.
-    Raises ValueError when the points coincide or are not finite (no transform exists).
+    Points that are a mirror image of the template (the mouth on the wrong side of the line from the first eye to
+    the second) have no close similarity: the fit shrinks them towards their centre, so the face comes out
+    enlarged; neither detector gives such points (MTCNN's are an upright face's, BlazeFace's eyes are ordered by
+    its mouth). Raises ValueError when the points coincide or are not finite (no transform exists).
     """
     source = np.asarray(points, np.float64)
     if not np.isfinite(source).all() or np.allclose(source, source[0]):
@@ -70,23 +75,30 @@ def similarity_to_template(points: np.ndarray) -> tuple[float, float, float, flo
 
 
 def aligned_face(image: Image.Image, face: Face) -> np.ndarray:
-    """The face in `image` (Pillow, any mode, in the pixels `face` was found in) as the network's input.
+    """The face in `image` (Pillow, 8-bit: "L", "RGB" or another mode Pillow converts to "L" by luma, in the pixels
+    `face` was found in) as the network's input. A 16-bit or float image must be brought to 0..255 first, as
+    model.preprocess decodes every image.
 
     Returns float32 (48, 48, 1), values 0..255, greyscale by Pillow's "L" rule (ITU-R 601-2 luma).
     Raises ValueError if its landmarks coincide (no transform exists).
     """
     grey = image if image.mode == "L" else image.convert("L")
     a, b, tx, ty = similarity_to_template(alignment_points(face))
+    # Landmarks and the template are in pixel-index coordinates (pixel i's centre at i); Pillow's resize and
+    # transform work in continuous ones (pixel i spans i..i+1). Shift the similarity's translation so that
+    # template point t + 0.5 maps to landmark s + 0.5.
+    tx, ty = tx + PIXEL_CENTRE * (1 - a + b), ty + PIXEL_CENTRE * (1 - a - b)
+    fx = fy = 1.0
     # Shrink first when the face is much larger than the output, so the warp below does not alias.
     shrink = max(1.0, float(np.hypot(a, b)) / SUPERSAMPLE)
     if shrink > 1.0:
         size = (max(1, round(grey.size[0] / shrink)), max(1, round(grey.size[1] / shrink)))
+        fx, fy = size[0] / grey.size[0], size[1] / grey.size[1]  # continuous coordinates scale exactly so
         grey = grey.resize(size, SHRINK_FILTER, box=None, reducing_gap=None)
-        a, b, tx, ty = a / shrink, b / shrink, tx / shrink, ty / shrink
-    # Output pixel p (template coordinates) comes from source point (a px - b py + tx, b px + a py + ty).
+    # Output point p (template, continuous) comes from source point (a px - b py + tx, b px + a py + ty).
     fill = int(round(float(np.asarray(grey).mean()))) if grey.size[0] * grey.size[1] else 0
-    warped = grey.transform((IMAGE_SIZE, IMAGE_SIZE), Image.Transform.AFFINE, (a, -b, tx, b, a, ty),
-                            resample=WARP_FILTER, fillcolor=fill)
+    warped = grey.transform((IMAGE_SIZE, IMAGE_SIZE), Image.Transform.AFFINE,
+                            (fx * a, -fx * b, fx * tx, fy * b, fy * a, fy * ty), resample=WARP_FILTER, fillcolor=fill)
     return np.asarray(warped, dtype=np.float32).reshape(IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
 
 

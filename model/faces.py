@@ -68,6 +68,14 @@ MIN_REPORTED_FACE_SIDE: float = 24.0
 # zoomed (not as they are); see trainer/RESULTS.md, "A second face detector".
 FALLBACK_MIN_SCORE: float = 0.55
 FALLBACK_MIN_FACE_SHARE: float = 0.13
+# A face BlazeFace finds is taken the other way up only when the copy turned half round scores it at least this
+# much higher (see FaceFinder._fallback_faces). Chosen 2026-12-02 as the smallest margin that turns none of the
+# upright faces of a set apart from the reported ones (FER2013 training faces pasted into scenes, 300 upright and
+# 300 upside down, seed 11; BlazeFace asked about each): margin 0 turned 3 of the 295 upright faces found, 0.1 one,
+# 0.15 none, while still turning 113 of the 193 upside-down ones upright (179 at margin 0). Where MTCNN finds no
+# face (hard faces: small, blurred, turned away) the turned copy often scores an upright face a little higher:
+# 6 of muxspace's 19 such faces by 0.009-0.103, all upright photos, which margin 0 fed to the network upside down.
+TURN_MIN_SCORE_GAIN: float = 0.15
 MTCNN: str = "mtcnn"
 BLAZEFACE: str = "blazeface"
 # What summary.json records as the run's face finding (--incremental relabels when it changes; runs before
@@ -107,8 +115,10 @@ class Face:
     @property
     def eyes(self) -> tuple[np.ndarray, np.ndarray]:
         """The two eyes, each (x, y) pixels, in the order that puts the face upright when aligned: for an upright
-        face the left-of-image eye first (MTCNN finds upright faces only; a face BlazeFace finds turned or upside
-        down has its eyes ordered so that its mouth comes out below them)."""
+        face the left-of-image eye first. MTCNN's landmarks are those of an upright face: the few upside-down
+        faces it reports come with landmarks read as upright and stay upside down when aligned (see README, "How
+        faces are found"). A face BlazeFace finds turned or upside down has its eyes ordered so that its mouth
+        comes out below them."""
         return self.landmarks[0], self.landmarks[1]
 
     def clipped(self, size: tuple[int, int]) -> "Face":
@@ -167,6 +177,15 @@ def is_credible_fallback(score: float, side: float, copy_side: int) -> bool:
     thumbnails of 16-20 pixels without people BlazeFace saw 6-11 pixel faces (5 of 200)."""
     return (score >= FALLBACK_MIN_SCORE and side >= FALLBACK_MIN_FACE_SHARE * copy_side
             and side >= MIN_REPORTED_FACE_SIDE)
+
+
+def has_usable_landmarks(landmarks: np.ndarray) -> bool:
+    """Whether a detection's landmarks [n, 2] (pixels, both eyes first) can place a face: all finite and its two
+    eyes apart (see
+    model.align, which cannot align a face otherwise). A detection without them is not reported: it could not be
+    aligned, and one bad detection must not stop a labelling run."""
+    landmarks = np.asarray(landmarks, np.float64)
+    return bool(np.isfinite(landmarks).all()) and not np.allclose(landmarks[0], landmarks[1])
 
 
 def blazeface_face(box: np.ndarray, score: float, keypoints: np.ndarray) -> Face:
@@ -234,17 +253,20 @@ class FaceFinder:
                 for image, faces, (_, factor) in zip(images, found, copies)]
 
     def _fallback_faces(self, pixels: np.ndarray) -> list[Face]:
-        """BlazeFace's credible faces in an RGB array, each the way up that BlazeFace scores higher.
+        """BlazeFace's credible faces in an RGB array, each the way up that BlazeFace scores clearly higher.
 
         BlazeFace finds an upside-down face as an upright one, with its eye keypoints on the mouth (a face pasted
         upside down was labelled sad with p_happy 0.002); in the copy turned half round the same face is upright
         and scores higher. So a face found in the image is taken as found in the turned copy where that copy
-        scores it higher, its keypoints mapped back, which orders its eyes (`blazeface_face`) so that alignment
-        turns it upright. Faces found in the turned copy alone are not taken: a second search would double the
-        false faces in photos without people."""
+        scores it at least TURN_MIN_SCORE_GAIN higher, its keypoints mapped back, which orders its eyes
+        (`blazeface_face`) so that alignment turns it upright. The margin keeps upright faces upright: photos are
+        upright far more often than not (EXIF orientation is applied before), and for hard faces the two scores
+        are close. Faces found in the turned copy alone are not taken: a second search would double the false
+        faces in photos without people."""
         height, width = pixels.shape[:2]
         credible = [(box, score, keypoints) for box, score, keypoints in self._fallback(pixels)
-                    if is_credible_fallback(score, min(box[2] - box[0], box[3] - box[1]), max(height, width))]
+                    if is_credible_fallback(score, min(box[2] - box[0], box[3] - box[1]), max(height, width))
+                    and has_usable_landmarks(keypoints)]
         if not credible:  # most images asked (photos without people): no face to turn, no second search
             return []
         corner = np.array([width, height], np.float64)
@@ -252,7 +274,9 @@ class FaceFinder:
                   for box, score, keypoints in self._fallback(np.ascontiguousarray(pixels[::-1, ::-1]))]
         faces = []
         for box, score, keypoints in credible:
-            better = [t for t in turned if t[0] > score and box_iou(box, t[1][None])[0] > NMS_IOU]
+            better = [t for t in turned
+                      if t[0] >= score + TURN_MIN_SCORE_GAIN and box_iou(box, t[1][None])[0] > NMS_IOU
+                      and has_usable_landmarks(t[2])]
             if better:
                 score, box, keypoints = max(better, key=lambda t: t[0])
             faces.append(blazeface_face(box, score, keypoints))
@@ -269,11 +293,12 @@ class FaceFinder:
                                                output_type="numpy", min_face_size=MIN_FACE_SIZE)
             for row in np.asarray(rows, dtype=np.float64).reshape(-1, _LANDMARK_COLUMNS.stop):
                 x1, y1, x2, y2 = row[_BOX_COLUMNS]
-                if not is_credible(float(row[_SCORE_COLUMN]), min(x2 - x1, y2 - y1)):
+                landmarks = row[_LANDMARK_COLUMNS].reshape(2, len(LANDMARK_NAMES)).T.copy()
+                if not (is_credible(float(row[_SCORE_COLUMN]), min(x2 - x1, y2 - y1))
+                        and has_usable_landmarks(landmarks)):
                     continue
                 found[members[int(row[0])]].append(
-                    Face((x1, y1, x2 - x1, y2 - y1), float(row[_SCORE_COLUMN]),
-                         row[_LANDMARK_COLUMNS].reshape(2, len(LANDMARK_NAMES)).T.copy()))
+                    Face((x1, y1, x2 - x1, y2 - y1), float(row[_SCORE_COLUMN]), landmarks))
         return found
 
 

@@ -241,7 +241,8 @@ def render_histogram(histogram: Sequence[Sequence[int]], class_names: tuple[str,
                         f'height="{y0 - y1:.2f}" fill="{colour(slot, len(class_names))}"/>')
             stacked += count
         shapes.append(f'<g class="bin" data-count="{totals[index]}"><title>p_{esc(first)} {low:.2f} to {high:.2f}: '
-                      f'{totals[index]:,} {unit} ({detail or "none"})</title>{"".join(bars)}</g>')
+                      f'{totals[index]:,} {unit if totals[index] != 1 else unit[:-1]} ({detail or "none"})</title>'
+                      f'{"".join(bars)}</g>')
     legend = "".join(f'<span><span class="swatch" style="background:{colour(i, len(class_names))}"></span>'
                      f"labelled {esc(name)}</span>" for i, name in enumerate(class_names))
     return (f'<section id="histogram">{title}<p class="note">{unit.capitalize()} per bin of width '

@@ -14,6 +14,7 @@ from model.preprocess import preprocess_image
 # A pasted face is found where it was pasted when the boxes overlap at least this much (intersection over union).
 MIN_BOX_OVERLAP: float = 0.4
 LANDMARK_TOLERANCE_PIXELS: float = 1.5
+SUBPIXEL_TOLERANCE: float = 0.2
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +170,26 @@ def test_alignment_puts_the_eyes_and_mouth_on_the_template():
             ys, xs = np.nonzero((aligned > 128) & near)
             assert len(xs), (scale, angle)
             assert abs(xs.mean() - tx) <= LANDMARK_TOLERANCE_PIXELS and abs(ys.mean() - ty) <= LANDMARK_TOLERANCE_PIXELS
+
+
+def test_alignment_is_exact_to_a_fraction_of_a_pixel_at_any_scale():
+    """Dots at the template's landmarks scaled 1-20 times come back on the template within SUBPIXEL_TOLERANCE
+    (landmarks are in pixel-index coordinates, Pillow's transform in continuous ones; a newcomer found faces half
+    a pixel off before the two were reconciled)."""
+    template = np.array(TEMPLATE_LANDMARKS)
+    grid_y, grid_x = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE]
+    for scale in (1, 3, 6, 20):
+        side = IMAGE_SIZE * scale
+        points = (template + 0.5) * scale - 0.5  # the template's points in an image `scale` times the size
+        yy, xx = np.mgrid[0:side, 0:side]
+        pixels = np.zeros((side, side), np.uint8)
+        for x, y in points:
+            pixels[(xx - x) ** 2 + (yy - y) ** 2 <= (1.2 * scale) ** 2] = 255
+        aligned = aligned_face(Image.fromarray(pixels), face_with(points))[..., 0]
+        for tx, ty in TEMPLATE_LANDMARKS:
+            weight = aligned * ((np.abs(grid_x - tx) < 6) & (np.abs(grid_y - ty) < 6))
+            centre = ((weight * grid_x).sum() / weight.sum(), (weight * grid_y).sum() / weight.sum())
+            assert centre == pytest.approx((tx, ty), abs=SUBPIXEL_TOLERANCE), scale
 
 
 def test_similarity_is_recovered_exactly_and_is_identity_on_the_template():
@@ -351,6 +372,57 @@ def test_second_detector_thresholds_and_landmarks():
     assert upside_down.eyes[0].tolist() == [70, 59] and upside_down.eyes[1].tolist() == [30, 60]
 
 
+def test_a_face_is_turned_over_only_when_the_turned_copy_scores_clearly_higher():
+    """BlazeFace's face is taken from the copy turned half round only when that copy scores it at least
+    TURN_MIN_SCORE_GAIN higher: for hard upright faces the turned copy often scores a little higher."""
+    from model.faces import TURN_MIN_SCORE_GAIN
+
+    side, score = 100, 0.7
+    box = np.array([20.0, 20.0, 80.0, 80.0])  # the same place in the image and in the copy turned half round
+    keypoints = np.array([[35, 40], [65, 40], [50, 55], [50, 70], [22, 50], [78, 50]], float)
+    pixels = np.zeros((side, side, 3), np.uint8)
+    pixels[0, 0] = 255  # tells the image from its turned copy
+
+    for gain, turned_over in ((TURN_MIN_SCORE_GAIN - 0.01, False), (TURN_MIN_SCORE_GAIN + 0.01, True)):
+        def detections(array, gain=gain):
+            in_turned_copy = array[-1, -1, 0] == 255
+            return [(box, score + gain if in_turned_copy else score, keypoints)]
+
+        finder = FaceFinder.__new__(FaceFinder)  # BlazeFace's answers made up; MTCNN not needed
+        finder._fallback = detections
+        [face] = finder._fallback_faces(pixels)
+        assert face.score == pytest.approx(score + gain if turned_over else score)
+        mouth_y, eyes_y = face.landmarks[3][1], np.mean([eye[1] for eye in face.eyes])
+        # The turned copy's keypoints, mapped back, put its "eyes" where this image's mouth is, and the mouth above.
+        assert (mouth_y < eyes_y) if turned_over else (mouth_y > eyes_y)
+
+
+def test_a_detection_without_usable_landmarks_is_not_a_face():
+    """A detection whose landmarks are not finite or whose eyes coincide cannot be aligned: it is not reported
+    (the image then has no face, or the other detector is asked), rather than stopping the run in alignment."""
+    from model.faces import has_usable_landmarks
+
+    eyes_apart = np.array([[30.0, 40.0], [70.0, 40.0], [50.0, 60.0], [40.0, 80.0], [60.0, 80.0]])
+    assert has_usable_landmarks(eyes_apart)
+    assert not has_usable_landmarks(np.vstack([eyes_apart[:1], eyes_apart[:1], eyes_apart[2:]]))
+    assert not has_usable_landmarks(np.where(eyes_apart == 60.0, np.nan, eyes_apart))
+
+    class Detector:  # MTCNN's numpy rows: image index, x1, y1, x2, y2, score, five x, five y
+        def __init__(self, landmarks):
+            self.row = np.concatenate([[0, 10, 10, 110, 110, 0.99], landmarks[:, 0], landmarks[:, 1]])
+
+        def detect_faces(self, arrays, **_):
+            return np.array([self.row])
+
+    for landmarks, found in ((eyes_apart, 1), (np.full((5, 2), np.nan), 0), (np.zeros((5, 2)), 0)):
+        finder = FaceFinder.__new__(FaceFinder)
+        finder._detector, finder._fallback = Detector(landmarks), lambda pixels: []
+        [faces] = finder.find([Image.new("RGB", (200, 200), "grey")])
+        assert len(faces) == found
+        for face in faces:
+            assert aligned_face(Image.new("RGB", (200, 200), "grey"), face).shape == (IMAGE_SIZE, IMAGE_SIZE, 1)
+
+
 def test_blazeface_sees_no_face_in_blank_frames():
     from model.blazeface import BlazeFace, anchor_centres
 
@@ -362,10 +434,11 @@ def test_blazeface_sees_no_face_in_blank_frames():
 
 def test_an_upside_down_face_is_aligned_upright(finder, fer_faces):
     """BlazeFace finds faces turned half round, which MTCNN does not: the network must see them upright, as the
-    same face pasted upright is seen (an upside-down smile reads as sad)."""
+    same face pasted upright is seen (an upside-down smile reads as sad), where the turned copy scores the face
+    clearly higher (model.faces.TURN_MIN_SCORE_GAIN; here 2 of the 3 such faces)."""
     from model.faces import BLAZEFACE
 
-    checked = 0
+    checked = upright_seen = 0
     for i, face in enumerate(fer_faces):
         upright, turned = scene(seed=40 + i), scene(seed=40 + i)
         paste_face(upright, face, (320, 240), 200)
@@ -374,6 +447,6 @@ def test_an_upside_down_face_is_aligned_upright(finder, fer_faces):
         if up and down and down[0].detector == BLAZEFACE:
             a, b = aligned_face(upright, up[0]), aligned_face(turned, down[0])
             # more like the face aligned upright than like that face turned half round
-            assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > np.corrcoef(a.ravel(), b[::-1, ::-1].ravel())[0, 1]
+            upright_seen += np.corrcoef(a.ravel(), b.ravel())[0, 1] > np.corrcoef(a.ravel(), b[::-1, ::-1].ravel())[0, 1]
             checked += 1
-    assert checked >= 2
+    assert checked >= 2 and upright_seen >= 2
