@@ -6,7 +6,8 @@ network upright and at the size and position of the faces it learned from. The t
 fit of the three points (Umeyama, "Least-squares estimation of transformation parameters between two point
 patterns", IEEE TPAMI 1991; the five-landmark alignment of face recognition, e.g. insightface's `norm_crop`, fits
 the same way). With the eyes alone, a face turned sideways (its eyes closer together in the image) came out
-enlarged and one nodding came out squashed into the frame; the mouth holds the scale to the face's height too.
+enlarged, and an error in either eye landmark moved the whole frame; the mouth holds the scale to the face's
+height too.
 The nose tip is left out: it moves sideways with every turn of the head. The mouth's centre is the mean of MTCNN's
 two mouth corners and is what BlazeFace gives (model.faces), so both detectors' faces are aligned alike.
 TEMPLATE_LANDMARKS was measured by running the face detector (model.faces) on FER2013 training faces (searched as

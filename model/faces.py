@@ -181,9 +181,8 @@ def is_credible_fallback(score: float, side: float, copy_side: int) -> bool:
 
 def has_usable_landmarks(landmarks: np.ndarray) -> bool:
     """Whether a detection's landmarks [n, 2] (pixels, both eyes first) can place a face: all finite and its two
-    eyes apart (see
-    model.align, which cannot align a face otherwise). A detection without them is not reported: it could not be
-    aligned, and one bad detection must not stop a labelling run."""
+    eyes apart (model.align cannot align a face otherwise). A detection without them is not reported: it could
+    not be aligned, and one bad detection must not stop a labelling run."""
     landmarks = np.asarray(landmarks, np.float64)
     return bool(np.isfinite(landmarks).all()) and not np.allclose(landmarks[0], landmarks[1])
 
