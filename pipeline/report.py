@@ -200,6 +200,11 @@ def read_summary(run_dir: str) -> dict | None:
     return summary if isinstance(summary, dict) else None
 
 
+def counted(count: int, noun: str) -> str:
+    """'1 face', '2 faces', '1,024 images': a count with its noun, plural unless one."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def make_grids(stats: LabelStats, aligned_crops: bool = False) -> tuple[Grid, ...]:
     """The grids, with each image read once (a face can sit in two grids); aligned_crops: the run's model's
     (summary.json), so a face-sized image's tile shows the face as that model saw it."""
@@ -214,15 +219,17 @@ def make_grids(stats: LabelStats, aligned_crops: bool = False) -> tuple[Grid, ..
         tiles = tuple(Tile(p.path, p.label, p.probabilities, *thumbnails[(p.path, p.face, p.label == NO_FACE)])
                       for p in picks)
         if key == UNCERTAIN_KEY:
-            title, note = "Least certain", (f"The {len(tiles)} faces whose highest probability is lowest "
+            title, note = "Least certain", (f"The {counted(len(tiles), 'face')} whose highest probability is lowest "
                                             f"(for two classes: p_{stats.class_names[0]} closest to 0.5). {under}"
                                             if tiles else "No face was labelled.")
         elif key == NO_FACE:
-            title, note = "No face found", (f"The first {len(tiles)} of the {stats.label_counts[NO_FACE]:,} images "
+            title, note = "No face found", (f"The first {len(tiles)} of the "
+                                            f"{counted(stats.label_counts[NO_FACE], 'image')} "
                                             f"in which no face was found (label {NO_FACE}), whole and small.")
         else:
             title, note = (f"Most confidently {key}",
-                           f"The {len(tiles)} faces labelled {key} with the highest p_{key}. {under}" if tiles
+                           f"The {counted(len(tiles), 'face')} labelled {key} with the highest p_{key}. {under}"
+                           if tiles
                            else f"No face was labelled {key}.")
         grids.append(Grid(key, title, note, tiles))
     return tuple(grids)

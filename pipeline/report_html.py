@@ -139,7 +139,8 @@ def render_report(view: ReportView) -> str:
         *(render_grid(grid, view.class_names) for grid in view.grids),
         render_errors(view),
         f'<footer>Generated {esc(view.generated_at)} by <code>python -m pipeline.report</code>. Thumbnails are the '
-        f"48x48 greyscale faces the model saw (found and aligned again with the job's own code), enlarged 2x."
+        f"48x48 greyscale faces the model saw (found and aligned again with the job's own code; a face-sized image "
+        f"as the model took it, whole or aligned), enlarged 2x."
         "</footer>",
         "</main></body></html>",
     ]
