@@ -20,6 +20,7 @@ def recipe(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size, "learning_rate": args.learning_rate, "label_smoothing": args.label_smoothing,
         "dropout": args.dropout, "block_filters": list(args.block_filters), "augment": not args.no_augment,
         "mixup": args.mixup,
+        **({"ema_momentum": args.ema_momentum} if args.ema_momentum else {}),
         **({"low_resolution": args.low_resolution} if args.low_resolution else {}),
         **({"other_weight": args.other_weight} if args.extra_data_dir else {}),
         **({"finetune_epochs": args.finetune_epochs} if args.finetune_epochs else {}),
@@ -86,6 +87,10 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
     parser.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
                         help="mixup: blend each training face and its label with another's, weight ~ Beta(ALPHA, "
                              "ALPHA) (0 = off; 0.2 is the usual value)")
+    parser.add_argument("--ema-momentum", type=float, default=0.0, metavar="M",
+                        help="train with an exponential moving average of the weights (Polyak averaging), updated "
+                             "every step with momentum M, and validate and serve the averaged weights (0 = off; "
+                             "0.999 averages about the last 1,000 steps)")
     parser.add_argument("--no-mirror-average", action="store_true",
                         help="serve the plain network instead of averaging each face with its mirror image")
     parser.add_argument("--extra-data-dir", default=None,
@@ -141,6 +146,8 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
         parser.error("--max-images-per-class must be 0 (all) or more")
     if args.mixup < 0:
         parser.error("--mixup must be positive (or 0 for off)")
+    if not 0.0 <= args.ema_momentum < 1.0:
+        parser.error("--ema-momentum must be 0 (off) or more, and below 1")
     if args.max_minutes < 0:
         parser.error("--max-minutes must be positive (or 0 for no budget)")
     if not 0.0 < args.validation_fraction < 1.0:

@@ -196,11 +196,16 @@ def train(args: argparse.Namespace) -> dict:
         warmup_target=args.learning_rate, warmup_steps=steps_per_epoch * min(WARMUP_EPOCHS, args.epochs - 1))
     watched = [augment.HardTargetAUC(from_logits=True, name="auc")] if not other_names else []
     network.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=WEIGHT_DECAY),
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=WEIGHT_DECAY, **(
+            {"use_ema": True, "ema_momentum": args.ema_momentum} if args.ema_momentum else {})),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing),
         metrics=["categorical_accuracy", *watched],
     )
     callbacks = [expressions.PairAUC(x_val, y_val)] if other_names and not kept else []
+    if args.ema_momentum:
+        # First, so that validation, early stopping's choice of epoch and the weights kept at the end are the
+        # averaged ones (Keras swaps them in at each epoch's end and finalizes them after the last epoch).
+        callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     stopping = None
     if not kept:  # a refit trains its validation run's epochs: nothing to stop on
         stopping = keras.callbacks.EarlyStopping(monitor=expressions.PAIR_AUC if other_names else "val_auc",
