@@ -85,7 +85,8 @@ def test_an_output_that_cannot_be_written_or_a_bad_count_is_refused_before_train
     for flag, value, message in (("--epochs", "0", "--epochs must be at least 1"),
                                  ("--batch-size", "0", "--batch-size must be at least 1"),
                                  ("--patience", "-1", "--patience must be 0"),
-                                 ("--max-images-per-class", "-1", "--max-images-per-class must be 0")):
+                                 ("--max-images-per-class", "-1", "--max-images-per-class must be 0"),
+                                 ("--ema-momentum", "1", "--ema-momentum must be 0 (off) or more, and below 1")):
         with pytest.raises(SystemExit) as stopped:
             task.main(["--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"), flag, value])
         assert stopped.value.code == 2
@@ -248,3 +249,26 @@ def test_a_model_trained_on_aligned_crops_is_evaluated_and_served_on_them(shared
     assert np.array_equal(predictions.images, crop_inputs(FaceFinder(), crops, aligned_crops=True))
     whole = np.stack([preprocess_image(e.content) for e in examples])
     assert not np.array_equal(predictions.images, whole)  # most crops' faces are found, and so re-framed
+
+
+def test_averaged_weights_are_the_ones_validated_and_exported(tmp_path):
+    """With --ema-momentum the exported network holds the moving average, not the last step's weights: at a
+    momentum so close to 1 that the average cannot move in a few steps, it stays where the first step put it (Keras
+    starts the average from the weights after that step), one step's size (the warm-up rate) from the initial
+    network, while the last step's weights have moved much further."""
+    from trainer import options
+
+    flags = ["--epochs", "2", "--batch-size", "8", "--block-filters", "4", "--validation-fraction", "0.25",
+             "--no-augment", "--learning-rate", "0.05"]
+    _, plain_dir = train_small_model(tmp_path / "plain", 12, *flags)
+    _, averaged_dir = train_small_model(tmp_path / "averaged", 12, *flags, "--ema-momentum", "0.9999999")
+    args = options.parse_args(["--data-dir", "unused", "--output-dir", "unused", *flags])
+    keras.utils.set_random_seed(args.seed)  # as task.train does before building the network
+    initial = task.make_network(args).trainable_weights[0].numpy()
+    (plain, _), (averaged, meta) = views.trained_network(str(plain_dir)), views.trained_network(str(averaged_dir))
+    first_step = float(args.learning_rate) / 10  # task.train's warm-up starts at a tenth of the peak rate
+    moved_averaged = np.abs(averaged.trainable_weights[0].numpy() - initial).max()
+    moved_plain = np.abs(plain.trainable_weights[0].numpy() - initial).max()
+    assert moved_averaged <= first_step * 1.01
+    assert moved_plain > 5 * first_step
+    assert meta.training_config["ema_momentum"] == 0.9999999
