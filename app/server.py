@@ -221,6 +221,9 @@ def create_app(model_dir: str) -> Flask:
     return app
 
 
+MAX_PORT: int = 65535  # TCP port numbers are 16 bits (RFC 793)
+
+
 def main(argv: list[str] | None = None) -> int:
     console.configure_logging()
     parser = console.OneLineParser(
@@ -233,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     args = parser.parse_args(argv)
+    if not 0 <= args.port <= MAX_PORT:  # the socket would refuse a negative one with a trace, wrap a larger one
+        parser.error(f"--port must be 0 (any free port) to {MAX_PORT}, got {args.port}")
     try:
         app = create_app(args.model)
     except (ModelLoadError, FileNotFoundError, FaceDetectorUnavailable) as err:

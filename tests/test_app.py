@@ -158,6 +158,13 @@ def test_main_refuses_a_bad_model_or_a_busy_port(tiny_model_dir, tmp_path, capsy
         port = busy.getsockname()[1]
         assert server.main(["--model", str(tiny_model_dir), "--port", str(port)]) == server.EXIT_USER_ERROR
     assert f"Port {port} is in use" in capsys.readouterr().err
+    for port in ("-5", "99999"):  # a traceback from the socket; a port wrapped round to 34463
+        with pytest.raises(SystemExit) as stopped:
+            server.main(["--model", str(tiny_model_dir), "--port", port])
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --port must be 0 (any free port) to 65535, got {port}")
+        assert "Traceback" not in err
 
 
 def test_the_page_says_a_face_sized_image_without_a_face_found_was_taken_whole(client):

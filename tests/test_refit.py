@@ -129,6 +129,12 @@ def test_other_expressions_and_teachers_must_be_the_refitted_runs(tmp_path):
                                "--teacher", "t"])
     with pytest.raises(ValueError, match=r"--extra-data-dir \(its expressions\) angry,fear \(it had angry,neutral\)"):
         refit.check_recipe(choices, args)
+    without = options.parse_args(["--data-dir", "d", "--output-dir", "o"])  # both dropped: named once each
+    with pytest.raises(ValueError) as refused:
+        refit.check_recipe(choices, without)
+    assert "--extra-data-dir (its expressions) none (it had angry,neutral)" in str(refused.value)
+    assert "--teacher: its teachers were t1" in str(refused.value)
+    assert "weight" not in str(refused.value)  # not "--other-weight None (it had 0.5)", an option never given
     with pytest.raises(ValueError, match="give its teachers again \\(t1\\); these are t2"):
         refit.check_teachers(choices, ["t2"])
     refit.check_teachers(choices, ["t1"])

@@ -251,7 +251,7 @@ def test_a_model_trained_on_aligned_crops_is_evaluated_and_served_on_them(shared
     assert not np.array_equal(predictions.images, whole)  # most crops' faces are found, and so re-framed
 
 
-def test_averaged_weights_are_the_ones_validated_and_exported(tmp_path):
+def test_averaged_weights_are_the_ones_validated_and_exported(tmp_path, caplog):
     """With --ema-momentum the exported network holds the moving average, not the last step's weights: at a
     momentum so close to 1 that the average cannot move in a few steps, it stays where the first step put it (Keras
     starts the average from the weights after that step), one step's size (the warm-up rate) from the initial
@@ -272,3 +272,12 @@ def test_averaged_weights_are_the_ones_validated_and_exported(tmp_path):
     assert moved_averaged <= first_step * 1.01
     assert moved_plain > 5 * first_step
     assert meta.training_config["ema_momentum"] == 0.9999999
+    assert "averages over about 10000000 steps, more than this run's 6" in caplog.text  # 18 faces, batches of 8
+
+
+def test_averaged_weights_and_fine_tuning_are_refused_together(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        task.main(["--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out"), "--extra-data-dir",
+                   str(tmp_path), "--finetune-epochs", "2", "--ema-momentum", "0.99"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.startswith("error: --ema-momentum averages the weights of one training")

@@ -148,6 +148,9 @@ def parse_args(argv: list[str] | None, description: str = "Train the happy/sad n
         parser.error("--mixup must be positive (or 0 for off)")
     if not 0.0 <= args.ema_momentum < 1.0:
         parser.error("--ema-momentum must be 0 (off) or more, and below 1")
+    if args.ema_momentum and args.finetune_epochs:
+        parser.error("--ema-momentum averages the weights of one training, and --finetune-epochs adds a second "
+                     "that does not average them: use one or the other")
     if args.max_minutes < 0:
         parser.error("--max-minutes must be positive (or 0 for no budget)")
     if not 0.0 < args.validation_fraction < 1.0:

@@ -119,6 +119,8 @@ RECORDED_DEFAULTS: dict = {
     "backbone": BACKBONE_NONE,
     "backbone_weights": None, "backbone_input_size": None,
 }
+# Recipe keys that weigh what another option brings (recorded only with it).
+WEIGHTS_OF_OPTIONS: tuple[str, ...] = ("other_weight", "teacher_weight")
 # Recipe keys recorded as the opposite of their option.
 NEGATED_FLAGS: dict[str, str] = {"augment": "--no-augment", "mirror_average": "--no-mirror-average"}
 # Recipe keys recorded as their option (a flag without a value).
@@ -134,8 +136,8 @@ def check_recipe(choices: Choices, args: argparse.Namespace) -> None:
     for key, default in RECORDED_DEFAULTS.items():
         asked = mine.get(key, default)
         had = default if config.get(key) is None else config[key]
-        if asked == had:
-            continue
+        if asked == had or (key in WEIGHTS_OF_OPTIONS and None in (asked, had)):
+            continue  # a weight without its option: the option's own line below says what differs
         if key in NEGATED_FLAGS:
             differing.append(f"{NEGATED_FLAGS[key]} {not asked} (it had {not had})")
         elif key in PLAIN_FLAGS:

@@ -203,6 +203,12 @@ def train(args: argparse.Namespace) -> dict:
     )
     callbacks = [expressions.PairAUC(x_val, y_val)] if other_names and not kept else []
     if args.ema_momentum:
+        averaged_steps = 1 / (1 - args.ema_momentum)
+        total_steps = steps_per_epoch * (kept.epochs if kept else args.epochs)
+        if total_steps < averaged_steps:  # the average's time constant, in steps, is longer than the run
+            log.warning("--ema-momentum %g averages over about %.0f steps, more than this run's %d: the average "
+                        "starts from the first step's weights, so the exported network stays close to them",
+                        args.ema_momentum, averaged_steps, total_steps)
         # First, so that validation, early stopping's choice of epoch and the weights kept at the end are the
         # averaged ones (Keras swaps them in at each epoch's end and finalizes them after the last epoch).
         callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
