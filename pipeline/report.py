@@ -240,6 +240,8 @@ def build_view(run_dir: str, grid_size: int = GRID_SIZE, max_errors: int = MAX_E
     labels_path = FileSystems.join(run_dir, LABELS_FILE)
     try:
         if not output_files(labels_path):
+            if "://" not in run_dir and not FileSystems.exists(run_dir):
+                raise ReportError(f"no such folder: {run_dir}")
             raise ReportError(f"no {LABELS_FILE} in {run_dir}: not the output folder of a labelling run")
         stats = scan_labels(output_lines(labels_path), grid_size)
         errors_path = FileSystems.join(run_dir, ERRORS_FILE)

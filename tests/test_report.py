@@ -240,8 +240,11 @@ def test_command_line(tmp_path, capsys):
     run_dir = write_run(tmp_path / "run", [label_row("/nowhere/a.png", 0.7)], [["/nowhere/b.png", "empty file"]])
     assert report.main([str(run_dir), "--output", str(tmp_path / "elsewhere.html"), "--grid-size", "3"]) == 0
     assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'elsewhere.html'}"
+    (tmp_path / "not_a_run").mkdir()
     assert report.main([str(tmp_path / "not_a_run")]) == report.EXIT_USER_ERROR
     assert capsys.readouterr().err.startswith("error: no labels.csv in ")
+    assert report.main([str(tmp_path / "mistyped")]) == report.EXIT_USER_ERROR
+    assert capsys.readouterr().err == f"error: no such folder: {tmp_path / 'mistyped'}\n"
 
 
 def test_a_failed_report_does_not_fail_the_run(tmp_path, caplog):
