@@ -111,10 +111,12 @@ def split(choices: Choices, listed: list[datasets.Example]) -> datasets.Split:
 
 
 # What a key missing from older metadata held: the trainer's defaults of the time (training_config records
-# low_resolution, other_weight and teacher_weight only when they apply, and older models no backbone keys).
+# low_resolution, other_weight, teacher_weight and ema_momentum only when they apply, and older models no backbone
+# keys).
 RECORDED_DEFAULTS: dict = {
     "batch_size": 64, "learning_rate": 2e-3, "label_smoothing": 0.05, "dropout": DEFAULT_DROPOUT,
-    "block_filters": list(DEFAULT_BLOCK_FILTERS), "augment": True, "mixup": 0.0, "ema_momentum": 0.0, "low_resolution": 0.0,
+    "block_filters": list(DEFAULT_BLOCK_FILTERS), "augment": True, "mixup": 0.0, "ema_momentum": 0.0,
+    "low_resolution": 0.0,
     "other_weight": None, "finetune_epochs": 0, "teacher_weight": None, "mirror_average": True, "align_crops": False,
     "backbone": BACKBONE_NONE,
     "backbone_weights": None, "backbone_input_size": None,
