@@ -29,10 +29,10 @@ from collections.abc import Iterable
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.model_files import root_cause
+from pipeline.model_files import is_local, root_cause
 from pipeline.outputs import (ERRORS_FILE, LABELS_FILE, REPORT_FILE, SUMMARY_FILE, IncompleteOutputError,
                               output_files, output_lines)
-from pipeline.report_html import Grid, ReportView, Tile, render_report
+from pipeline.report_html import Grid, ReportView, Tile, counted, render_report
 from pipeline.thumbnails import Thumbnails
 from pipeline.rows import FACE_COLUMNS, FACE_COLUMNS_BEFORE_DETECTOR, NO_FACE, FaceInfo
 
@@ -200,11 +200,6 @@ def read_summary(run_dir: str) -> dict | None:
     return summary if isinstance(summary, dict) else None
 
 
-def counted(count: int, noun: str) -> str:
-    """'1 face', '2 faces', '1,024 images': a count with its noun, plural unless one."""
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
-
-
 def make_grids(stats: LabelStats, aligned_crops: bool = False) -> tuple[Grid, ...]:
     """The grids, with each image read once (a face can sit in two grids); aligned_crops: the run's model's
     (summary.json), so a face-sized image's tile shows the face as that model saw it."""
@@ -240,7 +235,7 @@ def build_view(run_dir: str, grid_size: int = GRID_SIZE, max_errors: int = MAX_E
     labels_path = FileSystems.join(run_dir, LABELS_FILE)
     try:
         if not output_files(labels_path):
-            if "://" not in run_dir and not FileSystems.exists(run_dir):
+            if is_local(run_dir) and not FileSystems.exists(run_dir):
                 raise ReportError(f"no such folder: {run_dir}")
             raise ReportError(f"no {LABELS_FILE} in {run_dir}: not the output folder of a labelling run")
         stats = scan_labels(output_lines(labels_path), grid_size)

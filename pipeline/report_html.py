@@ -198,6 +198,11 @@ def render_counts(view: ReportView) -> str:
             f'<tbody>{"".join(rows)}</tbody></table>{unreadable}</section>')
 
 
+def counted(count: int, noun: str) -> str:
+    """'1 face', '2 faces', '1,024 images': a count with its noun (singular), plural unless one."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def render_histogram(histogram: Sequence[Sequence[int]], class_names: tuple[str, ...], first: str,
                      unit: str = "images") -> str:
     """An SVG bar chart of p_<first class>, each bar stacked by the label its rows got; unit: what a row is
@@ -242,7 +247,7 @@ def render_histogram(histogram: Sequence[Sequence[int]], class_names: tuple[str,
                         f'height="{y0 - y1:.2f}" fill="{colour(slot, len(class_names))}"/>')
             stacked += count
         shapes.append(f'<g class="bin" data-count="{totals[index]}"><title>p_{esc(first)} {low:.2f} to {high:.2f}: '
-                      f'{totals[index]:,} {unit if totals[index] != 1 else unit[:-1]} ({detail or "none"})</title>'
+                      f'{counted(totals[index], unit[:-1])} ({detail or "none"})</title>'
                       f'{"".join(bars)}</g>')
     legend = "".join(f'<span><span class="swatch" style="background:{colour(i, len(class_names))}"></span>'
                      f"labelled {esc(name)}</span>" for i, name in enumerate(class_names))

@@ -340,7 +340,7 @@ def test_histogram_names_what_a_row_is():
     per_image = render_histogram(histogram, ("happy", "sad"), "happy")
     assert "Images per bin" in per_image and "3 images (sad 3)" in per_image
     assert "No labelled faces." in render_histogram([[0, 0]], ("happy", "sad"), "happy", "faces")
-    from pipeline.report import counted
+    from pipeline.report_html import counted
 
     assert (counted(1, "face"), counted(2, "face"), counted(1024, "image")) == ("1 face", "2 faces", "1,024 images")
     single = render_histogram([[1, 0], [0, 2]], ("happy", "sad"), "happy")  # one image in a bin: not "1 images"

@@ -191,6 +191,7 @@ def train(args: argparse.Namespace) -> dict:
         weights = expressions.training_weights(y_train, args.other_weight)
 
     steps_per_epoch = int(np.ceil(len(x_train) / args.batch_size))
+    epochs = kept.epochs if kept else args.epochs  # a refit trains its validation run's (best) epochs
     schedule = AdjustableCosineDecay(
         initial_learning_rate=args.learning_rate / 10, decay_steps=steps_per_epoch * args.epochs,
         warmup_target=args.learning_rate, warmup_steps=steps_per_epoch * min(WARMUP_EPOCHS, args.epochs - 1))
@@ -204,7 +205,7 @@ def train(args: argparse.Namespace) -> dict:
     callbacks = [expressions.PairAUC(x_val, y_val)] if other_names and not kept else []
     if args.ema_momentum:
         averaged_steps = 1 / (1 - args.ema_momentum)
-        total_steps = steps_per_epoch * (kept.epochs if kept else args.epochs)
+        total_steps = steps_per_epoch * epochs
         if total_steps < averaged_steps:  # the average's time constant, in steps, is longer than the run
             log.warning("--ema-momentum %g averages over about %.0f steps, more than this run's %d: the average "
                         "starts from the first step's weights, so the exported network stays close to them",
@@ -228,7 +229,7 @@ def train(args: argparse.Namespace) -> dict:
                               targets=distill.soft_targets(y_train, teacher_p, args.teacher_weight, num_outputs)
                               if args.teacher else None),
         validation_data=None if other_names or kept else (x_val, keras.utils.to_categorical(y_val, num_outputs)),
-        epochs=kept.epochs if kept else args.epochs,
+        epochs=epochs,
         callbacks=callbacks,
         shuffle=False,  # the dataset shuffles itself, seeded (augment.train_dataset); Keras would only warn
         verbose=2,
