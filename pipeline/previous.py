@@ -71,7 +71,8 @@ def unusable_reason(labels_path: str, records: list[list[str]] | None, summary: 
     their mode was FACES_NONE); and, where faces are found, its model's framing of face-sized images
     (`ModelMetadata.aligned_crops`, absent before 2026-12-01: whole) must be this run's model's, and its face
     finding (`model.faces.FACE_FINDER`, absent before 2026-12-01: MTCNN alone) and face alignment
-    (`model.align.FACE_ALIGNMENT`, absent before 2026-12-02: by the eyes alone) this run's.
+    (`model.align.FACE_ALIGNMENT`, absent before 2026-12-02: by the eyes alone; "eyes+mouth" before faces were
+    stretched to the full grey range) this run's.
     """
     header = records[0] if records else None
     older = header is not None and header == labels_header_before_detector(class_names)
@@ -92,7 +93,7 @@ def unusable_reason(labels_path: str, records: list[list[str]] | None, summary: 
         return f"the earlier run found faces with {earlier_finder}, this one with {FACE_FINDER}"
     earlier_alignment = summary.get("face_alignment", FACE_ALIGNMENT_BEFORE)
     if faces_mode != FACES_NONE and earlier_alignment != FACE_ALIGNMENT:
-        return f"the earlier run aligned faces by their {earlier_alignment}, this one by their {FACE_ALIGNMENT}"
+        return f"the earlier run's face alignment was {earlier_alignment}, this one's is {FACE_ALIGNMENT}"
     earlier_aligned = summary.get("aligned_crops", False) is True
     if faces_mode != FACES_NONE and earlier_aligned != aligned_crops:
         return (f"the earlier run's model took face-sized images {crop_framing(earlier_aligned)}, this one takes "

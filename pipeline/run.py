@@ -137,8 +137,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
                         "off cannot turn that off", metadata.model_version)
         learned_alignment = metadata.training_config.get("face_alignment", FACE_ALIGNMENT_BEFORE)
         if args.faces != FACES_NONE and metadata.aligned_crops and learned_alignment != FACE_ALIGNMENT:
-            log.warning("model %s learned face crops aligned by their %s; faces are now aligned by their %s, so its "
-                        "face crops differ from what it learned: train it again with --align-crops",
+            log.warning("model %s learned face crops aligned as %s; faces are now aligned as %s, so its face crops "
+                        "differ from what it learned: train it again with --align-crops",
                         metadata.model_version, learned_alignment, FACE_ALIGNMENT)
         if args.faces == FACES_NONE and metadata.aligned_crops:
             log.warning("--faces none takes every image whole, but model %s learned face crops found and aligned "

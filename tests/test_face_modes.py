@@ -205,7 +205,7 @@ def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, 
                        "--report"])
     assert summary["aligned_crops"] is True and summary["images_labelled"] >= 6
     # Its metadata does not record how its crops were aligned, so they were aligned by the eyes alone: said.
-    assert f"learned face crops aligned by their {FACE_ALIGNMENT_BEFORE}; faces are now aligned by" in caplog.text
+    assert f"learned face crops aligned as {FACE_ALIGNMENT_BEFORE}; faces are now aligned as {FACE_ALIGNMENT}" in caplog.text
     page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     shown = [path for path in sorted(crops.iterdir()) if path.name in page]
     assert shown
@@ -236,7 +236,7 @@ def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, 
     dataclasses.replace(meta, training_config={**meta.training_config, "face_alignment": FACE_ALIGNMENT}).write(model_dir)
     caplog.clear()
     job.run(["--input", str(crops), "--output", str(tmp_path / "now"), "--model", str(model_dir)])
-    assert "learned face crops aligned by" not in caplog.text
+    assert "learned face crops aligned as" not in caplog.text
 
 
 def test_rows_name_the_second_detector_where_it_found_the_face(photo_folder, tmp_path, monkeypatch):
@@ -270,8 +270,12 @@ def test_incremental_relabels_faces_found_by_another_face_finder(tmp_path, caplo
     assert FACE_FINDER in unusable_reason(path, records, {**before, "face_finder": "other"}, CLASS_NAMES,
                                           FACES_LARGEST)
     found_now = {**before, "face_finder": FACE_FINDER}
-    assert f"by their {FACE_ALIGNMENT_BEFORE}, this one by their {FACE_ALIGNMENT}" in unusable_reason(
+    assert f"alignment was {FACE_ALIGNMENT_BEFORE}, this one's is {FACE_ALIGNMENT}" in unusable_reason(
         path, records, found_now, CLASS_NAMES, FACES_LARGEST)
+    # Faces aligned by the eyes and the mouth but not yet stretched to the full grey range (2026-12-02) are other
+    # inputs too.
+    assert "alignment was eyes+mouth, this one's" in unusable_reason(
+        path, records, {**found_now, "face_alignment": "eyes+mouth"}, CLASS_NAMES, FACES_LARGEST)
     current = {**found_now, "face_alignment": FACE_ALIGNMENT}
     assert unusable_reason(path, records, current, CLASS_NAMES, FACES_LARGEST) is None
     assert unusable_reason(path, records, {"faces": FACES_NONE}, CLASS_NAMES, FACES_NONE) is None  # no finder

@@ -223,6 +223,19 @@ def test_coinciding_landmarks_are_refused():
         aligned_face(Image.new("L", (50, 50)), face)
 
 
+def test_an_aligned_face_spans_the_full_grey_range_like_the_training_faces():
+    """A dim, low-contrast face is stretched so that its darkest pixel is 0 and its brightest 255 (as in every
+    FER2013 training face) without reordering its greys; a face of one grey keeps that grey."""
+    points = similar(TEMPLATE_LANDMARKS, 4.0, 0.0, (100.0, 60.0))
+    dim = np.tile(np.linspace(60, 120, 400), (400, 1)).astype(np.uint8)  # greys 60..120, darker to the left
+    aligned = aligned_face(Image.fromarray(dim), face_with(points))[..., 0]
+    assert aligned.min() == 0 and aligned.max() == 255
+    assert (np.diff(aligned, axis=1) >= 0).all()  # still darker to the left, pixel by pixel
+    assert len(np.unique(aligned)) > 10  # stretched, not thresholded
+    flat = aligned_face(Image.new("L", (400, 400), 77), face_with(points))
+    assert (flat == 77).all()
+
+
 def test_face_thumbnail_rule():
     """A face-sized image is taken whole (found or not); blank, tiny or larger images without a face are not."""
     thumbnail = synthetic_face(True, seed=5)
