@@ -17,23 +17,21 @@ and taking the median landmark positions: `python -m trainer.face_template` prin
 Pixels the transform takes from outside the image are filled with the image's mean grey (a black corner would be
 a feature the network never saw).
 
-Last, the aligned face is stretched to the full grey range (darkest pixel 0, brightest 255: Pillow's
-`ImageOps.autocontrast`), because every face the network learned from spans it: 28,691 of FER2013's 28,709
-training faces here have exactly 0 as their darkest and 255 as their brightest pixel (9 are all black, 9 run from
-1 to 255), while faces found in photos rarely do (muxspace's aligned faces: median darkest 10, brightest 220,
-standard deviation 42 against FER2013's 77). Measured 2026-12-02 with the shipped model (trainer/RESULTS.md,
-"Faces found in photos stretched to the full grey range"): muxspace ROC AUC 0.9618 -> 0.9643, sad recall
-90.67% -> 91.79%; FER2013 crops are unchanged.
+Last, the aligned face is stretched to the full grey range (darkest pixel 0, brightest 255:
+`model.preprocess.full_grey_range`), because every face the network learned from spans it, while faces found in
+photos rarely do (muxspace's aligned faces: median darkest 10, brightest 220, standard deviation 42 against
+FER2013's 77). Measured 2026-12-02 with the shipped model (trainer/RESULTS.md, "Faces found in photos stretched to
+the full grey range"): muxspace ROC AUC 0.9618 -> 0.9640, sad recall 90.67% -> 91.79%.
 """
 
 import dataclasses
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from model.contract import CHANNELS, IMAGE_SIZE
 from model.faces import Face, FaceFinder
-from model.preprocess import DecodedImage, whole_image_input
+from model.preprocess import DecodedImage, full_grey_range, is_flat, whole_image_input
 
 # (x, y) of the left-of-image eye, the right-of-image eye and the mouth's centre in a 48x48 FER2013 face, pixels:
 # the medians measured by `python -m trainer.face_template` on 1,664 of 2,000 FER2013 training faces (MTCNN's
@@ -110,7 +108,7 @@ def aligned_face(image: Image.Image, face: Face) -> np.ndarray:
     fill = int(round(float(np.asarray(grey).mean()))) if grey.size[0] * grey.size[1] else 0
     warped = grey.transform((IMAGE_SIZE, IMAGE_SIZE), Image.Transform.AFFINE,
                             (fx * a, -fx * b, fx * tx, fy * b, fy * a, fy * ty), resample=WARP_FILTER, fillcolor=fill)
-    return np.asarray(ImageOps.autocontrast(warped), dtype=np.float32).reshape(IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
+    return np.asarray(full_grey_range(warped), dtype=np.float32).reshape(IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
 
 
 # Images with no side longer than this are thumbnails of one face, as FER2013's 48x48 crops are: the whole image
@@ -121,8 +119,6 @@ FACE_THUMBNAIL_MAX_SIDE: int = 64
 # A thumbnail in which the detector finds no face is still taken whole when it is at least this many pixels on
 # its shorter side and not flat (the detector misses about 1 in 9 FER2013 crops; a 1x1 or blank image is no face).
 FACE_THUMBNAIL_MIN_SIDE: int = 24
-# Standard deviation of grey values (0..255) under which an image is flat (blank, a single colour).
-FLAT_MAX_STD: float = 4.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,12 +141,6 @@ class FaceInput:
 def is_face_thumbnail(image: Image.Image) -> bool:
     """Whether an image is of face size (at most FACE_THUMBNAIL_MAX_SIDE pixels per side), like FER2013's crops."""
     return max(image.size) <= FACE_THUMBNAIL_MAX_SIDE
-
-
-def is_flat(image: Image.Image) -> bool:
-    """Whether an image is (nearly) one grey: standard deviation of its 0..255 luma under FLAT_MAX_STD."""
-    grey = image if image.mode == "L" else image.convert("L")
-    return float(np.asarray(grey, dtype=np.float32).std()) < FLAT_MAX_STD
 
 
 def face_inputs(image: Image.Image, faces: list[Face], all_faces: bool,

@@ -17,8 +17,10 @@ The rule, in order:
    the range they use (floats 0-1 or 0-255, integers 0-255, 0-65535 or 0-2^31-1; negative or non-finite values
    are refused as "unsupported"); colour spaces (CMYK, Lab, YCbCr, HSV) to RGB; then greyscale with ITU-R
    601-2 luma (Pillow's "L"), transparency flattened onto a white background.
-6. Centre-cropped to a square (the shorter side) and resized to 48x48 with a Lanczos filter. A 48x48 input,
-   such as a FER2013 face, passes through unchanged.
+6. Centre-cropped to a square (the shorter side) and resized to 48x48 with a Lanczos filter.
+7. Stretched to the full grey range (darkest pixel 0, brightest 255), as every FER2013 face the network learned
+   from is (`full_grey_range`). A 48x48 input that spans the range already, such as a FER2013 face, passes
+   through unchanged.
 
 A file that cannot be read gets a reason: "not a recognised image format", "unsupported: ..." (a real image of
 a kind, variant or value range that is not read) or "corrupt or truncated image: ...".
@@ -38,7 +40,8 @@ from model.contract import CHANNELS, IMAGE_SIZE
 from model.image_formats import (MAX_DECODE_BYTES, ImageDecodeError, check_decode_memory, classify_failure,
                                  declared_sample_bits, load_failure_reason, unidentified_reason)
 
-__all__ = ["MAX_DECODE_BYTES", "DecodedImage", "ImageDecodeError", "decode_image", "preprocess_image"]
+__all__ = ["MAX_DECODE_BYTES", "DecodedImage", "ImageDecodeError", "decode_image", "full_grey_range", "is_flat",
+           "preprocess_image"]
 
 # Largest 8-bit value, and the full scale of 16-bit and signed 32-bit integer samples.
 EIGHT_BIT_MAX: float = 255.0
@@ -51,6 +54,21 @@ ROUND_HALF: float = 0.5
 # Background that transparent pixels are flattened onto.
 BACKGROUND_GREY: int = 255
 RESIZE_FILTER = Image.Resampling.LANCZOS
+# Every face the network learned from spans the full grey range: 28,691 of the 28,709 FER2013 training faces here
+# have exactly 0 as their darkest and 255 as their brightest pixel (9 are all black, 9 run from 1 to 255), while
+# faces in photos and crops from elsewhere rarely do (muxspace's photos taken whole: median darkest 8, brightest
+# 224). So every input is stretched to that range (trainer/RESULTS.md, "Faces found in photos stretched to the full
+# grey range"). An input already within this many grey levels of both ends is left as it is: stretching it would
+# only re-round its greys, and would change those 9 training faces (so `make train` would no longer give the
+# shipped weights).
+FULL_RANGE_TOLERANCE: int = 1
+# Standard deviation of grey values (0..255) under which an image is flat (blank, a single colour): not stretched
+# (that would turn a blank frame's JPEG noise into full-contrast texture), and never a face found (model.align).
+FLAT_MAX_STD: float = 4.0
+# What summary.json records as the runs' grey range (`--incremental` relabels rows from runs before the stretch,
+# 2026-12-02, which recorded none: greys as decoded).
+GREY_RANGE: str = "full"
+GREY_RANGE_BEFORE: str = "as decoded"
 # EXIF tag 0x0112 (Orientation), and its values 5-8 that swap width and height (EXIF 2.32, section 4.6.4).
 EXIF_ORIENTATION_TAG: int = 0x0112
 EXIF_TRANSPOSED_ORIENTATIONS: frozenset[int] = frozenset({5, 6, 7, 8})
@@ -134,10 +152,27 @@ def preprocess_image(data: bytes) -> np.ndarray:
 
 def whole_image_input(image: Image.Image) -> np.ndarray:
     """A decoded image (any mode) taken whole as the face: greyscale (Pillow's "L"), centre square, resized to
-    48x48 with RESIZE_FILTER. Returns float32 (48, 48, 1), values 0..255."""
+    48x48 with RESIZE_FILTER, stretched by full_grey_range. Returns float32 (48, 48, 1), values 0..255."""
     grey = image if image.mode == "L" else image.convert("L")
     face = ImageOps.fit(grey, (IMAGE_SIZE, IMAGE_SIZE), method=RESIZE_FILTER, centering=(0.5, 0.5))
-    return np.asarray(face, dtype=np.float32).reshape(IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
+    return np.asarray(full_grey_range(face), dtype=np.float32).reshape(IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
+
+
+def full_grey_range(face: Image.Image) -> Image.Image:
+    """An 8-bit greyscale ("L") face stretched linearly so that its darkest pixel is 0 and its brightest 255
+    (Pillow's `ImageOps.autocontrast`, no cut-off), as the training faces are; returned as it is when it already
+    reaches within FULL_RANGE_TOLERANCE grey levels of both ends, or is flat (`is_flat`: nothing to stretch but
+    noise)."""
+    darkest, brightest = face.getextrema()
+    if (darkest <= FULL_RANGE_TOLERANCE and brightest >= EIGHT_BIT_MAX - FULL_RANGE_TOLERANCE) or is_flat(face):
+        return face
+    return ImageOps.autocontrast(face)
+
+
+def is_flat(image: Image.Image) -> bool:
+    """Whether an image is (nearly) one grey: standard deviation of its 0..255 luma under FLAT_MAX_STD."""
+    grey = image if image.mode == "L" else image.convert("L")
+    return float(np.asarray(grey, dtype=np.float32).std()) < FLAT_MAX_STD
 
 
 def _to_rgb(image: Image.Image, sample_bits: int | None = None) -> Image.Image:

@@ -27,6 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 from model.align import FACE_ALIGNMENT, FACE_ALIGNMENT_BEFORE
 from model.faces import FACE_FINDER, FACE_FINDER_BEFORE
 from model.metadata import ModelMetadata, crop_framing
+from model.preprocess import GREY_RANGE, GREY_RANGE_BEFORE
 from pipeline.inputs import display_path, file_key
 from pipeline.outputs import ENCODING, LABEL_ROWS_KEY, SUMMARY_FILE, output_lines
 from pipeline.rows import (FACES_ALL, FACES_LARGEST, FACES_NONE, LABEL_TAIL_COLUMNS, NO_FACE, LabelRow, labels_header,
@@ -68,7 +69,8 @@ def unusable_reason(labels_path: str, records: list[list[str]] | None, summary: 
 
     records: `first_records` of the labels output's first file (labels.csv, or its first shard); summary: the
     `previous_summary` beside it, whose --faces mode must be this run's (runs from before the option had none:
-    their mode was FACES_NONE); and, where faces are found, its model's framing of face-sized images
+    their mode was FACES_NONE), and its grey range (`model.preprocess.GREY_RANGE`, absent before 2026-12-02: greys
+    as decoded); and, where faces are found, its model's framing of face-sized images
     (`ModelMetadata.aligned_crops`, absent before 2026-12-01: whole) must be this run's model's, and its face
     finding (`model.faces.FACE_FINDER`, absent before 2026-12-01: MTCNN alone) and face alignment
     (`model.align.FACE_ALIGNMENT`, absent before 2026-12-02: by the eyes alone; "eyes+mouth" before faces were
@@ -88,6 +90,9 @@ def unusable_reason(labels_path: str, records: list[list[str]] | None, summary: 
     earlier_mode = summary.get("faces", FACES_NONE)
     if earlier_mode != faces_mode:
         return f"the earlier run used --faces {earlier_mode}, this one --faces {faces_mode}"
+    earlier_range = summary.get("grey_range", GREY_RANGE_BEFORE)
+    if earlier_range != GREY_RANGE:
+        return f"the earlier run fed the network greys {earlier_range}, this one stretched to the {GREY_RANGE} range"
     earlier_finder = summary.get("face_finder", FACE_FINDER_BEFORE)
     if faces_mode != FACES_NONE and earlier_finder != FACE_FINDER:
         return f"the earlier run found faces with {earlier_finder}, this one with {FACE_FINDER}"

@@ -47,6 +47,7 @@ from model.align import FACE_ALIGNMENT, FACE_ALIGNMENT_BEFORE
 from model.faces import FACE_FINDER
 from model.metadata import ModelMetadata
 from model.mirror import MIRROR_OFF, answers_averaged, mirror_wanted, network_averages_mirror
+from model.preprocess import GREY_RANGE
 from pipeline.checks import (UserError, check_face_finder, check_input_path, check_model, check_output,
                              check_previous_labels, check_runner_paths, is_default_model, is_remote_runner)
 from pipeline.flags import DATE_PLACEHOLDER, EXIT_TOO_MANY_ERRORS, parse_args
@@ -166,6 +167,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict:
         "faces": args.faces,
         "face_finder": FACE_FINDER if args.faces != FACES_NONE else None,
         "face_alignment": FACE_ALIGNMENT if args.faces != FACES_NONE else None,
+        "grey_range": GREY_RANGE,  # every network input stretched to the full grey range (model.preprocess)
         "precision": args.precision,
         "mirror_average": answers_averaged(metadata),  # by serving (+mirror) or inside the network
         "started_at": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),

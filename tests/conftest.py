@@ -16,6 +16,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_FACES = PROJECT_ROOT.parent / "shared" / "data" / "fer2013" / "train"
 # Synthetic classes the tiny model can learn: "happy" faces are bright, "sad" faces are dark.
 BRIGHT_MEAN, DARK_MEAN, NOISE = 190.0, 60.0, 25.0
+CORNER_BLOCK_SHARE = 12
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **save_args) -> bytes:
@@ -25,9 +26,14 @@ def encode(image: Image.Image, fmt: str = "PNG", **save_args) -> bytes:
 
 
 def synthetic_face(bright: bool, seed: int, size: int = 48) -> Image.Image:
+    """A size x size greyscale noise "face", bright or dark, with a black and a white corner block (a twelfth of its
+    side): it spans the full grey range as FER2013's faces do, so the job's stretch to that range
+    (model.preprocess.full_grey_range) keeps bright faces bright and dark ones dark."""
     rng = np.random.default_rng(seed)
-    pixels = rng.normal(BRIGHT_MEAN if bright else DARK_MEAN, NOISE, (size, size))
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
+    pixels = np.clip(rng.normal(BRIGHT_MEAN if bright else DARK_MEAN, NOISE, (size, size)), 0, 255)
+    block = max(1, size // CORNER_BLOCK_SHARE)
+    pixels[:block, :block], pixels[:block, -block:] = 0, 255
+    return Image.fromarray(pixels.astype(np.uint8), mode="L")
 
 
 def synthetic_face_folder(folder: Path, count: int, seed: int) -> Path:

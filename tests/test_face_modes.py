@@ -256,16 +256,18 @@ def test_rows_name_the_second_detector_where_it_found_the_face(photo_folder, tmp
 def test_incremental_relabels_faces_found_by_another_face_finder(tmp_path, caplog):
     """Rows written before the second face detector (summary.json without `face_finder`) or by another finder,
     or with faces aligned otherwise (without `face_alignment`: by the eyes alone), are not carried over where
-    faces are found: an image that had no face may have one now, and an aligned face is another input."""
+    faces are found: an image that had no face may have one now, and an aligned face is another input; nor are rows
+    from before inputs were stretched to the full grey range (without `grey_range`), in any mode."""
     from model.align import FACE_ALIGNMENT, FACE_ALIGNMENT_BEFORE
-    from model.faces import FACE_FINDER, FACE_FINDER_BEFORE
     from model.contract import CLASS_NAMES
+    from model.faces import FACE_FINDER, FACE_FINDER_BEFORE
+    from model.preprocess import GREY_RANGE, GREY_RANGE_BEFORE
     from pipeline.previous import unusable_reason
     from pipeline.rows import FACES_LARGEST, FACES_NONE, labels_header
 
     records = [labels_header(CLASS_NAMES)]
     path = str(tmp_path / "labels.csv")
-    before = {"faces": FACES_LARGEST}
+    before = {"faces": FACES_LARGEST, "grey_range": GREY_RANGE}
     assert FACE_FINDER_BEFORE in unusable_reason(path, records, before, CLASS_NAMES, FACES_LARGEST)
     assert FACE_FINDER in unusable_reason(path, records, {**before, "face_finder": "other"}, CLASS_NAMES,
                                           FACES_LARGEST)
@@ -278,7 +280,14 @@ def test_incremental_relabels_faces_found_by_another_face_finder(tmp_path, caplo
         path, records, {**found_now, "face_alignment": "eyes+mouth"}, CLASS_NAMES, FACES_LARGEST)
     current = {**found_now, "face_alignment": FACE_ALIGNMENT}
     assert unusable_reason(path, records, current, CLASS_NAMES, FACES_LARGEST) is None
-    assert unusable_reason(path, records, {"faces": FACES_NONE}, CLASS_NAMES, FACES_NONE) is None  # no finder
+    assert unusable_reason(path, records, {"faces": FACES_NONE, "grey_range": GREY_RANGE}, CLASS_NAMES,
+                           FACES_NONE) is None  # no finder
+    # Rows from before every input was stretched to the full grey range (no `grey_range`) are other inputs, in
+    # every mode.
+    for mode, summary in ((FACES_NONE, {"faces": FACES_NONE}), (FACES_LARGEST, {**current, "grey_range": None})):
+        summary = {key: value for key, value in summary.items() if value is not None}
+        assert f"greys {GREY_RANGE_BEFORE}, this one stretched" in unusable_reason(path, records, summary, CLASS_NAMES,
+                                                                                 mode)
     # Rows written before the face_detector column do not say which detector found their faces.
     older = [labels_header(CLASS_NAMES)[:-1]]
     assert "before the face_detector column" in unusable_reason(path, older, current, CLASS_NAMES, FACES_LARGEST)
@@ -288,6 +297,7 @@ def test_incremental_relabels_faces_found_by_another_face_finder(tmp_path, caplo
     synthetic_face(bright=True, seed=1).save(folder / "a.png")
     first = job.run(["--input", str(folder), "--output", str(tmp_path / "out")])
     assert first["face_finder"] == FACE_FINDER and first["face_alignment"] == FACE_ALIGNMENT
+    assert first["grey_range"] == GREY_RANGE
     again = job.run(["--input", str(folder), "--output", str(tmp_path / "out"), "--incremental"])
     assert again["images_carried_over"] == 1
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import PROJECT_ROOT, encode, synthetic_face
+from conftest import DARK_MEAN, PROJECT_ROOT, encode, synthetic_face
 from pipeline import run as job
 
 FIELD = PROJECT_ROOT.parent / "shared" / "data" / "field"
@@ -176,7 +176,10 @@ def test_an_input_folder_that_cannot_be_listed_is_one_error_line(tiny_model_dir,
 
 
 def test_48_megapixel_mpo_phone_photo_is_labelled_like_the_plain_jpeg(tiny_model_dir, tmp_path):
-    photo = synthetic_face(False, seed=40).resize((8064, 6048), Image.Resampling.NEAREST).convert("RGB")
+    # The face in the middle of a 4:3 frame of its own dark grey, so the whole image's centre square is the face.
+    frame = Image.new("L", (64, 48), int(DARK_MEAN))
+    frame.paste(synthetic_face(False, seed=40), (8, 0))
+    photo = frame.resize((8064, 6048), Image.Resampling.NEAREST).convert("RGB")
     root = tmp_path / "phone"
     root.mkdir()
     (root / "IMG_0001.JPG").write_bytes(encode(photo, "MPO", quality=90, save_all=True,

@@ -1,14 +1,15 @@
 """The shared preprocessing over the formats and modes people really have, all made here with Pillow."""
 
+import io
 import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from conftest import encode, synthetic_face
 from model.contract import INPUT_SHAPE
-from model.preprocess import ImageDecodeError, preprocess_image
+from model.preprocess import FULL_RANGE_TOLERANCE, ImageDecodeError, preprocess_image
 
 GREY = 128
 # Lossy formats and resampling move values a little; lossless ones must be exact.
@@ -16,10 +17,25 @@ LOSSY_TOLERANCE = 6
 
 
 def test_48x48_greyscale_passes_through_unchanged():
-    face = synthetic_face(bright=True, seed=1)
+    """A 48x48 face that spans the full grey range, as every FER2013 face does, is the network input as it is."""
+    face = ImageOps.autocontrast(synthetic_face(bright=True, seed=1))
+    assert face.getextrema() == (0, 255)
     out = preprocess_image(encode(face, "PNG"))
     assert out.shape == INPUT_SHAPE and out.dtype == np.float32
     np.testing.assert_array_equal(out[..., 0], np.asarray(face, np.float32))
+
+
+def test_a_dim_crop_is_stretched_to_the_full_grey_range():
+    """Greys 60..120 become 0..255 without reordering; a face already within FULL_RANGE_TOLERANCE of both ends
+    (9 FER2013 faces run from 1 to 255) and a flat frame with a little noise are left as they are."""
+    dim = Image.fromarray(np.tile(np.linspace(60, 120, 48), (48, 1)).astype(np.uint8))
+    out = preprocess_image(encode(dim, "PNG"))[..., 0]
+    assert out.min() == 0 and out.max() == 255 and (np.diff(out, axis=1) >= 0).all()
+    nearly = np.asarray(ImageOps.autocontrast(synthetic_face(bright=False, seed=2)), np.uint8).copy()
+    nearly[nearly == 0] = FULL_RANGE_TOLERANCE
+    np.testing.assert_array_equal(preprocess_image(encode(Image.fromarray(nearly), "PNG"))[..., 0], nearly)
+    noisy_grey = np.random.default_rng(3).integers(88, 93, (48, 48)).astype(np.uint8)  # a blank frame's noise
+    np.testing.assert_array_equal(preprocess_image(encode(Image.fromarray(noisy_grey), "PNG"))[..., 0], noisy_grey)
 
 
 @pytest.mark.parametrize("fmt,save_args", [
@@ -51,7 +67,7 @@ def test_cmyk_jpeg():
 def test_sixteen_bit_png_is_scaled_not_clipped():
     samples = np.full((48, 48), GREY * 257, dtype=np.uint16)
     data = encode(Image.fromarray(samples), "PNG")
-    assert Image.open(__import__("io").BytesIO(data)).mode.startswith("I")
+    assert Image.open(io.BytesIO(data)).mode.startswith("I")
     np.testing.assert_allclose(preprocess_image(data), GREY, atol=0.5)
 
 
