@@ -88,7 +88,8 @@ def aligned_face(image: Image.Image, face: Face) -> np.ndarray:
     model.preprocess decodes every image.
 
     Returns float32 (48, 48, 1), values 0..255, greyscale by Pillow's "L" rule (ITU-R 601-2 luma), stretched so
-    that its darkest pixel is 0 and its brightest 255 (a face of one grey stays as it is).
+    that its darkest pixel is 0 and its brightest 255 (`model.preprocess.full_grey_range`: a flat face stays as
+    it is).
     Raises ValueError if its landmarks coincide (no transform exists).
     """
     grey = image if image.mode == "L" else image.convert("L")

@@ -205,7 +205,8 @@ def test_a_model_trained_on_aligned_crops_gets_face_crops_aligned(shared_faces, 
                        "--report"])
     assert summary["aligned_crops"] is True and summary["images_labelled"] >= 6
     # Its metadata does not record how its crops were aligned, so they were aligned by the eyes alone: said.
-    assert f"learned face crops aligned as {FACE_ALIGNMENT_BEFORE}; faces are now aligned as {FACE_ALIGNMENT}" in caplog.text
+    learned = f"learned face crops aligned as {FACE_ALIGNMENT_BEFORE}; faces are now aligned as {FACE_ALIGNMENT}"
+    assert learned in caplog.text
     page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     shown = [path for path in sorted(crops.iterdir()) if path.name in page]
     assert shown
