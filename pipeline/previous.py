@@ -90,9 +90,12 @@ def unusable_reason(labels_path: str, records: list[list[str]] | None, summary: 
     earlier_mode = summary.get("faces", FACES_NONE)
     if earlier_mode != faces_mode:
         return f"the earlier run used --faces {earlier_mode}, this one --faces {faces_mode}"
-    earlier_range = summary.get("grey_range", GREY_RANGE_BEFORE)
+    earlier_range = summary.get("grey_range")
+    if earlier_range is None:
+        return (f"the earlier run fed the network greys {GREY_RANGE_BEFORE}, this one stretched to the {GREY_RANGE} "
+                "range")
     if earlier_range != GREY_RANGE:
-        return f"the earlier run fed the network greys {earlier_range}, this one stretched to the {GREY_RANGE} range"
+        return f"the earlier run's grey range was {earlier_range!r}, this one's is {GREY_RANGE!r}"
     earlier_finder = summary.get("face_finder", FACE_FINDER_BEFORE)
     if faces_mode != FACES_NONE and earlier_finder != FACE_FINDER:
         return f"the earlier run found faces with {earlier_finder}, this one with {FACE_FINDER}"

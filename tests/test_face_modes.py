@@ -289,6 +289,8 @@ def test_incremental_relabels_faces_found_by_another_face_finder(tmp_path, caplo
         summary = {key: value for key, value in summary.items() if value is not None}
         assert f"greys {GREY_RANGE_BEFORE}, this one stretched" in unusable_reason(path, records, summary, CLASS_NAMES,
                                                                                  mode)
+    assert f"grey range was 'other', this one's is '{GREY_RANGE}'" in unusable_reason(
+        path, records, {**current, "grey_range": "other"}, CLASS_NAMES, FACES_LARGEST)
     # Rows written before the face_detector column do not say which detector found their faces.
     older = [labels_header(CLASS_NAMES)[:-1]]
     assert "before the face_detector column" in unusable_reason(path, older, current, CLASS_NAMES, FACES_LARGEST)
