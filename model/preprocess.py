@@ -59,8 +59,8 @@ RESIZE_FILTER = Image.Resampling.LANCZOS
 # faces in photos and crops from elsewhere rarely do (muxspace's photos taken whole: median darkest 8, brightest
 # 224). So every input is stretched to that range (trainer/RESULTS.md, "Faces found in photos stretched to the full
 # grey range"). An input already within this many grey levels of both ends is left as it is: stretching it would
-# only re-round its greys, and would change those 9 training faces (so `make train` would no longer give the
-# shipped weights).
+# only re-round its greys, and would change those 9 training faces (so training is fed exactly the faces it was fed
+# before the stretch).
 FULL_RANGE_TOLERANCE: int = 1
 # Standard deviation of grey values (0..255) under which an image is flat (blank, a single colour): not stretched
 # (that would turn a blank frame's JPEG noise into full-contrast texture), and never a face found (model.align).
