@@ -130,6 +130,8 @@ train: $(STAMP) ## Train and export the default model (and its int8 copy) into m
 	rm -rf $(MODEL).new
 	$(PYTHON) -m trainer.task --data-dir $(DATA_DIR) --output-dir $(MODEL).new $(RECIPE) $(TRAIN_FLAGS)
 	$(PYTHON) -m trainer.quantize --model $(MODEL).new --data-dir $(DATA_DIR) --split $(SPLIT) --write
+	@# Same weights as the model it replaces? (bit for bit only on the same processor: trainer/machine.py)
+	if [ -f $(MODEL)/facelabel.json ]; then $(PYTHON) -m trainer.machine $(MODEL).new $(MODEL); fi
 	rm -rf $(MODEL) && mv $(MODEL).new $(MODEL)
 
 quantize: $(STAMP) ## Make MODEL's int8 copy (for --precision int8) and score it against the SavedModel on its SPLIT

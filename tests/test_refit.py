@@ -7,7 +7,7 @@ import pytest
 from conftest import train_small_model
 from model.saved import load_classifier
 from trainer import data as datasets
-from trainer import evaluate, task
+from trainer import evaluate, machine, task
 
 PER_CLASS = 30
 SMALL = ["--batch-size", "16", "--block-filters", "4,8"]
@@ -46,6 +46,9 @@ def test_a_refit_trains_on_validation_faces_too_and_keeps_the_choices(validation
     assert task.main(["--data-dir", str(data_dir), "--output-dir", str(tmp_path / "again"), *SMALL,
                       "--refit-of", str(kept)]) == 0
     assert load_classifier(tmp_path / "again").metadata.model_version == refitted.model_version
+    # Both record this machine, and the comparison `make train` prints says so.
+    assert refitted.training_config[machine.MACHINE_KEY] == machine.describe()
+    assert machine.compare(tmp_path / "again", refit_dir)[0].startswith("reproduced: ")
     # Its test figures are scored on the same faces, and evaluate carves the same test split from its metadata.
     recorded = json.loads((refit_dir / task.TEST_METRICS_FILENAME).read_text())
     json_path = tmp_path / "test.json"

@@ -47,11 +47,11 @@ from model.network import BACKBONE_NONE, IMAGENET, build_network
 from trainer.files import check_reachable, local_folder_for
 from trainer import augment
 from trainer import data as datasets
-from trainer import distill, expressions, metrics, options, refit
+from trainer import distill, expressions, machine, metrics, options, refit
 from trainer.export import ServingModule, batched_logits, export_model, weights_digest
+from trainer.machine import TEST_METRICS_FILENAME
 
 METRICS_FILENAME: str = "metrics.json"
-TEST_METRICS_FILENAME: str = "test_metrics.json"
 WARMUP_EPOCHS: int = 2
 WEIGHT_DECAY: float = 1e-4
 
@@ -290,6 +290,8 @@ def train(args: argparse.Namespace) -> dict:
             **(finetuned.as_config() if finetuned else {}),
             "seed": args.seed,
             "parameters": int(network.count_params()), "train_seconds": round(train_seconds, 1),
+            # Bit-for-bit equal weights need the same processor and libraries (trainer/machine.py).
+            machine.MACHINE_KEY: machine.describe(),
         },
     )
     with local_folder_for(args.output_dir) as export_dir:
